@@ -1,0 +1,90 @@
+"""alphapoint: authenticated sessions on AlphaPoint APEX WebSocket gateways.
+
+The public surface is re-exported here::
+
+    async with alphapoint.connect("wss://api.example.com/WSGateway/") as session:
+        await session.login(alphapoint.ApiKeyCredentials(api_key=..., api_secret=..., user_id="96"))
+        info = await session.call("GetUserInfo")
+"""
+
+from .credentials import ApiKeyCredentials, Credentials, PasswordCredentials
+from .errors import (
+    AccountLocked,
+    AlphaPointError,
+    AlreadySubscribed,
+    AuthenticationError,
+    AuthenticationRejected,
+    ConnectError,
+    ConnectionClosed,
+    DecodeError,
+    EventOverflow,
+    FrameError,
+    InsecureConnection,
+    InvalidPayload,
+    InvalidRequest,
+    InvalidURL,
+    NotAuthorized,
+    OperationFailed,
+    OperationNotSupported,
+    ProtocolError,
+    RequestError,
+    RequestTimeout,
+    ResourceNotFound,
+    ServerError,
+    SessionClosed,
+    TransportError,
+    TwoFactorRequired,
+)
+from .frame import Frame, MessageType
+from .models import AuthenticateResult, AuthStatus, Event, User
+from .session import DEFAULT_TIMEOUT, EventStream, Session, TwoFactor, connect
+from .signing import NonceSource, sign
+from .totp import Totp
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "AccountLocked",
+    "AlphaPointError",
+    "AlreadySubscribed",
+    "ApiKeyCredentials",
+    "AuthStatus",
+    "AuthenticateResult",
+    "AuthenticationError",
+    "AuthenticationRejected",
+    "ConnectError",
+    "ConnectionClosed",
+    "Credentials",
+    "DecodeError",
+    "Event",
+    "EventOverflow",
+    "EventStream",
+    "Frame",
+    "FrameError",
+    "InsecureConnection",
+    "InvalidPayload",
+    "InvalidRequest",
+    "InvalidURL",
+    "MessageType",
+    "NonceSource",
+    "NotAuthorized",
+    "OperationFailed",
+    "OperationNotSupported",
+    "PasswordCredentials",
+    "ProtocolError",
+    "RequestError",
+    "RequestTimeout",
+    "ResourceNotFound",
+    "ServerError",
+    "Session",
+    "SessionClosed",
+    "Totp",
+    "TransportError",
+    "TwoFactor",
+    "TwoFactorRequired",
+    "User",
+    "__version__",
+    "connect",
+    "sign",
+]

@@ -1,0 +1,152 @@
+"""Reply payloads into model classes, through one strict cattrs converter.
+
+Gateways disagree on key casing: the docs say ``requires2FA``/``userId``, live
+gateways send ``Requires2FA``/``UserId``/``OMSId``. Both fold to the same key
+once lowercased with underscores removed, and so do the Python field names
+(``requires_2fa`` -> ``requires2fa``), so one key map, computed once per class,
+reads every casing. Unknown keys are ignored; missing keys and ``null`` take
+the field's default. A value of the wrong type (``"authenticated": "yes"``)
+raises :class:`DecodeError` naming the field, never a bare cattrs error.
+
+Decoding runs first on a converter without detailed validation (fast); only a
+payload that fails is decoded again on a detailed one, to name the field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from .errors import DecodeError
+from .frame import _json_type
+from .models import AuthenticateResult, User
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["decode", "decode_authenticate_result", "fold_key"]
+
+T = TypeVar("T")
+
+
+def fold_key(key: str) -> str:
+    """The casing-independent form of a key: lowercase, without underscores."""
+    return key.replace("_", "").lower()
+
+
+def _a(value: object) -> str:
+    """``"a string"``, ``"an array"``: the JSON type of ``value`` with its article."""
+    name = _json_type(value)
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
+class _WrongType(TypeError):
+    """A primitive of the wrong JSON type; the message names only types, never values."""
+
+
+def _strict_bool(value: Any, _: type) -> bool:
+    if type(value) is not bool:
+        raise _WrongType(f"expected a boolean, got {_a(value)}")
+    return value
+
+
+def _strict_int(value: Any, _: type) -> int:
+    if type(value) is int:
+        return value
+    # Ids are sometimes sent as decimal strings ("UserId": "96").
+    if type(value) is str and value.isascii() and value.isdigit():
+        return int(value)
+    raise _WrongType(f"expected an integer, got {_a(value)}")
+
+
+def _strict_str(value: Any, _: type) -> str:
+    if type(value) is not str:
+        raise _WrongType(f"expected a string, got {_a(value)}")
+    return value
+
+
+def _optional_str(value: Any, _: type) -> str | None:
+    """``str | None`` fields: empty strings read as absent (``errormsg: ""`` on success)."""
+    return _strict_str(value, str) or None
+
+
+def _make_converter(detailed: bool) -> cattrs.Converter:
+    converter = cattrs.Converter(detailed_validation=detailed, forbid_extra_keys=False)
+    converter.register_structure_hook(bool, _strict_bool)
+    converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(str | None, _optional_str)
+    for cls in (User, AuthenticateResult):
+        converter.register_structure_hook(cls, _folding_hook(converter, cls))
+    return converter
+
+
+def _folding_hook(converter: cattrs.Converter, cls: type[T]) -> Callable[[Any, type], T]:
+    """A structure hook for ``cls`` that reads keys in any casing and skips nulls."""
+    renames = {f.name: override(rename=fold_key(f.name)) for f in attrs.fields(cls)}  # type: ignore[arg-type]
+    structure = make_dict_structure_fn(cls, converter, **renames)  # type: ignore[arg-type]
+
+    def hook(value: Any, _: type) -> T:
+        if not isinstance(value, dict):
+            raise _WrongType(f"expected an object, got {_a(value)}")
+        folded = {
+            fold_key(key): item
+            for key, item in value.items()
+            if item is not None and isinstance(key, str)
+        }
+        return structure(folded, cls)
+
+    return hook
+
+
+_fast = _make_converter(detailed=False)
+_detailed = _make_converter(detailed=True)
+
+
+def decode(cls: type[T], payload: Any, *, what: str | None = None) -> T:
+    """Decode ``payload`` (a reply's decoded ``o``) into ``cls``.
+
+    Raises :class:`DecodeError` naming the first offending field.
+    """
+    with contextlib.suppress(Exception):  # a failure is re-run below to name the field
+        return _fast.structure(payload, cls)
+    try:
+        return _detailed.structure(payload, cls)
+    except Exception as exc:  # noqa: BLE001 - every converter failure becomes DecodeError
+        path, reason = _first_failure(exc)
+    label = what or cls.__name__
+    where = f"field {path!r}" if path else "payload"
+    raise DecodeError(f"{label} reply: {where}: {reason}", path=path) from None
+
+
+def decode_authenticate_result(
+    payload: Any, *, function: str = "AuthenticateUser"
+) -> AuthenticateResult:
+    """Decode an AuthenticateUser, Authenticate2FA or WebAuthenticateUser reply."""
+    return decode(AuthenticateResult, payload, what=function)
+
+
+def _first_failure(exc: BaseException) -> tuple[str, str]:
+    """The dotted field path and the type complaint of the first leaf failure."""
+    path: list[str] = []
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        inner = exc.exceptions[0]
+        for note in getattr(inner, "__notes__", []):
+            name = getattr(note, "name", None)
+            if isinstance(name, str):
+                path.append(name)
+                break
+        exc = inner
+    if isinstance(exc, _WrongType):
+        reason = str(exc)
+    else:
+        # A cattrs or attrs internal error: describe it by type only, since its
+        # message may quote the offending value.
+        reason = f"could not be decoded ({type(exc).__name__})"
+    return ".".join(path), reason

@@ -1,0 +1,422 @@
+"""A WebSocket over an anyio byte stream, driven by websockets' Sans-I/O protocol.
+
+websockets' ``ClientProtocol``/``ServerProtocol`` parse and build frames without
+doing any I/O; this module moves their bytes over an anyio TCP or TLS stream, so
+the same code runs under asyncio and trio. It is used by the client session and
+by the embedded gateway alike.
+
+Rules it keeps (each one a bug in a naive driver):
+
+* everything ``data_to_send()`` returns is written after every
+  ``receive_data()``: pongs and close echoes ride on it;
+* one writer at a time: the reader writes too, so writes share a lock;
+* frames that arrive in the same read as the handshake response are kept;
+* anyio's ``EndOfStream``/``BrokenResourceError``/``ClosedResourceError`` and
+  ``OSError`` become ``receive_eof()`` here, and :class:`ConnectionClosed` for
+  the caller;
+* a TLS stream cannot half-close, so it is closed instead;
+* waiting for the peer's half of a closing handshake is bounded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import ssl as ssl_module
+from collections import deque
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSStream
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidStatus, InvalidURI
+from websockets.frames import Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import CLOSED, OPEN, Protocol
+from websockets.server import ServerProtocol
+from websockets.uri import WebSocketURI, parse_uri
+
+from .errors import ConnectError, ConnectionClosed, InsecureConnection, InvalidURL, ProtocolError
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "WebSocket",
+    "accept_websocket",
+    "open_websocket",
+    "parse_url",
+]
+
+#: The largest incoming message accepted, in bytes (APEX replies are small;
+#: large snapshots fit well under this).
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 2**20
+_READ_SIZE = 65536
+
+logger = logging.getLogger("alphapoint.transport")
+
+
+class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger handed to websockets: it never enables DEBUG.
+
+    websockets logs every frame's contents at DEBUG, passwords included; this
+    library logs frames itself, with secrets redacted.
+    """
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+
+_websockets_logger = _QuietLogger(logging.getLogger("alphapoint.websockets"), {})
+
+
+class WebSocket:
+    """One open WebSocket connection.
+
+    ``receive()`` must be called by a single task (the session's reader);
+    ``send_text()`` may be called from any number of tasks.
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        stream: anyio.abc.ByteStream,
+        *,
+        close_timeout: float = 5.0,
+        frames: list[Any] | None = None,
+    ) -> None:
+        self._protocol = protocol
+        self._stream = stream
+        self._close_timeout = close_timeout
+        self._send_lock = anyio.Lock()
+        self._messages: deque[str | bytes] = deque()
+        self._fragments: list[bytes] = []
+        self._fragment_opcode: Opcode | None = None
+        #: Why the connection failed, when this side failed it.
+        self._failure: ProtocolError | None = None
+        self._stream_closed = False
+        if frames:
+            self._process(frames)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether messages can still be sent."""
+        return self._protocol.state is OPEN
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address, as the socket reports it."""
+        return self._stream.extra(anyio.abc.SocketAttribute.remote_address, None)
+
+    # -- sending --------------------------------------------------------------
+
+    async def send_text(self, text: str) -> None:
+        """Send one text message; raises :class:`ConnectionClosed` if the connection is not open."""
+        async with self._send_lock:
+            if self._protocol.state is not OPEN:
+                raise self._closed_error("the connection is closed")
+            self._protocol.send_text(text.encode())
+            await self._flush()
+
+    async def send_binary(self, data: bytes) -> None:
+        """Send one binary message (the gateway's fault injection uses it)."""
+        async with self._send_lock:
+            if self._protocol.state is not OPEN:
+                raise self._closed_error("the connection is closed")
+            self._protocol.send_binary(data)
+            await self._flush()
+
+    async def send_close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; :meth:`receive` then ends when it completes."""
+        async with self._send_lock:
+            if self._protocol.state is OPEN:
+                self._protocol.send_close(code, reason)
+                await self._flush()
+
+    async def _flush(self, *, quiet: bool = False) -> None:
+        """Write what the protocol has queued. Call with the send lock held.
+
+        A write that fails aborts the stream; it raises :class:`ConnectionClosed`
+        unless ``quiet`` (the reader's flushes: its next read reports the end).
+        """
+        for data in self._protocol.data_to_send():
+            if self._stream_closed:
+                continue
+            try:
+                if data:
+                    await self._stream.send(data)
+                elif isinstance(self._stream, TLSStream):
+                    await self.abort()  # TLS cannot half-close
+                else:
+                    await self._stream.send_eof()
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                await self.abort()
+                if not quiet:
+                    raise self._closed_error("the connection was lost while sending") from None
+
+    # -- receiving ------------------------------------------------------------
+
+    async def receive(self) -> str | bytes:
+        """The next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises :class:`ConnectionClosed` once the connection has closed, with
+        the close code and reason, or the protocol violation that ended it.
+        """
+        while True:
+            if self._messages:
+                return self._messages.popleft()
+            if self._protocol.state is CLOSED:
+                await self.abort()
+                raise self._closed_error("the connection closed")
+            data = b""
+            if self._protocol.close_expected():
+                # Closing: the peer has a bounded time to finish its half.
+                with anyio.move_on_after(self._close_timeout):
+                    data = await self._read()
+            else:
+                data = await self._read()
+            if data:
+                self._protocol.receive_data(data)
+            else:
+                self._protocol.receive_eof()
+            self._process(self._protocol.events_received())
+            async with self._send_lock:
+                await self._flush(quiet=True)
+            parser_exc = self._protocol.parser_exc
+            if (
+                parser_exc is not None
+                and self._failure is None
+                and not isinstance(parser_exc, EOFError)
+            ):
+                # EOFError is a plain connection loss, not a violation.
+                self._failure = _describe_parser_error(parser_exc)
+            if self._failure is not None:
+                # We failed the connection (bad frame, oversize, bad UTF-8):
+                # the close frame is sent; do not wait for the peer.
+                await self.abort()
+                self._protocol.receive_eof()
+
+    async def _read(self) -> bytes:
+        """Bytes from the stream, or ``b""`` at its end, however it ended."""
+        if self._stream_closed:
+            return b""
+        try:
+            return await self._stream.receive(_READ_SIZE)
+        except (
+            anyio.EndOfStream,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            OSError,
+        ):
+            return b""
+
+    def _process(self, frames: list[Any]) -> None:
+        """Assemble message frames into messages; control frames need nothing here."""
+        for frame in frames:
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if frame.fin:
+                    self._deliver(opcode, frame.data)
+                else:
+                    self._fragment_opcode = opcode
+                    self._fragments = [frame.data]
+            elif opcode is Opcode.CONT and self._fragment_opcode is not None:
+                self._fragments.append(frame.data)
+                if frame.fin:
+                    data = b"".join(self._fragments)
+                    opcode, self._fragments, self._fragment_opcode = self._fragment_opcode, [], None
+                    self._deliver(opcode, data)
+
+    def _deliver(self, opcode: Opcode, data: bytes) -> None:
+        if opcode is Opcode.BINARY:
+            self._messages.append(bytes(data))
+            return
+        try:
+            self._messages.append(data.decode())
+        except UnicodeDecodeError:
+            if self._failure is None:
+                self._failure = ProtocolError("the peer sent a text message that is not UTF-8")
+                if self._protocol.state is OPEN:
+                    self._protocol.fail(1007, "invalid UTF-8")
+
+    # -- closing --------------------------------------------------------------
+
+    async def abort(self) -> None:
+        """Close the byte stream now, without any handshake. Idempotent."""
+        if not self._stream_closed:
+            self._stream_closed = True
+            await anyio.aclose_forcefully(self._stream)
+
+    def _closed_error(self, message: str) -> ConnectionClosed:
+        protocol = self._protocol
+        code = protocol.close_code if protocol.state is CLOSED else None
+        reason = protocol.close_reason or "" if protocol.state is CLOSED else ""
+        if self._failure is not None:
+            message = f"{message}: {self._failure}"
+        elif code is not None:
+            message = f"{message} (code {code}{': ' + reason if reason else ''})"
+        error = ConnectionClosed(message, code=code, reason=reason)
+        error.__cause__ = self._failure
+        return error
+
+
+def _describe_parser_error(exc: Exception) -> ProtocolError:
+    """A ProtocolError saying why websockets failed the connection."""
+    name = type(exc).__name__
+    if name == "PayloadTooBig":
+        return ProtocolError(f"the peer sent a message over the size limit ({exc})")
+    return ProtocolError(f"the peer broke the WebSocket protocol ({name}: {exc})")
+
+
+# -- opening ------------------------------------------------------------------
+
+
+def parse_url(url: str) -> WebSocketURI:
+    """Parse and check a ``ws://`` or ``wss://`` URL; raises :class:`InvalidURL`."""
+    try:
+        return parse_uri(url)
+    except InvalidURI:
+        raise InvalidURL(f"not a ws:// or wss:// URL: {url!r}") from None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost`` or a loopback address)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+async def open_websocket(
+    url: str,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    open_timeout: float = 10.0,
+    close_timeout: float = 5.0,
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    allow_insecure: bool = False,
+    user_agent: str | None = None,
+) -> WebSocket:
+    """Connect to ``url`` and complete the WebSocket handshake within ``open_timeout``.
+
+    ``wss://`` verifies the certificate and host name with the system's CAs
+    unless ``ssl`` gives another context. Plain ``ws://`` is refused for a host
+    that is not loopback unless ``allow_insecure`` is true: credentials would
+    cross the network in clear text.
+
+    Raises :class:`ConnectError` (or :class:`InvalidURL`,
+    :class:`InsecureConnection`); never an anyio or OS error.
+    """
+    uri = parse_url(url)
+    if not uri.secure and not allow_insecure and not is_loopback(uri.host):
+        raise InsecureConnection(
+            f"refusing plain ws:// to {uri.host}: credentials would travel unencrypted; "
+            "use wss:// or pass allow_insecure=True"
+        )
+    where = f"{uri.host}:{uri.port}"
+    stream: anyio.abc.ByteStream | None = None
+    try:
+        with anyio.fail_after(open_timeout):
+            if uri.secure:
+                context = ssl if ssl is not None else ssl_module.create_default_context()
+                stream = await anyio.connect_tcp(
+                    uri.host,
+                    uri.port,
+                    ssl_context=context,
+                    tls_hostname=uri.host,
+                    tls_standard_compatible=False,
+                )
+            else:
+                stream = await anyio.connect_tcp(uri.host, uri.port)
+            protocol = ClientProtocol(uri, max_size=max_message_size, logger=_websockets_logger)
+            request = protocol.connect()
+            if user_agent is not None:
+                request.headers["User-Agent"] = user_agent
+            protocol.send_request(request)
+            for data in protocol.data_to_send():
+                await stream.send(data)
+            response, frames = await _read_handshake(protocol, stream)
+    except TimeoutError:
+        if stream is not None:
+            await anyio.aclose_forcefully(stream)
+        raise ConnectError(f"no WebSocket connection to {where} within {open_timeout} s") from None
+    except ssl_module.SSLError as exc:
+        if stream is not None:
+            await anyio.aclose_forcefully(stream)
+        raise ConnectError(f"TLS handshake with {where} failed: {exc.reason or exc}") from exc
+    except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+        if stream is not None:
+            await anyio.aclose_forcefully(stream)
+        detail = str(exc) or type(exc).__name__
+        raise ConnectError(f"could not connect to {where}: {detail}") from exc
+    except BaseException:
+        if stream is not None:
+            await anyio.aclose_forcefully(stream)
+        raise
+    failure = protocol.handshake_exc
+    if failure is not None:
+        await anyio.aclose_forcefully(stream)
+        if isinstance(failure, InvalidStatus):
+            status = failure.response
+            raise ConnectError(
+                f"{where} refused the WebSocket upgrade: HTTP {status.status_code} "
+                f"{status.reason_phrase}"
+            ) from failure
+        raise ConnectError(f"WebSocket handshake with {where} failed: {failure}") from failure
+    del response
+    return WebSocket(protocol, stream, close_timeout=close_timeout, frames=frames)
+
+
+async def _read_handshake(
+    protocol: ClientProtocol, stream: anyio.abc.ByteStream
+) -> tuple[Response, list[Any]]:
+    """Read until the handshake response; return it and any frames that came with it."""
+    while True:
+        try:
+            data = await stream.receive(_READ_SIZE)
+        except anyio.EndOfStream:
+            protocol.receive_eof()
+            raise ConnectError("the server closed the connection during the handshake") from None
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        if events:
+            response = events[0]
+            assert isinstance(response, Response)
+            return response, events[1:]
+
+
+async def accept_websocket(
+    stream: anyio.abc.ByteStream,
+    *,
+    open_timeout: float = 10.0,
+    close_timeout: float = 5.0,
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+) -> WebSocket | None:
+    """The server side of the handshake on an accepted stream.
+
+    Returns ``None`` (and closes the stream) when the client does not complete
+    a valid handshake within ``open_timeout``.
+    """
+    protocol = ServerProtocol(max_size=max_message_size, logger=_websockets_logger)
+    with anyio.move_on_after(open_timeout):
+        try:
+            while True:
+                data = await stream.receive(_READ_SIZE)
+                protocol.receive_data(data)
+                events = protocol.events_received()
+                if events:
+                    break
+            request = events[0]
+            assert isinstance(request, Request)
+            response = protocol.accept(request)
+            protocol.send_response(response)
+            for out in protocol.data_to_send():
+                if out:
+                    await stream.send(out)
+            if protocol.state is OPEN:
+                return WebSocket(protocol, stream, close_timeout=close_timeout, frames=events[1:])
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+    await anyio.aclose_forcefully(stream)
+    return None
