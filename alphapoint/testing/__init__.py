@@ -1,0 +1,25 @@
+"""An embedded APEX gateway for demos and tests, and a pytest fixture for it.
+
+::
+
+    from alphapoint.testing import Gateway, GatewayUser
+
+    gateway = Gateway([GatewayUser("alice", "s3cret", user_id=7)])
+    async with gateway.serve() as running:
+        async with alphapoint.connect(running.url) as session:
+            await session.login(alphapoint.PasswordCredentials("alice", "s3cret"))
+"""
+
+from .accounts import DemoAccounts, demo_gateway
+from .gateway import Casing, Gateway, GatewayApiKey, GatewayUser, LoggedRequest, RunningGateway
+
+__all__ = [
+    "Casing",
+    "DemoAccounts",
+    "Gateway",
+    "GatewayApiKey",
+    "GatewayUser",
+    "LoggedRequest",
+    "RunningGateway",
+    "demo_gateway",
+]

@@ -1,0 +1,563 @@
+"""An embedded APEX-compatible gateway, for demos, tests and users' own tests.
+
+It speaks the wire protocol as live gateways do (PascalCase replies by
+default, ``m=5`` with a raw string for unknown functions, no reply at all to
+text that is not a frame) and keeps the state a login needs: users with
+passwords, TOTP secrets and lockout after failed attempts; API keys whose HMAC
+it verifies, refusing a reused nonce; session tokens for
+``WebAuthenticateUser``. Test hooks (``send_event``, ``drop_connections``,
+``expire_session_tokens``, ``answer_pings``) let a test make it misbehave the
+way real gateways do.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import itertools
+import logging
+import secrets
+import ssl as ssl_module
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+import attrs
+from anyio.streams.tls import TLSListener
+
+from ..errors import ConnectionClosed, FrameError
+from ..frame import Frame, MessageType, decode_frame, encode_frame
+from ..signing import sign
+from ..totp import Totp
+from ..transport import WebSocket, accept_websocket
+
+__all__ = [
+    "Casing",
+    "Gateway",
+    "GatewayApiKey",
+    "GatewayUser",
+    "LoggedRequest",
+    "RunningGateway",
+]
+
+logger = logging.getLogger("alphapoint.testing.gateway")
+
+NOT_AUTHORIZED = 20
+INVALID_REQUEST = 100
+
+
+class Casing(enum.Enum):
+    """How the gateway spells reply keys."""
+
+    PASCAL = "pascal"  #: as live gateways send them: ``Authenticated``, ``OMSId``
+    CAMEL = "camel"  #: as the documentation shows them: ``authenticated``, ``omsId``
+
+
+@attrs.define
+class GatewayUser:
+    """A user account on the embedded gateway. Mutable: tests lock and unlock it."""
+
+    username: str
+    password: str = attrs.field(repr=False)
+    user_id: int
+    account_id: int = 0
+    email: str = ""
+    email_verified: bool = True
+    #: Base32 TOTP secret; a user with one must pass Authenticate2FA.
+    totp_secret: str | None = attrs.field(default=None, repr=False)
+    locked: bool = False
+    failed_attempts: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        if not self.account_id:
+            self.account_id = self.user_id + 1000
+        if not self.email:
+            self.email = f"{self.username}@example.com"
+
+
+@attrs.define
+class GatewayApiKey:
+    """An API key: the user it belongs to (by ``UserId``, as the client signs it) and its secret."""
+
+    api_key: str
+    api_secret: str = attrs.field(repr=False)
+    user_id: str
+
+
+@attrs.frozen
+class LoggedRequest:
+    """One request the gateway received: the proof of what a client sent."""
+
+    connection: int
+    type: MessageType
+    seq: int
+    function: str
+    payload: Any = attrs.field(repr=False, eq=False)
+
+
+@attrs.define
+class _SessionToken:
+    user: GatewayUser
+    expires_at: float
+
+
+class _Connection:
+    """One client connection's state on the gateway."""
+
+    def __init__(self, number: int, websocket: WebSocket) -> None:
+        self.number = number
+        self.websocket = websocket
+        self.user: GatewayUser | None = None
+        self.awaiting_2fa: GatewayUser | None = None
+        self.token: str | None = None
+
+
+Handler = Callable[["_Connection", Any], Any]
+
+
+class Gateway:
+    """The embedded gateway's accounts, state and behaviour.
+
+    ``await gateway.serve()`` is not how it runs: use ``async with
+    gateway.serve(port=0) as running:`` and connect to ``running.url``.
+    """
+
+    def __init__(
+        self,
+        users: Iterable[GatewayUser] = (),
+        api_keys: Iterable[GatewayApiKey] = (),
+        *,
+        max_failed_attempts: int = 5,
+        casing: Casing = Casing.PASCAL,
+        oms_id: int = 1,
+        session_token_ttl: float = 3600.0,
+        two_factor_reply_authenticated: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.users: dict[str, GatewayUser] = {}
+        self.api_keys: dict[str, GatewayApiKey] = {}
+        for user in users:
+            self.add_user(user)
+        for key in api_keys:
+            self.add_api_key(key)
+        self.max_failed_attempts = max_failed_attempts
+        #: Reply casing; may be switched while running.
+        self.casing = casing
+        self.oms_id = oms_id
+        self.session_token_ttl = session_token_ttl
+        #: Answer a 2FA user's AuthenticateUser with ``Authenticated: true`` *and*
+        #: ``Requires2FA: true``, as some live gateways do (the trap clients fall into).
+        self.two_factor_reply_authenticated = two_factor_reply_authenticated
+        #: Whether Ping is answered; turn off to simulate a half-open connection.
+        self.answer_pings = True
+        #: Every request received, in order.
+        self.requests: list[LoggedRequest] = []
+        self._clock = clock
+        self._tokens: dict[str, _SessionToken] = {}
+        self._used_nonces: dict[str, set[str]] = {}
+        self._connections: dict[int, _Connection] = {}
+        self._numbers = itertools.count(1)
+        self._event_seq = itertools.count(2, 2)
+        self._handlers: dict[str, Handler] = {
+            "Ping": self._ping,
+            "AuthenticateUser": self._authenticate_user,
+            "Authenticate2FA": self._authenticate_2fa,
+            "WebAuthenticateUser": self._web_authenticate_user,
+            "LogOut": self._log_out,
+            "GetUserInfo": self._get_user_info,
+        }
+
+    # -- accounts -------------------------------------------------------------
+
+    def add_user(self, user: GatewayUser) -> GatewayUser:
+        """Add (or replace) a user; user names are case-insensitive."""
+        self.users[user.username.lower()] = user
+        return user
+
+    def add_api_key(self, key: GatewayApiKey) -> GatewayApiKey:
+        """Add (or replace) an API key."""
+        self.api_keys[key.api_key] = key
+        return key
+
+    def user_by_id(self, user_id: int) -> GatewayUser | None:
+        """The user with ``user_id``, if any."""
+        return next((u for u in self.users.values() if u.user_id == user_id), None)
+
+    def requests_for(self, function: str) -> list[LoggedRequest]:
+        """The logged requests that called ``function``."""
+        return [r for r in self.requests if r.function == function]
+
+    # -- running --------------------------------------------------------------
+
+    def serve(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl: ssl_module.SSLContext | None = None,
+        path: str = "/WSGateway/",
+    ) -> RunningGateway:
+        """Listen on ``host:port`` (0 picks a free port) while the ``async with`` block runs."""
+        return RunningGateway(self, host=host, port=port, ssl=ssl, path=path)
+
+    async def handle(self, websocket: WebSocket) -> None:
+        """Serve one accepted WebSocket until it closes."""
+        connection = _Connection(next(self._numbers), websocket)
+        self._connections[connection.number] = connection
+        try:
+            while True:
+                message = await websocket.receive()
+                if isinstance(message, bytes):
+                    continue
+                try:
+                    frame = decode_frame(message)
+                except FrameError:
+                    continue  # live gateways answer nothing to text that is not a frame
+                reply = self._respond(connection, frame)
+                if reply is not None:
+                    await websocket.send_text(encode_frame(reply))
+        except ConnectionClosed:
+            pass
+        finally:
+            del self._connections[connection.number]
+            await websocket.abort()
+
+    def _respond(self, connection: _Connection, frame: Frame) -> Frame | None:
+        if frame.type not in (MessageType.REQUEST, MessageType.SUBSCRIBE, MessageType.UNSUBSCRIBE):
+            return None
+        self.requests.append(
+            LoggedRequest(connection.number, frame.type, frame.seq, frame.function, frame.payload)
+        )
+        handler = self._handlers.get(frame.function)
+        if handler is None:
+            return Frame(MessageType.ERROR, frame.seq, frame.function, "Endpoint Not Found")
+        if not isinstance(frame.payload, dict):
+            payload: Any = _standard(
+                False, "Invalid Request", INVALID_REQUEST, "payload must be an object"
+            )
+        else:
+            payload = handler(connection, frame.payload)
+        if payload is None:
+            return None
+        return Frame(MessageType.REPLY, frame.seq, frame.function, payload)
+
+    # -- test hooks -----------------------------------------------------------
+
+    @property
+    def connection_count(self) -> int:
+        """How many clients are connected now."""
+        return len(self._connections)
+
+    async def send_event(
+        self,
+        function: str,
+        payload: Any,
+        *,
+        user_id: int | None = None,
+        seq: int | None = None,
+    ) -> int:
+        """Push an ``m=3`` event to every connection (or ``user_id``'s); returns how many got it.
+
+        ``seq`` sets the event's ``i`` (to collide with a pending request, say).
+        """
+        sent = 0
+        for connection in list(self._connections.values()):
+            if user_id is not None and (
+                connection.user is None or connection.user.user_id != user_id
+            ):
+                continue
+            number = next(self._event_seq) if seq is None else seq
+            try:
+                await connection.websocket.send_text(
+                    encode_frame(Frame(MessageType.EVENT, number, function, payload))
+                )
+            except ConnectionClosed:
+                continue
+            sent += 1
+        return sent
+
+    async def logout_event(self, *, user_id: int | None = None) -> int:
+        """End sessions the way the exchange does: log out, then push a LogoutEvent."""
+        for connection in self._connections.values():
+            if user_id is None or (
+                connection.user is not None and connection.user.user_id == user_id
+            ):
+                self._forget_login(connection)
+        return await self.send_event("LogoutEvent", {}, user_id=None)
+
+    async def drop_connections(self) -> None:
+        """Cut every connection at the TCP level, with no closing handshake."""
+        for connection in list(self._connections.values()):
+            await connection.websocket.abort()
+
+    def expire_session_tokens(self) -> None:
+        """Forget every session token, as if an hour had passed."""
+        self._tokens.clear()
+
+    # -- functions ------------------------------------------------------------
+
+    def _ping(self, connection: _Connection, payload: dict[str, Any]) -> Any:
+        return {"msg": "PONG"} if self.answer_pings else None
+
+    def _authenticate_user(self, connection: _Connection, payload: dict[str, Any]) -> Any:
+        if "APIKey" in payload:
+            user, error = self._check_api_key(payload)
+        elif "UserName" in payload:
+            user, error = self._check_password(payload)
+        else:
+            return _standard(
+                False, "Invalid Request", INVALID_REQUEST, "UserName and Password, or APIKey"
+            )
+        if user is None:
+            return self._cased(
+                {"Authenticated": False, "Locked": error == "User is locked", "errormsg": error}
+            )
+        if user.totp_secret:
+            connection.awaiting_2fa = user
+            return self._cased(
+                {
+                    "Authenticated": self.two_factor_reply_authenticated,
+                    "User": self._user_record(user),
+                    "Locked": False,
+                    "Requires2FA": True,
+                    "EnforceEnable2FA": False,
+                    "TwoFAType": "Google",
+                    "TwoFAToken": "",
+                    "errormsg": None,
+                }
+            )
+        token = self._log_in(connection, user)
+        return self._cased(
+            {
+                "Authenticated": True,
+                "SessionToken": token,
+                "User": self._user_record(user),
+                "Locked": False,
+                "Requires2FA": False,
+                "EnforceEnable2FA": False,
+                "TwoFAType": None,
+                "TwoFAToken": None,
+                "errormsg": None,
+            }
+        )
+
+    def _check_password(self, payload: dict[str, Any]) -> tuple[GatewayUser | None, str]:
+        username, password = payload.get("UserName"), payload.get("Password")
+        user = self.users.get(username.lower()) if isinstance(username, str) else None
+        if user is None or not isinstance(password, str):
+            return None, "Invalid username or password"
+        if user.locked:
+            return None, "User is locked"
+        if not hmac.compare_digest(password.encode(), user.password.encode()):
+            return None, self._failed(user, "Invalid username or password")
+        user.failed_attempts = 0
+        return user, ""
+
+    def _check_api_key(self, payload: dict[str, Any]) -> tuple[GatewayUser | None, str]:
+        fields = [payload.get(name) for name in ("APIKey", "Signature", "UserId", "Nonce")]
+        if not all(isinstance(value, str) and value for value in fields):
+            return None, "APIKey, Signature, UserId and Nonce must be non-empty strings"
+        api_key, signature, user_id, nonce = (str(value) for value in fields)
+        key = self.api_keys.get(api_key)
+        user = self.user_by_id(int(key.user_id)) if key and key.user_id.isdigit() else None
+        if key is None or user is None or user_id != key.user_id:
+            return None, "Invalid API key"
+        if user.locked:
+            return None, "User is locked"
+        expected = sign(key.api_secret, nonce, user_id, api_key)
+        if not hmac.compare_digest(signature, expected):
+            return None, self._failed(user, "Invalid signature")
+        used = self._used_nonces.setdefault(api_key, set())
+        if nonce in used:
+            return None, self._failed(user, "Nonce already used")
+        used.add(nonce)
+        user.failed_attempts = 0
+        return user, ""
+
+    def _failed(self, user: GatewayUser, error: str) -> str:
+        user.failed_attempts += 1
+        if user.failed_attempts >= self.max_failed_attempts:
+            user.locked = True
+            logger.info(
+                "user %s locked after %d failed attempts", user.username, user.failed_attempts
+            )
+            return "User is locked"
+        return error
+
+    def _authenticate_2fa(self, connection: _Connection, payload: dict[str, Any]) -> Any:
+        user = connection.awaiting_2fa
+        code = payload.get("Code")
+        if user is None or user.totp_secret is None:
+            return self._cased({"Authenticated": False, "errormsg": "No login awaits a 2FA code"})
+        if user.locked:
+            return self._cased(
+                {"Authenticated": False, "Locked": True, "errormsg": "User is locked"}
+            )
+        if not isinstance(code, str) or not Totp(user.totp_secret, clock=self._clock).verify(code):
+            return self._cased(
+                {"Authenticated": False, "errormsg": self._failed(user, "Invalid 2FA code")}
+            )
+        user.failed_attempts = 0
+        connection.awaiting_2fa = None
+        token = self._log_in(connection, user)
+        return self._cased({"Authenticated": True, "SessionToken": token, "UserId": user.user_id})
+
+    def _web_authenticate_user(self, connection: _Connection, payload: dict[str, Any]) -> Any:
+        token = payload.get("SessionToken")
+        if isinstance(token, str):
+            entry = self._tokens.get(token)
+            if entry is None or entry.expires_at < self._clock() or entry.user.locked:
+                self._tokens.pop(token, None)
+                return self._cased({"Authenticated": False, "errormsg": "Session token not valid"})
+            connection.user, connection.token = entry.user, token
+            entry.expires_at = self._clock() + self.session_token_ttl
+            return self._cased(
+                {"Authenticated": True, "SessionToken": token, "UserId": entry.user.user_id}
+            )
+        user, error = self._check_password(payload)
+        if user is None:
+            return self._cased({"Authenticated": False, "errormsg": error})
+        if user.totp_secret:
+            connection.awaiting_2fa = user
+            return self._cased({"Authenticated": False, "Requires2FA": True, "TwoFAType": "Google"})
+        token = self._log_in(connection, user)
+        return self._cased({"Authenticated": True, "SessionToken": token, "UserId": user.user_id})
+
+    def _log_out(self, connection: _Connection, payload: dict[str, Any]) -> Any:
+        self._forget_login(connection)
+        return _standard(True, None, 0, None)
+
+    def _get_user_info(self, connection: _Connection, payload: dict[str, Any]) -> Any:
+        user = connection.user
+        if user is None:
+            return _standard(False, "Not Authorized", NOT_AUTHORIZED, None)
+        record = self._user_record(user)
+        record.update({"Locked": user.locked, "NumberOfFailedAttempt": user.failed_attempts})
+        return self._cased(record)
+
+    # -- helpers --------------------------------------------------------------
+
+    def _log_in(self, connection: _Connection, user: GatewayUser) -> str:
+        token = secrets.token_hex(16)
+        self._tokens[token] = _SessionToken(user, self._clock() + self.session_token_ttl)
+        connection.user, connection.token = user, token
+        logger.info("connection %d logged in as %s", connection.number, user.username)
+        return token
+
+    def _forget_login(self, connection: _Connection) -> None:
+        if connection.token is not None:
+            self._tokens.pop(connection.token, None)
+        connection.user = connection.token = connection.awaiting_2fa = None
+
+    def _user_record(self, user: GatewayUser) -> dict[str, Any]:
+        return {
+            "UserId": user.user_id,
+            "UserName": user.username,
+            "Email": user.email,
+            "EmailVerified": user.email_verified,
+            "AccountId": user.account_id,
+            "OMSId": self.oms_id,
+            "Use2FA": user.totp_secret is not None,
+        }
+
+    def _cased(self, reply: dict[str, Any]) -> dict[str, Any]:
+        return reply if self.casing is Casing.PASCAL else _camel_case(reply)
+
+
+def _standard(result: bool, message: str | None, code: int, detail: str | None) -> dict[str, Any]:
+    """APEX's standard response, always spelled in lowercase."""
+    return {"result": result, "errormsg": message, "errorcode": code, "detail": detail}
+
+
+_CAMEL_SPECIAL = {"OMSId": "omsId", "errormsg": "errormsg"}
+
+
+def _camel_case(value: Any) -> Any:
+    """PascalCase keys as the documentation spells them (``OMSId`` -> ``omsId``)."""
+    if isinstance(value, dict):
+        return {
+            _CAMEL_SPECIAL.get(key, key[:1].lower() + key[1:]): _camel_case(item)
+            for key, item in value.items()
+        }
+    return value
+
+
+class RunningGateway:
+    """A :class:`Gateway` listening on a socket; made by :meth:`Gateway.serve`."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        host: str,
+        port: int,
+        ssl: ssl_module.SSLContext | None,
+        path: str,
+    ) -> None:
+        self.gateway = gateway
+        self.host = host
+        self.port = port
+        self._ssl = ssl
+        self._path = path
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._listener: anyio.abc.Listener[Any] | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL clients connect to."""
+        scheme = "wss" if self._ssl is not None else "ws"
+        host = "localhost" if self._ssl is not None and self.host == "127.0.0.1" else self.host
+        return f"{scheme}://{host}:{self.port}{self._path}"
+
+    async def __aenter__(self) -> RunningGateway:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Listen (again, on the same port once it has one)."""
+        if self._task_group is not None:
+            raise RuntimeError("the gateway is already running")
+        listener: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(
+            local_host=self.host, local_port=self.port, reuse_port=False
+        )
+        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        if self._ssl is not None:
+            listener = TLSListener(listener, self._ssl, standard_compatible=False)
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        task_group.start_soon(listener.serve, self._accept, task_group)
+        self._task_group, self._listener = task_group, listener
+        logger.info("gateway listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Stop listening and cut every connection (a gateway restart, with :meth:`start`)."""
+        task_group, listener = self._task_group, self._listener
+        if task_group is None or listener is None:
+            return
+        self._task_group = self._listener = None
+        # Cancelling the handlers cuts their connections (no closing handshake).
+        task_group.cancel_scope.cancel()
+        await task_group.__aexit__(None, None, None)
+        with anyio.CancelScope(shield=True):
+            await listener.aclose()
+
+    async def _accept(self, stream: anyio.abc.ByteStream) -> None:
+        try:
+            websocket = await accept_websocket(stream)
+        except Exception:
+            logger.debug("handshake failed", exc_info=True)
+            await anyio.aclose_forcefully(stream)
+            return
+        if websocket is not None:
+            await self.gateway.handle(websocket)
