@@ -121,8 +121,9 @@ class FrameError(ProtocolError):
 class DecodeError(ProtocolError):
     """A payload does not have the shape of the expected reply.
 
-    ``path`` names the offending field as it appears in the reply (for example
-    ``Authenticated`` or ``User.UserId``), or is empty for the payload itself.
+    ``path`` names the offending field by its Python attribute path, whatever
+    the reply's casing (for example ``authenticated`` or ``user.user_id``), or
+    is empty for the payload itself.
     """
 
     def __init__(self, message: str, *, path: str = "") -> None:

@@ -57,7 +57,7 @@ def encode_frame(frame: Frame) -> str:
     """
     try:
         inner = _dumps(frame.payload)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidPayload(
             f"payload of {frame.function!r} is not JSON-serialisable ({type(exc).__name__})"
         ) from None

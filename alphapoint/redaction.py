@@ -47,6 +47,6 @@ def redact(value: Any) -> Any:
             else:
                 out[key] = redact(item)
         return out
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):  # json.dumps sends a tuple as an array
         return [redact(item) for item in value]
     return value

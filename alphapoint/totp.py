@@ -32,6 +32,8 @@ def hotp(key: bytes, counter: int, *, digits: int = 6, algorithm: str = "sha1") 
 
 def _decode_secret(secret: str) -> bytes:
     cleaned = secret.replace(" ", "").replace("-", "").upper()
+    if not cleaned:
+        raise ValueError("TOTP secret is empty")
     cleaned += "=" * (-len(cleaned) % 8)
     try:
         return base64.b32decode(cleaned)
@@ -65,6 +67,8 @@ class Totp:
 
     def verify(self, code: str, *, timestamp: float | None = None, window: int = 1) -> bool:
         """Whether ``code`` is valid now, allowing ``window`` periods of clock skew."""
+        if not code.isascii():  # compare_digest raises TypeError on non-ASCII str
+            return False
         now = self.clock() if timestamp is None else timestamp
         return any(
             hmac.compare_digest(code, self.at(now + step * self.period))
