@@ -157,6 +157,12 @@ def test_invalid_base32_is_a_value_error(secret: str) -> None:
         Totp(secret)
 
 
+@pytest.mark.parametrize("secret", ["", "   ", "--"], ids=repr)
+def test_empty_secret_is_a_value_error(secret: str) -> None:
+    with pytest.raises(ValueError, match="TOTP secret is empty"):
+        Totp(secret)
+
+
 def test_invalid_secret_error_does_not_show_the_secret() -> None:
     with pytest.raises(ValueError, match="base32") as info:
         Totp("SECRETVALUE!")
