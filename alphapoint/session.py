@@ -470,10 +470,12 @@ class EventStream:
         self._ended = False
         self._error: AlphaPointError | None = None
         self._dropped = 0
+        self._entered = False
 
     async def __aenter__(self) -> EventStream:
         if self._session._closed is not None:
             raise self._session._closed_error()
+        self._entered = True
         self._session._subscribers.append(self)
         return self
 
@@ -483,12 +485,15 @@ class EventStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._detach()
+        # Unsubscribed: reading on yields what was queued, then stops (never hangs).
+        self._end(None)
 
     def __aiter__(self) -> EventStream:
         return self
 
     async def __anext__(self) -> Event:
+        if not self._entered:
+            raise RuntimeError("enter the event stream with `async with` before iterating it")
         while True:
             if self._queue:
                 return self._queue.popleft()

@@ -167,6 +167,10 @@ class WebSocket:
             if self._protocol.state is CLOSED:
                 await self.abort()
                 raise self._closed_error("the connection closed")
+            # Answers queued before this read (a close echo or pong for frames
+            # that came with the handshake response) must not wait for it.
+            async with self._send_lock:
+                await self._flush(quiet=True)
             data = b""
             if self._protocol.close_expected():
                 # Closing: the peer has a bounded time to finish its half.
@@ -248,8 +252,14 @@ class WebSocket:
 
     def _closed_error(self, message: str) -> ConnectionClosed:
         protocol = self._protocol
-        code = protocol.close_code if protocol.state is CLOSED else None
-        reason = protocol.close_reason or "" if protocol.state is CLOSED else ""
+        received = protocol.close_rcvd
+        if protocol.state is CLOSED:
+            code, reason = protocol.close_code, protocol.close_reason or ""
+        elif received is not None:
+            # Closing: the peer's close frame already says why.
+            code, reason = int(received.code), received.reason
+        else:
+            code, reason = None, ""
         if self._failure is not None:
             message = f"{message}: {self._failure}"
         elif code is not None:
@@ -274,7 +284,7 @@ def parse_url(url: str) -> WebSocketURI:
     """Parse and check a ``ws://`` or ``wss://`` URL; raises :class:`InvalidURL`."""
     try:
         return parse_uri(url)
-    except InvalidURI:
+    except (InvalidURI, ValueError):  # urllib raises ValueError for a bad port or IPv6 host
         raise InvalidURL(f"not a ws:// or wss:// URL: {url!r}") from None
 
 
@@ -344,7 +354,11 @@ async def open_websocket(
     except ssl_module.SSLError as exc:
         if stream is not None:
             await anyio.aclose_forcefully(stream)
-        raise ConnectError(f"TLS handshake with {where} failed: {exc.reason or exc}") from exc
+        detail = exc.reason or str(exc)
+        if isinstance(exc, ssl_module.SSLCertVerificationError) and exc.verify_message:
+            # Which check failed: "Hostname mismatch, ...", "unable to get local issuer ..."
+            detail = f"{detail}: {exc.verify_message}"
+        raise ConnectError(f"TLS handshake with {where} failed: {detail}") from exc
     except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
         if stream is not None:
             await anyio.aclose_forcefully(stream)
@@ -370,8 +384,12 @@ async def open_websocket(
 
 async def _read_handshake(
     protocol: ClientProtocol, stream: anyio.abc.ByteStream
-) -> tuple[Response, list[Any]]:
-    """Read until the handshake response; return it and any frames that came with it."""
+) -> tuple[Response | None, list[Any]]:
+    """Read until the handshake response; return it and any frames that came with it.
+
+    The response is ``None`` when the server answered something that is not HTTP
+    (``protocol.handshake_exc`` says what).
+    """
     while True:
         try:
             data = await stream.receive(_READ_SIZE)
@@ -384,6 +402,9 @@ async def _read_handshake(
             response = events[0]
             assert isinstance(response, Response)
             return response, events[1:]
+        if protocol.handshake_exc is not None:
+            # Not an HTTP response: no event will ever come; the caller reports it.
+            return None, []
 
 
 async def accept_websocket(

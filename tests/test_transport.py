@@ -1,0 +1,523 @@
+"""alphapoint.transport over real loopback sockets: TLS, URLs, handshakes, frames.
+
+Faults below the APEX layer come from ``serve_tcp`` handlers that speak raw
+TCP, some of them driving websockets' ``ServerProtocol`` by hand so that a test
+controls every byte: what arrives with the 101 response, fragmentation,
+masking, invalid UTF-8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+import trustme
+from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+
+import alphapoint
+from alphapoint import (
+    ConnectError,
+    ConnectionClosed,
+    InsecureConnection,
+    InvalidURL,
+    MessageType,
+)
+from alphapoint.frame import Frame as ApexFrame
+from alphapoint.frame import decode_frame, encode_frame
+from alphapoint.testing import demo_gateway
+from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing.scripted import ScriptedConnection, serve_script, serve_tcp
+
+pytestmark = pytest.mark.anyio
+
+#: Upper bound, in seconds, on any wait in these tests: a bug fails, never hangs.
+LIMIT = 10.0
+
+#: open_timeout for handshakes that are meant to time out.
+SHORT = 0.2
+
+PONG = {"msg": "PONG"}
+
+
+async def open_and_ping(url: str, **options: Any) -> Any:
+    """Connect, call Ping, return its reply (so ``pytest.raises`` wraps one statement)."""
+    with anyio.fail_after(LIMIT):
+        async with alphapoint.connect(url, **options) as session:
+            return await session.call("Ping")
+
+
+async def drain(stream: anyio.abc.ByteStream) -> None:
+    """Read and drop everything until the peer goes away."""
+    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+        while True:
+            await stream.receive()
+
+
+async def read_http_request(stream: anyio.abc.ByteStream) -> bytes:
+    """The client's handshake request, up to the blank line."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive()
+    return data
+
+
+class RawPeer:
+    """The server end of a WebSocket, byte by byte: websockets' ServerProtocol, no driver."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self.stream = stream
+        self.protocol = ServerProtocol()
+        self.frames: deque[Frame] = deque()
+
+    async def receive_handshake(self) -> Request:
+        while True:
+            self.protocol.receive_data(await self.stream.receive())
+            events = self.protocol.events_received()
+            if events:
+                request = events[0]
+                assert isinstance(request, Request)
+                return request
+
+    def accept(self, request: Request) -> None:
+        """Queue the 101 response (sent by the next :meth:`flush`)."""
+        self.protocol.send_response(self.protocol.accept(request))
+
+    async def flush(self) -> None:
+        """Write everything queued, in one send (and half-close when the protocol says so)."""
+        chunks = self.protocol.data_to_send()
+        data = b"".join(chunks)
+        if data:
+            await self.stream.send(data)
+        if b"" in chunks:
+            await self.stream.send_eof()
+
+    async def until_closed(self) -> None:
+        """Answer pings and the closing handshake until the client goes away."""
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            while True:
+                await self.next_frame()
+
+    async def next_frame(self) -> Frame:
+        while not self.frames:
+            data = await self.stream.receive()
+            self.protocol.receive_data(data)
+            for event in self.protocol.events_received():
+                assert isinstance(event, Frame)
+                self.frames.append(event)
+            # Pongs and close echoes, if the client is still there to read them.
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                await self.flush()
+        return self.frames.popleft()
+
+    async def next_request(self) -> ApexFrame:
+        frame = await self.next_frame()
+        assert frame.opcode is Opcode.TEXT
+        return decode_frame(bytes(frame.data).decode())
+
+    def queue_reply(self, request: ApexFrame, payload: Any) -> None:
+        text = encode_frame(ApexFrame(MessageType.REPLY, request.seq, request.function, payload))
+        self.protocol.send_text(text.encode())
+
+
+@contextlib.contextmanager
+def unused_port() -> Iterator[int]:
+    """A loopback port that is bound, so nobody else takes it, but not listening."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+# -- TLS ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def server_context(ca: trustme.CA, *hosts: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*hosts).configure_cert(context)
+    return context
+
+
+def client_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+@contextlib.asynccontextmanager
+async def tls_gateway(context: ssl.SSLContext) -> AsyncIterator[GatewayFixture]:
+    gateway, accounts = demo_gateway()
+    async with gateway.serve(ssl=context) as running:
+        yield GatewayFixture(gateway, accounts, running)
+
+
+async def test_wss_with_a_valid_certificate(ca: trustme.CA) -> None:
+    async with tls_gateway(server_context(ca, "localhost")) as fixture:
+        assert fixture.url.startswith("wss://localhost:")
+        async with alphapoint.connect(fixture.url, ssl=client_context(ca)) as session:
+            assert await session.call("Ping") == PONG
+            result = await session.login(fixture.accounts.password)
+            assert result.user is not None
+            assert result.user.user_name == "alice"
+            assert fixture.gateway.connection_count == 1
+        with anyio.fail_after(LIMIT):
+            while fixture.gateway.connection_count:  # noqa: ASYNC110 - no event to await
+                await anyio.sleep(0.01)
+
+
+async def test_wss_connection_lost(ca: trustme.CA) -> None:
+    async with (
+        tls_gateway(server_context(ca, "localhost")) as fixture,
+        alphapoint.connect(fixture.url, ssl=client_context(ca)) as session,
+    ):
+        assert await session.call("Ping") == PONG
+        await fixture.gateway.drop_connections()
+        with pytest.raises(ConnectionClosed):
+            await session.call("Ping")
+
+
+@pytest.mark.parametrize(
+    ("cert_hosts", "connect_host"),
+    [(("gateway.example.com",), "localhost"), (("localhost",), "127.0.0.1")],
+    ids=["other-name", "name-not-ip"],
+)
+async def test_wss_wrong_host_name_fails(
+    ca: trustme.CA, cert_hosts: tuple[str, ...], connect_host: str
+) -> None:
+    async with tls_gateway(server_context(ca, *cert_hosts)) as fixture:
+        url = f"wss://{connect_host}:{fixture.running.port}/WSGateway/"
+        with pytest.raises(ConnectError) as info:
+            await open_and_ping(url, ssl=client_context(ca))
+        message = str(info.value)
+        assert "TLS" in message
+        assert "certificate" in message.lower()
+        assert "mismatch" in message.lower()  # says which check failed
+        assert fixture.gateway.requests == []
+
+
+async def test_wss_unknown_ca_fails(ca: trustme.CA) -> None:
+    async with tls_gateway(server_context(ca, "localhost")) as fixture:
+        with pytest.raises(ConnectError) as info:
+            await open_and_ping(fixture.url, ssl=client_context(trustme.CA()))
+        message = str(info.value)
+        assert "TLS" in message
+        assert "certificate" in message.lower()
+        assert "mismatch" not in message.lower()
+        # Without ssl=, the system's CAs are used, and they do not know this CA either.
+        with pytest.raises(ConnectError) as default:
+            await open_and_ping(fixture.url)
+        assert "certificate" in str(default.value).lower()
+        assert fixture.gateway.requests == []
+
+
+# -- URLs and plain ws:// ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ws://example.com/WSGateway/",
+        "ws://api.ndax.io/WSGateway/",
+        "ws://10.255.255.1:9/WSGateway/",
+        "ws://[2001:db8::1]/WSGateway/",
+        "ws://0.0.0.0:9/",
+    ],
+)
+async def test_plain_ws_to_a_non_loopback_host_is_refused(url: str) -> None:
+    # An attempt to connect would fail otherwise (ConnectError within 0.2 s, or worse).
+    with pytest.raises(InsecureConnection) as info:
+        await open_and_ping(url, open_timeout=SHORT)
+    assert isinstance(info.value, ValueError)
+    assert "wss://" in str(info.value)
+    assert "allow_insecure" in str(info.value)
+
+
+async def test_allow_insecure_lifts_the_check(alphapoint_gateway: GatewayFixture) -> None:
+    # On Linux, 0.0.0.0 reaches this host, yet it is not a loopback address.
+    url = f"ws://0.0.0.0:{alphapoint_gateway.running.port}/WSGateway/"
+    with pytest.raises(InsecureConnection):
+        await open_and_ping(url)
+    assert await open_and_ping(url, allow_insecure=True) == PONG
+    with unused_port() as port, pytest.raises(ConnectError):
+        await open_and_ping(f"ws://0.0.0.0:{port}/", allow_insecure=True)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_plain_ws_to_loopback_is_allowed(
+    alphapoint_gateway: GatewayFixture, host: str
+) -> None:
+    url = f"ws://{host}:{alphapoint_gateway.running.port}/WSGateway/"
+    assert await open_and_ping(url) == PONG
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "not a url",
+        "127.0.0.1:8080/WSGateway/",
+        "http://127.0.0.1/WSGateway/",
+        "https://api.example.com/WSGateway/",
+        "ws://",
+        "ws:///WSGateway/",
+        "ws://127.0.0.1/WSGateway/#fragment",
+        "ws://user@127.0.0.1/WSGateway/",
+        "ws://127.0.0.1:notaport/WSGateway/",
+        "ws://127.0.0.1:99999/WSGateway/",
+        "wss://[::1/WSGateway/",
+    ],
+)
+async def test_invalid_url(url: str) -> None:
+    with pytest.raises(InvalidURL) as info:
+        await open_and_ping(url)
+    assert isinstance(info.value, ValueError)
+
+
+# -- opening the connection -------------------------------------------------------------
+
+
+async def test_connection_refused() -> None:
+    with unused_port() as port, pytest.raises(ConnectError) as info:
+        await open_and_ping(f"ws://127.0.0.1:{port}/WSGateway/")
+    assert f"127.0.0.1:{port}" in str(info.value)
+    assert info.value.retryable
+
+
+async def test_server_that_never_answers_the_handshake() -> None:
+    async with serve_tcp(drain) as server:
+        with pytest.raises(ConnectError) as info:
+            await open_and_ping(server.url, open_timeout=SHORT)
+    assert f"within {SHORT} s" in str(info.value)
+    assert server.connections == 1
+
+
+async def test_handshake_refused_with_http_403() -> None:
+    async def refuse(stream: anyio.abc.ByteStream) -> None:
+        await read_http_request(stream)
+        await stream.send(
+            b"HTTP/1.1 403 Forbidden\r\n"
+            b"Content-Type: text/plain\r\n"
+            b"Content-Length: 9\r\n"
+            b"\r\n"
+            b"Forbidden"
+        )
+        await drain(stream)  # the client must not wait for the server to hang up
+
+    async with serve_tcp(refuse) as server:
+        with pytest.raises(ConnectError) as info:
+            await open_and_ping(server.url, open_timeout=LIMIT / 2)
+    assert "403" in str(info.value)
+    assert "within" not in str(info.value)
+
+
+async def test_handshake_answered_with_something_that_is_not_http() -> None:
+    async def babble(stream: anyio.abc.ByteStream) -> None:
+        await read_http_request(stream)
+        await stream.send(b"SSH-2.0-OpenSSH_9.6\r\nProtocol mismatch.\r\n\r\n")
+        await drain(stream)  # the client must not wait for the server to hang up
+
+    async with serve_tcp(babble) as server:
+        with pytest.raises(ConnectError) as info:
+            await open_and_ping(server.url, open_timeout=LIMIT / 2)
+    message = str(info.value)
+    assert "handshake" in message
+    assert "within" not in message
+
+
+async def test_server_hanging_up_during_the_handshake() -> None:
+    async def hang_up(stream: anyio.abc.ByteStream) -> None:
+        await read_http_request(stream)
+
+    async with serve_tcp(hang_up) as server:
+        with pytest.raises(ConnectError) as info:
+            await open_and_ping(server.url, open_timeout=LIMIT / 2)
+    assert "handshake" in str(info.value)
+    assert "within" not in str(info.value)
+
+
+async def test_plain_ws_client_to_a_tls_server_fails(ca: trustme.CA) -> None:
+    async with tls_gateway(server_context(ca, "localhost")) as fixture:
+        url = f"ws://127.0.0.1:{fixture.running.port}/WSGateway/"
+        with pytest.raises(ConnectError):
+            await open_and_ping(url, open_timeout=LIMIT / 2)
+
+
+# -- frames ------------------------------------------------------------------------------
+
+
+async def test_message_over_max_message_size_ends_the_session() -> None:
+    async def script(connection: ScriptedConnection) -> None:
+        small = await connection.receive_frame()
+        await connection.reply(small, {"data": "x" * 500})
+        large = await connection.receive_frame()
+        await connection.reply(large, {"data": "x" * 5000})
+        await connection.wait_closed()
+
+    async with (
+        serve_script(script) as server,
+        alphapoint.connect(server.url, max_message_size=1024) as session,
+        session.events() as events,
+    ):
+        assert await session.call("Small") == {"data": "x" * 500}
+        with anyio.fail_after(LIMIT), pytest.raises(ConnectionClosed) as info:
+            await session.call("Large")
+        assert "size limit" in str(info.value)
+        assert not session.is_open
+        with anyio.fail_after(LIMIT), pytest.raises(ConnectionClosed) as stream_info:
+            await events.__anext__()
+        assert "size limit" in str(stream_info.value)
+
+
+async def test_fragmented_message_over_max_message_size() -> None:
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        await peer.flush()
+        await peer.next_request()
+        # 4 x 400 bytes, each frame under the 1024-byte limit.
+        peer.protocol.send_text(b"x" * 400, fin=False)
+        for _ in range(3):
+            peer.protocol.send_continuation(b"x" * 400, fin=False)
+        peer.protocol.send_continuation(b"", fin=True)
+        await peer.flush()
+        await peer.until_closed()
+
+    async with (
+        serve_tcp(handler) as server,
+        alphapoint.connect(server.url, max_message_size=1024) as session,
+    ):
+        with anyio.fail_after(LIMIT), pytest.raises(ConnectionClosed) as info:
+            await session.call("Large")
+    assert "size limit" in str(info.value)
+
+
+async def test_fragmented_reply_is_assembled() -> None:
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        await peer.flush()
+        request = await peer.next_request()
+        text = encode_frame(ApexFrame(MessageType.REPLY, request.seq, request.function, PONG))
+        data = text.encode()
+        peer.protocol.send_text(data[:5], fin=False)
+        await peer.flush()
+        peer.protocol.send_ping(b"in between")  # control frames may interleave
+        peer.protocol.send_continuation(data[5:12], fin=False)
+        await peer.flush()
+        peer.protocol.send_continuation(data[12:], fin=True)
+        await peer.flush()
+        pong = await peer.next_frame()
+        assert pong.opcode is Opcode.PONG
+        assert pong.data == b"in between"
+        await peer.until_closed()
+
+    async with serve_tcp(handler) as server:
+        assert await open_and_ping(server.url) == PONG
+
+
+async def test_frames_in_the_same_read_as_the_handshake_response() -> None:
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        # An unmasked server text frame, sent with the 101 response in one write.
+        peer.protocol.send_text(b"early: not an APEX frame")
+        await peer.flush()
+        request = await peer.next_request()
+        peer.queue_reply(request, PONG)
+        await peer.flush()
+        await peer.until_closed()
+
+    async with serve_tcp(handler) as server, alphapoint.connect(server.url) as session:
+        assert await session.call("Ping") == PONG
+        # The early frame was read (and found unreadable) before the reply.
+        assert session.protocol_errors == 1
+
+
+async def test_close_frame_in_the_same_read_as_the_handshake_response() -> None:
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        peer.protocol.send_close(1013, "try again later")
+        await peer.flush()
+        await peer.until_closed()
+
+    # The client echoes the close at once; it does not sit out its close timeout.
+    async with (
+        serve_tcp(handler) as server,
+        alphapoint.connect(server.url, close_timeout=3 * LIMIT) as session,
+    ):
+        with anyio.fail_after(LIMIT), pytest.raises(ConnectionClosed) as info:
+            await session.call("Ping", timeout=None)
+    assert info.value.code == 1013
+    assert info.value.reason == "try again later"
+    assert "1013" in str(info.value)
+
+
+async def test_invalid_utf8_in_a_text_frame_ends_the_connection() -> None:
+    close_codes: list[int] = []
+
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        await peer.flush()
+        await peer.next_request()
+        peer.protocol.send_text(b'{"m":1,"i":2,"n":"Ping","o":"\xff\xfe"}')
+        await peer.flush()
+        frame = await peer.next_frame()
+        if frame.opcode is Opcode.CLOSE:
+            close_codes.append(Close.parse(frame.data).code)
+        await peer.until_closed()
+
+    async with serve_tcp(handler) as server, alphapoint.connect(server.url) as session:
+        with anyio.fail_after(LIMIT), pytest.raises(ConnectionClosed) as info:
+            await session.call("Ping", timeout=None)
+        assert "UTF-8" in str(info.value)
+        assert not session.is_open
+    assert close_codes == [1007]
+
+
+async def test_masked_server_frame_breaks_the_protocol() -> None:
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        await peer.flush()
+        await peer.next_request()
+        # A server must not mask its frames: FIN+text, MASK bit set, 2-byte payload.
+        await stream.send(b"\x81\x82" + b"\x01\x02\x03\x04" + bytes([ord("h") ^ 1, ord("i") ^ 2]))
+        await peer.until_closed()
+
+    async with serve_tcp(handler) as server, alphapoint.connect(server.url) as session:
+        with anyio.fail_after(LIMIT), pytest.raises(ConnectionClosed) as info:
+            await session.call("Ping", timeout=None)
+    assert "protocol" in str(info.value)
+
+
+async def test_server_pings_are_answered() -> None:
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        await peer.flush()
+        request = await peer.next_request()
+        peer.protocol.send_ping(b"are you there")
+        await peer.flush()
+        pong = await peer.next_frame()
+        assert pong.opcode is Opcode.PONG
+        peer.queue_reply(request, {"pong": bytes(pong.data).decode()})
+        await peer.flush()
+        await peer.until_closed()
+
+    async with serve_tcp(handler) as server, alphapoint.connect(server.url) as session:
+        with anyio.fail_after(LIMIT):
+            assert await session.call("Ping") == {"pong": "are you there"}
