@@ -11,6 +11,7 @@
 """
 
 from .accounts import DemoAccounts, demo_gateway
+from .config import GatewayConfigError, load_gateway_config
 from .gateway import Casing, Gateway, GatewayApiKey, GatewayUser, LoggedRequest, RunningGateway
 
 __all__ = [
@@ -18,8 +19,10 @@ __all__ = [
     "DemoAccounts",
     "Gateway",
     "GatewayApiKey",
+    "GatewayConfigError",
     "GatewayUser",
     "LoggedRequest",
     "RunningGateway",
     "demo_gateway",
+    "load_gateway_config",
 ]

@@ -1,0 +1,119 @@
+"""A bot's skeleton: log in with an API key, then keep calling (Ping and GetUserInfo).
+
+Run it against a gateway, with the credentials in the environment (never on
+the command line, where other users and shell history can see them)::
+
+    export ALPHAPOINT_API_KEY=... ALPHAPOINT_API_SECRET=... ALPHAPOINT_USER_ID=96
+    python examples/trading_bot.py wss://api.example.com/WSGateway/ --iterations 10
+
+The URL may also come from ``ALPHAPOINT_URL``, the count from
+``ALPHAPOINT_ITERATIONS``. With no URL at all, the bot starts the embedded demo
+gateway in this process and logs in with its API key, so it runs out of the box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import anyio
+
+import alphapoint
+from alphapoint.testing import demo_gateway
+
+DEFAULT_ITERATIONS = 3
+
+
+async def main(
+    url: str | None, *, iterations: int = DEFAULT_ITERATIONS, interval: float = 0.5
+) -> int:
+    """Run the bot; returns the exit code (0 when every call succeeded)."""
+    if url is None:
+        gateway, accounts = demo_gateway()
+        async with gateway.serve() as running:
+            print(f"No gateway URL given: using an embedded demo gateway at {running.url}")
+            return await run_bot(running.url, accounts.api_key, iterations, interval)
+    try:
+        credentials = alphapoint.ApiKeyCredentials(
+            api_key=_env("ALPHAPOINT_API_KEY"),
+            api_secret=_env("ALPHAPOINT_API_SECRET"),
+            user_id=_env("ALPHAPOINT_USER_ID"),
+        )
+    except KeyError as exc:
+        print(f"trading_bot: set the environment variable {exc.args[0]}", file=sys.stderr)
+        return 2
+    return await run_bot(url, credentials, iterations, interval)
+
+
+async def run_bot(
+    url: str, credentials: alphapoint.ApiKeyCredentials, iterations: int, interval: float
+) -> int:
+    """Log in and call Ping and GetUserInfo ``iterations`` times, ``interval`` seconds apart."""
+    try:
+        async with alphapoint.connect(url) as session:
+            result = await session.login(credentials)
+            name = result.user.user_name if result.user else "?"
+            print(f"Logged in as {name} (user id {credentials.user_id}) with an API key")
+            for n in range(1, iterations + 1):
+                pong = await session.call("Ping")
+                print(f"[{n}/{iterations}] Ping: {_get(pong, 'msg')}")
+                info = await session.call("GetUserInfo")
+                print(
+                    f"[{n}/{iterations}] GetUserInfo: {_get(info, 'UserName')}, "
+                    f"user id {_get(info, 'UserId')}, account id {_get(info, 'AccountId')}"
+                )
+                if n < iterations:
+                    await anyio.sleep(interval)
+    except alphapoint.AuthenticationError as exc:
+        print(f"trading_bot: login failed: {exc}", file=sys.stderr)
+        return 1
+    except alphapoint.AlphaPointError as exc:
+        print(f"trading_bot: {exc}", file=sys.stderr)
+        return 1
+    print(f"Done: {iterations} iteration(s).")
+    return 0
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise KeyError(name)
+    return value
+
+
+def _get(payload: object, key: str) -> object:
+    """A reply field in whichever casing the gateway sends (``AccountId`` or ``accountId``)."""
+    if not isinstance(payload, dict):
+        return None
+    folded = {str(k).lower(): v for k, v in payload.items()}
+    return folded.get(key.lower())
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "url", nargs="?", default=os.environ.get("ALPHAPOINT_URL") or None, help="gateway URL"
+    )
+    parser.add_argument(
+        "--iterations",
+        type=_positive_int,
+        default=os.environ.get("ALPHAPOINT_ITERATIONS", DEFAULT_ITERATIONS),
+        help=f"how many rounds of calls (default: $ALPHAPOINT_ITERATIONS or {DEFAULT_ITERATIONS})",
+    )
+    parser.add_argument(
+        "--interval", type=float, default=0.5, help="seconds between rounds (default: 0.5)"
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    sys.exit(anyio.run(lambda: main(args.url, iterations=args.iterations, interval=args.interval)))
