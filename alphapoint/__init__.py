@@ -35,9 +35,11 @@ from .errors import (
     TransportError,
     TwoFactorRequired,
 )
+from .events import EventStream, Subscription
 from .frame import Frame, MessageType
 from .models import AuthenticateResult, AuthStatus, Event, User
-from .session import DEFAULT_TIMEOUT, EventStream, Session, TwoFactor, connect
+from .policies import Backoff, Keepalive, full_jitter, is_retryable
+from .session import DEFAULT_TIMEOUT, Session, SessionState, StateChanges, TwoFactor, connect
 from .signing import NonceSource, sign
 from .totp import Totp
 
@@ -53,6 +55,7 @@ __all__ = [
     "AuthenticateResult",
     "AuthenticationError",
     "AuthenticationRejected",
+    "Backoff",
     "ConnectError",
     "ConnectionClosed",
     "Credentials",
@@ -66,6 +69,7 @@ __all__ = [
     "InvalidPayload",
     "InvalidRequest",
     "InvalidURL",
+    "Keepalive",
     "MessageType",
     "NonceSource",
     "NotAuthorized",
@@ -79,6 +83,9 @@ __all__ = [
     "ServerError",
     "Session",
     "SessionClosed",
+    "SessionState",
+    "StateChanges",
+    "Subscription",
     "Totp",
     "TransportError",
     "TwoFactor",
@@ -86,5 +93,7 @@ __all__ = [
     "User",
     "__version__",
     "connect",
+    "full_jitter",
+    "is_retryable",
     "sign",
 ]

@@ -1,23 +1,28 @@
-"""The session: one WebSocket, many concurrent calls, events, and login.
+"""The session: stays logged in across connections, for as long as it is open.
 
-This is the one module with tasks. A single reader task, owned by the task
-group that :func:`connect` opens, reads every message and either resolves the
-pending call with the same ``i`` (only for a reply, ``m`` 1 or 5; never for an
-event, whose ``i`` is the gateway's own counter) or hands the event to its
-subscribers. Calls from any number of tasks share the socket; each waits for
-its own reply within its own timeout. When the connection ends, every pending
-call fails at once with :class:`ConnectionClosed`.
+A :class:`Session` outlives its sockets. It owns one task group (opened by
+:func:`connect`) that runs the current connection's reader, a keepalive, and a
+supervisor that, when the connection drops, reconnects with backoff, resumes
+the login with the session token (or logs in again), re-sends every live
+subscription, and only then lets waiting calls through.
+
+Calls are never re-sent after a drop: one in flight fails at once with the
+retryable :class:`ConnectionClosed`, since the gateway may have acted on it
+(orders are not idempotent). The only exception is a call refused with code
+20 (Not Authorized) on a session that believed it was logged in: the gateway
+did not act on it, so it is sent once more after the re-login.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import inspect
 import logging
 import math
 import ssl as ssl_module
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final
 
@@ -25,27 +30,35 @@ import anyio
 import anyio.abc
 import attrs
 
+from .connection import Connection
 from .credentials import Credentials
 from .decoding import decode_authenticate_result
 from .errors import (
     AccountLocked,
     AlphaPointError,
+    AuthenticationError,
     AuthenticationRejected,
     ConnectionClosed,
-    EventOverflow,
-    FrameError,
-    ProtocolError,
+    NotAuthorized,
     RequestError,
     RequestTimeout,
     SessionClosed,
     TwoFactorRequired,
 )
-from .frame import Frame, MessageType, decode_frame, encode_frame
+from .events import KNOWN_SUBSCRIPTIONS, EventStream, Subscription, instrument_matcher
+from .frame import Frame, MessageType
 from .models import AuthenticateResult, AuthStatus, Event, User
-from .redaction import redact
-from .transport import DEFAULT_MAX_MESSAGE_SIZE, WebSocket, open_websocket
+from .policies import Backoff, Keepalive, is_retryable
+from .transport import DEFAULT_MAX_MESSAGE_SIZE, open_websocket
 
-__all__ = ["DEFAULT_TIMEOUT", "EventStream", "Session", "TwoFactor", "connect"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Session",
+    "SessionState",
+    "StateChanges",
+    "TwoFactor",
+    "connect",
+]
 
 logger = logging.getLogger("alphapoint.session")
 
@@ -53,60 +66,86 @@ logger = logging.getLogger("alphapoint.session")
 DEFAULT_TIMEOUT: Final = 10.0
 
 #: A two-factor code, or something that produces one (``Totp(secret)``, a
-#: function that asks a human, an async function that reads a vault).
+#: function that asks a human, an async function that reads a vault). Only a
+#: provider can log in again unattended after a reconnect.
 TwoFactor = str | Callable[[], "str | Awaitable[str]"]
 
 _USE_DEFAULT: Any = object()
-
-# APEX standard response: {"result": false, "errormsg": ..., "errorcode": N, "detail": ...}
 _OPERATION_IN_PROCESS = 107
 
 
-class _Pending:
-    """One call waiting for its reply."""
+class SessionState(enum.Enum):
+    """Where a session is in its life; see :meth:`Session.state_changes`."""
 
-    __slots__ = ("error", "event", "frame", "function")
+    CONNECTING = "connecting"  #: opening the first connection
+    AUTHENTICATING = "authenticating"  #: logging in (or resuming) on a connection
+    CONNECTED = "connected"  #: open, not logged in (no credentials, or before login())
+    AUTHENTICATED = "authenticated"  #: logged in: calls go through
+    RECONNECTING = "reconnecting"  #: the connection dropped; waiting or reconnecting
+    CLOSED = "closed"  #: finished, by the user or after giving up
 
-    def __init__(self, function: str) -> None:
-        self.function = function
-        self.event = anyio.Event()
-        self.frame: Frame | None = None
-        self.error: AlphaPointError | None = None
+
+@attrs.frozen
+class _Options:
+    """How to open each connection (the same every time)."""
+
+    open_timeout: float
+    close_timeout: float
+    ssl: ssl_module.SSLContext | None
+    allow_insecure: bool
+    max_message_size: int | None
+    proxy: str | bool | None
 
 
 class Session:
-    """An open APEX session. Made by :func:`connect`; use it inside ``async with``.
+    """An APEX session. Made by :func:`connect`; use it inside ``async with``.
 
     Every method may be called concurrently from many tasks.
     """
 
     def __init__(
         self,
-        websocket: WebSocket,
-        *,
         url: str,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        close_timeout: float = 5.0,
-        event_buffer: int = 1024,
+        *,
+        options: _Options,
+        timeout: float | None,
+        credentials: Credentials | None,
+        two_factor: TwoFactor | None,
+        reconnect: Backoff | None,
+        keepalive: Keepalive | None,
+        resume: bool,
+        logout_on_close: bool,
+        retryable: Callable[[BaseException], bool],
+        event_buffer: int,
+        on_state_change: Callable[[SessionState], None] | None,
     ) -> None:
-        self._ws = websocket
         self._url = url
+        self._options = options
         self._timeout = timeout
-        self._close_timeout = close_timeout
+        self._credentials = credentials
+        self._two_factor = two_factor
+        self._reconnect = reconnect
+        self._keepalive = keepalive
+        self._resume = resume
+        self._logout_on_close = logout_on_close
+        self._retryable = retryable
         self._event_buffer = event_buffer
-        self._pending: dict[int, _Pending] = {}
-        self._next_seq = 2
-        self._subscribers: list[EventStream] = []
-        self._closed: ConnectionClosed | None = None
-        self._reader_done = anyio.Event()
-        self._last_protocol_error: ProtocolError | None = None
-        self._protocol_errors = 0
+        self._on_state_change = on_state_change
+        self._state = SessionState.CONNECTING
+        self._state_streams: list[StateChanges] = []
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._conn: Connection | None = None
+        self._connections = 0
+        self._ready = anyio.Event()
+        self._terminal: BaseException | None = None
+        self._closing = False
+        self._relogging = False
+        self._streams: list[EventStream] = []
         self._result: AuthenticateResult | None = None
         self._session_token: str | None = None
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "authenticated" if self.authenticated else "open"
-        return f"<Session {self._url} {state}>"
+        return f"<Session {self._url} {self._state.value}>"
 
     # -- state ----------------------------------------------------------------
 
@@ -116,13 +155,18 @@ class Session:
         return self._url
 
     @property
+    def state(self) -> SessionState:
+        """Where the session is now."""
+        return self._state
+
+    @property
     def is_open(self) -> bool:
-        """Whether calls can still be made."""
-        return self._closed is None
+        """Whether calls can still be made (now, or once reconnected)."""
+        return self._terminal is None and not self._closing
 
     @property
     def authenticated(self) -> bool:
-        """Whether the last authentication on this connection ended logged in."""
+        """Whether the session is logged in on its current connection."""
         return self._result is not None and self._result.status is AuthStatus.AUTHENTICATED
 
     @property
@@ -131,9 +175,36 @@ class Session:
         return self._result.user if self.authenticated and self._result else None
 
     @property
+    def connection_number(self) -> int:
+        """How many connections this session has opened (1, then +1 per reconnect)."""
+        return self._connections
+
+    @property
     def protocol_errors(self) -> int:
-        """How many messages from the gateway could not be read as APEX frames."""
-        return self._protocol_errors
+        """How many messages on the current connection could not be read as APEX frames."""
+        return self._conn.protocol_errors if self._conn is not None else 0
+
+    def state_changes(self, *, buffer: int = 64) -> StateChanges:
+        """An async iterator of every state the session enters from now on.
+
+        ``async with session.state_changes() as changes: async for state in
+        changes: ...`` is the pattern for code that handles each connection
+        itself (say, re-reading balances after every reconnect).
+        """
+        return StateChanges(self, buffer)
+
+    def _set_state(self, state: SessionState) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        logger.info("session %s is %s", self._url, state.value)
+        for stream in tuple(self._state_streams):
+            stream._offer(state)
+        if self._on_state_change is not None:
+            try:
+                self._on_state_change(state)
+            except Exception:
+                logger.exception("on_state_change callback failed")
 
     # -- calls ----------------------------------------------------------------
 
@@ -146,12 +217,13 @@ class Session:
     ) -> Any:
         """Call an APEX function and return its decoded reply payload.
 
-        Raises :class:`RequestError` (the most specific subclass for the code)
-        when the gateway answers ``result: false`` (except code 107, "Operation
-        In Process", which is returned) or with an ``m=5`` error frame;
-        :class:`RequestTimeout` after ``timeout`` seconds (the session's
-        default unless given; ``None`` waits forever);
-        :class:`ConnectionClosed` if the connection ends first.
+        Waits for the session to be ready (while reconnecting), then sends the
+        request once, all within ``timeout`` (the session's default unless
+        given; ``None`` waits forever). Raises :class:`RequestError` (the most
+        specific subclass for the code) when the gateway answers ``result:
+        false`` (except code 107, "Operation In Process", which is returned)
+        or with an ``m=5`` error frame; :class:`RequestTimeout`;
+        :class:`ConnectionClosed` if the connection drops first.
         """
         frame = await self.request(function, payload, timeout=timeout)
         return _check_reply(frame)
@@ -164,49 +236,85 @@ class Session:
         message_type: MessageType = MessageType.REQUEST,
         timeout: float | None = _USE_DEFAULT,
     ) -> Frame:
-        """Send one frame and return the reply frame, unchecked (``m`` 1 or 5).
+        """Send one frame and return the reply frame unchecked (``m`` 1 or 5).
 
-        The low-level form of :meth:`call`, for subscriptions (``m=2``/``m=4``)
-        and for callers that read error frames themselves.
+        The low-level form of :meth:`call`, for callers that read error frames
+        themselves.
         """
-        if self._closed is not None:
-            raise self._closed_error()
         if timeout is _USE_DEFAULT:
             timeout = self._timeout
-        seq = self._next_seq
-        self._next_seq += 2
-        request = Frame(message_type, seq, function, {} if payload is None else payload)
-        text = encode_frame(request)
-        pending = _Pending(function)
-        self._pending[seq] = pending
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("> %s", _describe(request))
+        conn: Connection | None = None
         try:
             with anyio.fail_after(math.inf if timeout is None else timeout):
-                await self._ws.send_text(text)
-                await pending.event.wait()
+                conn = await self._ready_connection()
+                frame = await conn.request(message_type, function, payload)
+                if not self._refused_after_logout(conn, frame):
+                    return frame
+                # Refused, not acted on: send it once more after the re-login.
+                self._start_relogin(conn)
+                conn = await self._ready_connection()
+                return await conn.request(message_type, function, payload)
         except TimeoutError:
-            if pending.frame is None and pending.error is None:
-                raise self._timeout_error(function, timeout) from None
-        except ConnectionClosed:
-            # The socket failed under the send; the reader records why.
-            if pending.error is None:
-                raise
-        finally:
-            self._pending.pop(seq, None)
-        if pending.error is not None:
-            raise pending.error
-        assert pending.frame is not None
-        return pending.frame
+            raise self._timeout_error(function, timeout, conn) from None
 
-    def _timeout_error(self, function: str, timeout: float | None) -> RequestTimeout:
-        message = f"no reply to {function} within {timeout} s"
-        if self._last_protocol_error is not None:
-            message += (
-                f"; the gateway sent {self._protocol_errors} unreadable message(s), "
-                f"the last: {self._last_protocol_error}"
-            )
+    def _timeout_error(
+        self, function: str, timeout: float | None, conn: Connection | None
+    ) -> RequestTimeout:
+        if conn is None:
+            message = f"the session was not ready for {function} within {timeout} s"
+        else:
+            message = f"no reply to {function} within {timeout} s"
+            if conn.last_protocol_error is not None:
+                message += (
+                    f"; the gateway sent {conn.protocol_errors} unreadable message(s), "
+                    f"the last: {conn.last_protocol_error}"
+                )
         return RequestTimeout(message, function=function, timeout=timeout)
+
+    async def _ready_connection(self) -> Connection:
+        """The current connection, once it is usable; raises once the session has ended."""
+        # Invariant: ``_ready`` is set only while ``_conn`` is open (a closing
+        # connection clears it at once, see ``_connection_closed``) or once the
+        # session has ended.
+        while True:
+            if self._terminal is not None:
+                raise self._terminal_error()
+            ready = self._ready
+            if ready.is_set():
+                conn = self._conn
+                assert conn is not None
+                assert conn.is_open
+                return conn
+            await ready.wait()
+
+    def _terminal_error(self) -> ConnectionClosed:
+        terminal = self._terminal
+        if isinstance(terminal, ConnectionClosed):
+            copy = type(terminal)(str(terminal), code=terminal.code, reason=terminal.reason)
+            copy.__cause__ = terminal.__cause__
+            return copy
+        error = SessionClosed(f"the session has ended: {terminal}")
+        error.__cause__ = terminal
+        return error
+
+    async def _call_on(
+        self,
+        conn: Connection,
+        function: str,
+        payload: Mapping[str, Any] | list[Any] | None,
+        *,
+        message_type: MessageType = MessageType.REQUEST,
+        timeout: float | None = _USE_DEFAULT,
+    ) -> Any:
+        """A checked call on one given connection (login, resubscribe, logout)."""
+        if timeout is _USE_DEFAULT:
+            timeout = self._timeout
+        try:
+            with anyio.fail_after(math.inf if timeout is None else timeout):
+                frame = await conn.request(message_type, function, payload)
+        except TimeoutError:
+            raise self._timeout_error(function, timeout, conn) from None
+        return _check_reply(frame)
 
     # -- authentication ------------------------------------------------------
 
@@ -242,11 +350,28 @@ class Session:
     ) -> AuthenticateResult:
         """Log in, completing 2FA with ``two_factor`` when the gateway asks for it.
 
-        Returns the result once the session is logged in. Raises
+        Returns the result once the session is logged in, and remembers the
+        credentials to log in again after a reconnect. Raises
         :class:`AuthenticationRejected`, :class:`AccountLocked` or
         :class:`TwoFactorRequired` (each carrying the result) otherwise.
         """
-        result = await self.authenticate(credentials, timeout=timeout)
+        result = await self._login_steps(
+            lambda function, payload: self.call(function, payload, timeout=timeout),
+            credentials,
+            two_factor,
+        )
+        self._credentials, self._two_factor = credentials, two_factor
+        return result
+
+    async def _login_steps(
+        self,
+        call: Callable[[str, Any], Awaitable[Any]],
+        credentials: Credentials,
+        two_factor: TwoFactor | None,
+    ) -> AuthenticateResult:
+        """AuthenticateUser, then Authenticate2FA if asked, through ``call``."""
+        reply = await call("AuthenticateUser", credentials.authenticate_payload())
+        result = self._record(decode_authenticate_result(reply, function="AuthenticateUser"))
         status = result.status
         if status is AuthStatus.AUTHENTICATED:
             return result
@@ -257,7 +382,8 @@ class Session:
         if two_factor is None:
             raise TwoFactorRequired(result)
         code = await _two_factor_code(two_factor)
-        second = await self.authenticate_2fa(code, timeout=timeout)
+        reply = await call("Authenticate2FA", {"Code": code})
+        second = self._record(decode_authenticate_result(reply, function="Authenticate2FA"))
         if second.status is AuthStatus.LOCKED:
             raise AccountLocked(second)
         if second.status is not AuthStatus.AUTHENTICATED:
@@ -272,132 +398,400 @@ class Session:
         return self._record(merged)
 
     async def logout(self, *, timeout: float | None = _USE_DEFAULT) -> None:
-        """Send LogOut: the gateway forgets the login and its session token."""
+        """Send LogOut: the gateway forgets the login and its session token.
+
+        The session stays connected, and will not log in again by itself.
+        """
         await self.call("LogOut", timeout=timeout)
         self._result = None
         self._session_token = None
+        self._credentials = None
+        self._set_state(SessionState.CONNECTED)
 
     def _record(self, result: AuthenticateResult) -> AuthenticateResult:
         """Remember the outcome of an authentication step on this connection."""
         if result.status is AuthStatus.AUTHENTICATED:
             self._result = result
             self._session_token = result.session_token or self._session_token
+            if self._state is not SessionState.AUTHENTICATING:
+                self._set_state(SessionState.AUTHENTICATED)
         elif result.status is not AuthStatus.TWO_FACTOR_REQUIRED or self._result is None:
             self._result = result
         return result
 
-    # -- events ---------------------------------------------------------------
+    async def _authenticate_connection(self, conn: Connection) -> None:
+        """Log a new connection in: resume with the session token, else the credentials."""
+        token = self._session_token if self._resume else None
+        if token is not None:
+            try:
+                reply = await self._call_on(conn, "WebAuthenticateUser", {"SessionToken": token})
+                resumed = decode_authenticate_result(reply, function="WebAuthenticateUser")
+            except RequestError:
+                resumed = None
+            if resumed is not None and resumed.status is AuthStatus.AUTHENTICATED:
+                previous = self._result or resumed
+                self._record(attrs.evolve(previous, session_token=resumed.session_token or token))
+                logger.info("session %s resumed with its session token", self._url)
+                return
+            logger.info("session token refused by %s; logging in again", self._url)
+            self._session_token = None
+        self._result = None
+        if self._credentials is not None:
+            credentials = self._credentials
+            await self._login_steps(
+                lambda function, payload: self._call_on(conn, function, payload),
+                credentials,
+                self._two_factor,
+            )
 
-    def events(self, *functions: str, buffer: int | None = None) -> EventStream:
+    def _refused_after_logout(self, conn: Connection, frame: Frame) -> bool:
+        """Whether ``frame`` is code 20 on a connection this session believed logged in."""
+        if self._credentials is None or not self.authenticated or conn is not self._conn:
+            return False
+        payload = frame.payload
+        return (
+            isinstance(payload, dict)
+            and _field(payload, "result") is False
+            and _error_code(payload) == NotAuthorized.error_code
+        )
+
+    def _start_relogin(self, conn: Connection) -> None:
+        """The gateway logged this connection out: log in again on it, in the background."""
+        self._result = None
+        if self._credentials is None or self._relogging or self._task_group is None:
+            if self._credentials is None:
+                self._set_state(SessionState.CONNECTED)
+            return
+        self._relogging = True
+        self._unready()
+        self._set_state(SessionState.AUTHENTICATING)
+        self._task_group.start_soon(self._relogin, conn, name="alphapoint re-login")
+
+    async def _relogin(self, conn: Connection) -> None:
+        try:
+            await self._authenticate_connection(conn)
+            await self._resubscribe(conn)
+        except AuthenticationError as exc:
+            # A password that stopped working will not start again by retrying.
+            self._finish(exc)
+            await conn.abort(ConnectionClosed(f"re-login failed: {exc}"))
+            return
+        except AlphaPointError as exc:
+            await conn.abort(ConnectionClosed(f"re-login failed: {exc}"))
+            return
+        finally:
+            self._relogging = False
+        self._install(conn)
+
+    # -- events and subscriptions -----------------------------------------
+
+    def events(
+        self,
+        *functions: str,
+        buffer: int | None = None,
+        match: Callable[[Event], bool] | None = None,
+    ) -> EventStream:
         """A stream of the ``m=3`` events named ``functions`` (every event if none).
 
-        Use it as ``async with session.events("LogoutEvent") as events:
-        async for event in events: ...``. Each stream holds at most ``buffer``
-        unread events (the session's ``event_buffer`` by default); a consumer
-        that falls further behind gets :class:`EventOverflow` after the events
-        it did receive, so a gap is never silent and the reader never blocks.
+        ``async with session.events("LogoutEvent") as events: async for event
+        in events: ...``. The stream lives as long as the session, across
+        reconnects. It holds at most ``buffer`` unread events (the session's
+        ``event_buffer`` by default); a consumer that falls further behind gets
+        :class:`EventOverflow` after the events it did receive.
         """
         size = self._event_buffer if buffer is None else buffer
-        if size < 1:
-            raise ValueError("buffer must be at least 1")
-        return EventStream(self, frozenset(functions), size)
+        return EventStream(self, frozenset(functions), size, match)
 
-    # -- the reader -----------------------------------------------------------
+    def subscribe(
+        self,
+        function: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        events: Iterable[str] | None = None,
+        unsubscribe: str | None = None,
+        buffer: int | None = None,
+        match: Callable[[Event], bool] | None = None,
+    ) -> Subscription:
+        """Subscribe (``m=2``) and iterate over the events it starts.
 
-    async def _read_loop(self) -> None:
-        """Read every message until the connection ends; never raises."""
-        error: ConnectionClosed
-        try:
-            while True:
-                message = await self._ws.receive()
-                self._dispatch(message)
-        except ConnectionClosed as exc:
-            error = exc
-        except Exception as exc:  # pragma: no cover - a bug here must not hang callers
-            logger.exception("alphapoint session reader failed")
-            error = ConnectionClosed(f"the session's reader failed: {type(exc).__name__}")
-            await self._ws.abort()
-        finally:
-            self._reader_done.set()
-        self._shutdown(error)
+        ``async with session.subscribe("SubscribeLevel1", {"OMSId": 1,
+        "InstrumentId": 1}) as level1: async for event in level1: ...``. The
+        subscription is sent again after every reconnect and re-login; leaving
+        the block sends the unsubscribe call (``m=4``). For the known
+        subscribe functions (:data:`KNOWN_SUBSCRIPTIONS`) the event names and
+        the unsubscribe call are filled in, and a payload naming an
+        ``InstrumentId`` keeps only that instrument's events.
+        """
+        body = dict(payload or {})
+        known_events, known_unsubscribe = KNOWN_SUBSCRIPTIONS.get(function, (frozenset(), None))
+        names = frozenset(events) if events is not None else known_events
+        if not names:
+            raise ValueError(f"name the events {function} starts: events=[...]")
+        return Subscription(
+            self,
+            function,
+            body,
+            events=names,
+            unsubscribe=unsubscribe if unsubscribe is not None else known_unsubscribe,
+            buffer=self._event_buffer if buffer is None else buffer,
+            match=match if match is not None else instrument_matcher(body),
+        )
 
-    def _dispatch(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            self._protocol_error(
-                FrameError(f"the gateway sent a binary message ({len(message)} bytes)")
+    def _attach(self, stream: EventStream) -> None:
+        if self._terminal is not None or self._closing:
+            raise (
+                self._terminal_error() if self._terminal else SessionClosed("the session is closed")
             )
+        self._streams.append(stream)
+
+    def _detach(self, stream: EventStream) -> None:
+        if stream in self._streams:
+            self._streams.remove(stream)
+
+    async def _send_subscription(self, subscription: Subscription) -> None:
+        frame = await self.request(
+            subscription.function, subscription.payload, message_type=MessageType.SUBSCRIBE
+        )
+        subscription.snapshot = _check_reply(frame)
+
+    async def _send_unsubscribe(self, subscription: Subscription) -> None:
+        conn = self._conn
+        if conn is None or not conn.is_open or subscription.unsubscribe_function is None:
             return
+        await self._call_on(
+            conn,
+            subscription.unsubscribe_function,
+            subscription.payload,
+            message_type=MessageType.UNSUBSCRIBE,
+            timeout=self._options.close_timeout,
+        )
+
+    async def _resubscribe(self, conn: Connection) -> None:
+        """Send every live subscription again on a new (or re-logged-in) connection."""
+        for stream in tuple(self._streams):
+            if not isinstance(stream, Subscription):
+                continue
+            try:
+                stream.snapshot = await self._call_on(
+                    conn, stream.function, stream.payload, message_type=MessageType.SUBSCRIBE
+                )
+            except RequestError as exc:
+                stream.end(exc)
+                continue
+            stream.resubscribed += 1
+
+    def _on_event(self, conn: Connection, event: Event) -> None:
+        """Called by a connection's reader for every event."""
+        for stream in tuple(self._streams):
+            if stream.wants(event):
+                stream.offer(event)
+        if event.function == "LogoutEvent" and conn is self._conn and self.authenticated:
+            logger.info("the gateway logged session %s out", self._url)
+            self._start_relogin(conn)
+
+    # -- connections ----------------------------------------------------------
+
+    async def _open_connection(self) -> Connection:
+        """Open, start the reader, log in, resubscribe. Raises, leaving nothing open."""
+        assert self._task_group is not None
+        options = self._options
+        websocket = await open_websocket(
+            self._url,
+            ssl=options.ssl,
+            open_timeout=options.open_timeout,
+            close_timeout=options.close_timeout,
+            max_message_size=options.max_message_size,
+            allow_insecure=options.allow_insecure,
+            proxy=options.proxy,
+        )
+        self._connections += 1
+        conn = Connection(
+            websocket,
+            url=self._url,
+            on_event=self._on_event,
+            on_closed=self._connection_closed,
+            close_timeout=options.close_timeout,
+            number=self._connections,
+        )
+        self._task_group.start_soon(conn.read_loop, name=f"alphapoint reader {self._url}")
         try:
-            frame = decode_frame(message)
-        except FrameError as exc:
-            self._protocol_error(exc)
+            if self._credentials is not None or (self._resume and self._session_token):
+                self._set_state(SessionState.AUTHENTICATING)
+            self._conn = conn
+            await self._authenticate_connection(conn)
+            await self._resubscribe(conn)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.abort(ConnectionClosed("the connection was abandoned"))
+            raise
+        return conn
+
+    def _connection_closed(self, conn: Connection) -> None:
+        """Called the moment a connection ends: stop letting calls through it."""
+        if conn is not self._conn or self._closing:
             return
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("< %s", _describe(frame))
-        kind = frame.type
-        if kind is MessageType.REPLY or kind is MessageType.ERROR:
-            pending = self._pending.pop(frame.seq, None)
-            if pending is None:
-                logger.debug("reply to %s i=%d matches no pending call", frame.function, frame.seq)
-            else:
-                pending.frame = frame
-                pending.event.set()
-        elif kind is MessageType.EVENT:
-            event = Event(frame.function, frame.payload, frame.seq)
-            for subscriber in tuple(self._subscribers):
-                subscriber._offer(event)
+        if self._reconnect is None:
+            self._finish(conn.error or ConnectionClosed("the connection closed"))
         else:
-            self._protocol_error(
-                FrameError(f"the gateway sent a client message type m={int(kind)}")
-            )
+            self._unready()
 
-    def _protocol_error(self, error: ProtocolError) -> None:
-        """A message that is not APEX: count it and log it; the connection goes on.
+    def _install(self, conn: Connection) -> None:
+        """``conn`` is ready: let calls through."""
+        self._conn = conn
+        self._set_state(
+            SessionState.AUTHENTICATED if self.authenticated else SessionState.CONNECTED
+        )
+        self._ready.set()
 
-        The gateway answers nothing to text it cannot read, so neither do we;
-        a call whose reply was lost this way times out, and its
-        :class:`RequestTimeout` says what was received instead.
+    def _unready(self) -> None:
+        if self._ready.is_set():
+            self._ready = anyio.Event()
+
+    async def _supervise(self, conn: Connection) -> None:
+        """Keep the session connected: watch each connection, replace it when it drops."""
+        assert self._task_group is not None
+        attempt = 0
+        while True:
+            self._install(conn)
+            up_since = anyio.current_time()
+            if self._keepalive is not None:
+                self._task_group.start_soon(self._keep_alive, conn, self._keepalive)
+            await conn.wait_closed()
+            if self._closing or self._terminal is not None:
+                return
+            error: BaseException = conn.error or ConnectionClosed("the connection closed")
+            policy = self._reconnect
+            if policy is None:
+                self._finish(error)
+                return
+            logger.warning("session %s lost its connection: %s", self._url, error)
+            self._unready()
+            self._result = None
+            self._set_state(SessionState.RECONNECTING)
+            if anyio.current_time() - up_since >= policy.reset_after:
+                attempt = 0
+            while True:
+                if policy.gives_up(attempt):
+                    self._finish(error)
+                    return
+                await anyio.sleep(policy.delay(attempt))
+                attempt += 1
+                try:
+                    conn = await self._open_connection()
+                    break
+                except Exception as exc:  # noqa: BLE001 - the retry policy decides
+                    error = exc
+                    if not self._retryable(exc):
+                        self._finish(exc)
+                        return
+                    logger.warning("reconnecting to %s failed: %s", self._url, exc)
+                    self._set_state(SessionState.RECONNECTING)
+
+    async def _keep_alive(self, conn: Connection, policy: Keepalive) -> None:
+        """Ping after ``interval`` idle seconds; no reply within ``timeout``: drop ``conn``."""
+        while conn.is_open:
+            idle = anyio.current_time() - conn.last_received
+            if idle < policy.interval:
+                with anyio.move_on_after(policy.interval - idle):
+                    await conn.wait_closed()
+                continue
+            try:
+                with anyio.fail_after(policy.timeout):
+                    await conn.request(MessageType.REQUEST, "Ping", {})
+            except TimeoutError:
+                logger.warning(
+                    "no reply to a keepalive Ping from %s within %s s", self._url, policy.timeout
+                )
+                await conn.abort(
+                    ConnectionClosed(
+                        f"the gateway did not answer a keepalive Ping within {policy.timeout} s"
+                    )
+                )
+                return
+            except AlphaPointError:
+                return  # the connection ended; its owner knows why
+
+    def _finish(self, error: BaseException) -> None:
+        """The session has ended for good: fail waiters, end streams, state CLOSED."""
+        if self._terminal is not None:
+            return
+        self._terminal = error
+        self._ready.set()
+        stream_error = None if isinstance(error, SessionClosed) else error
+        for stream in tuple(self._streams):
+            stream.end(stream_error if isinstance(stream_error, AlphaPointError) else None)
+        self._set_state(SessionState.CLOSED)
+        for changes in tuple(self._state_streams):
+            changes._end()
+
+    async def aclose(self) -> None:
+        """Log out (unless turned off), close the WebSocket with 1000, stop every task.
+
+        Bounded by the close timeout, even when cancelled. Idempotent.
         """
-        self._protocol_errors += 1
-        self._last_protocol_error = error
-        logger.warning("ignoring a message from %s: %s", self._url, error)
-
-    def _shutdown(self, error: ConnectionClosed) -> None:
-        """The connection has ended: fail every pending call and end every event stream."""
-        if self._closed is None:
-            self._closed = error
-        for pending in self._pending.values():
-            if pending.frame is None and pending.error is None:
-                pending.error = self._closed_error()
-                pending.event.set()
-        self._pending.clear()
-        for subscriber in tuple(self._subscribers):
-            subscriber._end(
-                None if isinstance(self._closed, SessionClosed) else self._closed_error()
-            )
-
-    def _closed_error(self) -> ConnectionClosed:
-        """A fresh copy of the error that closed the session (one per raise)."""
-        closed = self._closed
-        assert closed is not None
-        copy = type(closed)(str(closed), code=closed.code, reason=closed.reason)
-        copy.__cause__ = closed.__cause__
-        return copy
-
-    # -- closing --------------------------------------------------------------
-
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        """Close the session: fail pending calls, close the WebSocket, wait for the reader.
-
-        Idempotent; bounded by the session's close timeout, even when cancelled.
-        """
+        if self._closing:
+            return
+        self._closing = True
         with anyio.CancelScope(shield=True):
-            self._shutdown(SessionClosed("the session was closed"))
-            with contextlib.suppress(ConnectionClosed):
-                await self._ws.send_close(code, reason)
-            with anyio.move_on_after(self._close_timeout):
-                await self._reader_done.wait()
-            await self._ws.abort()
+            conn = self._conn
+            if conn is not None and conn.is_open and self._logout_on_close and self.authenticated:
+                with contextlib.suppress(AlphaPointError):
+                    await self._call_on(conn, "LogOut", None, timeout=self._options.close_timeout)
+            self._finish(SessionClosed("the session was closed"))
+            if conn is not None:
+                await conn.aclose(SessionClosed("the session was closed"))
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+
+
+class StateChanges:
+    """The states a session enters, as an async iterator; see :meth:`Session.state_changes`."""
+
+    def __init__(self, session: Session, buffer: int) -> None:
+        self._session = session
+        self._queue: deque[SessionState] = deque(maxlen=buffer)
+        self._waiter: anyio.Event | None = None
+        self._ended = False
+
+    async def __aenter__(self) -> StateChanges:
+        self._session._state_streams.append(self)
+        self._ended = self._session._terminal is not None
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self in self._session._state_streams:
+            self._session._state_streams.remove(self)
+
+    def __aiter__(self) -> StateChanges:
+        return self
+
+    async def __anext__(self) -> SessionState:
+        while True:
+            if self._queue:
+                return self._queue.popleft()
+            if self._ended:
+                raise StopAsyncIteration
+            self._waiter = anyio.Event()
+            await self._waiter.wait()
+
+    def _offer(self, state: SessionState) -> None:
+        # A slow reader loses the oldest states, never the latest.
+        self._queue.append(state)
+        self._wake()
+
+    def _end(self) -> None:
+        self._ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
 
 
 def _check_reply(frame: Frame) -> Any:
@@ -405,12 +799,11 @@ def _check_reply(frame: Frame) -> Any:
     payload = frame.payload
     if frame.type is MessageType.ERROR:
         if isinstance(payload, dict):
-            code = _error_code(payload)
             message = _field(payload, "errormsg")
             raise RequestError.for_code(
                 frame.function,
                 message if isinstance(message, str) else "error frame",
-                code=code,
+                code=_error_code(payload),
                 detail=_field(payload, "detail"),
             )
         raise RequestError.for_code(
@@ -441,11 +834,6 @@ def _error_code(payload: dict[str, Any]) -> int | None:
     return code if type(code) is int else None
 
 
-def _describe(frame: Frame) -> str:
-    """A frame for a DEBUG log line, with secrets redacted."""
-    return f"m={int(frame.type)} i={frame.seq} n={frame.function} o={redact(frame.payload)!r}"
-
-
 async def _two_factor_code(two_factor: TwoFactor) -> str:
     """The code from a string or from a (sync or async) provider."""
     if isinstance(two_factor, str):
@@ -458,149 +846,93 @@ async def _two_factor_code(two_factor: TwoFactor) -> str:
     return code
 
 
-class EventStream:
-    """Events from one session, for one consumer; see :meth:`Session.events`."""
-
-    def __init__(self, session: Session, functions: frozenset[str], buffer: int) -> None:
-        self._session = session
-        self._functions = functions
-        self._buffer = buffer
-        self._queue: deque[Event] = deque()
-        self._waiter: anyio.Event | None = None
-        self._ended = False
-        self._error: AlphaPointError | None = None
-        self._dropped = 0
-        self._entered = False
-
-    async def __aenter__(self) -> EventStream:
-        if self._session._closed is not None:
-            raise self._session._closed_error()
-        self._entered = True
-        self._session._subscribers.append(self)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        # Unsubscribed: reading on yields what was queued, then stops (never hangs).
-        self._end(None)
-
-    def __aiter__(self) -> EventStream:
-        return self
-
-    async def __anext__(self) -> Event:
-        if not self._entered:
-            raise RuntimeError("enter the event stream with `async with` before iterating it")
-        while True:
-            if self._queue:
-                return self._queue.popleft()
-            if self._ended:
-                if self._error is not None:
-                    raise self._error
-                raise StopAsyncIteration
-            self._waiter = anyio.Event()
-            await self._waiter.wait()
-
-    @property
-    def dropped(self) -> int:
-        """Events lost because this consumer fell behind."""
-        return self._dropped
-
-    def _offer(self, event: Event) -> None:
-        """Called by the session's reader: queue the event if this stream wants it."""
-        if self._functions and event.function not in self._functions:
-            return
-        if len(self._queue) >= self._buffer:
-            self._dropped += 1
-            self._end(
-                EventOverflow(
-                    f"event consumer fell behind: more than {self._buffer} unread events",
-                    dropped=self._dropped,
-                )
-            )
-            return
-        self._queue.append(event)
-        self._wake()
-
-    def _end(self, error: AlphaPointError | None) -> None:
-        if not self._ended:
-            self._ended = True
-            self._error = error
-            self._detach()
-            self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None:
-            self._waiter.set()
-            self._waiter = None
-
-    def _detach(self) -> None:
-        subscribers = self._session._subscribers
-        if self in subscribers:
-            subscribers.remove(self)
-
-
 class connect:
     """Open a :class:`Session` to ``url``; close it when the block ends.
 
-    ``timeout`` is every call's default timeout; ``open_timeout`` bounds the
-    TCP, TLS and WebSocket handshakes; ``close_timeout`` bounds the closing
-    handshake. ``ssl`` replaces the default (verifying) TLS context for
-    ``wss://``. Plain ``ws://`` is allowed only to loopback unless
-    ``allow_insecure``. ``event_buffer`` bounds each event stream.
+    Without ``credentials`` this is one connection: when it drops, calls fail
+    with :class:`ConnectionClosed`. With ``credentials`` (and ``two_factor``,
+    ideally a :class:`Totp`) the session logs in on entry and is *managed*: it
+    reconnects with ``reconnect`` (a :class:`Backoff`; ``True`` for the
+    default, ``False`` for none), resumes with the session token first unless
+    ``resume=False``, and logs in again after a LogoutEvent.
+
+    ``timeout`` is every call's default; ``open_timeout`` bounds the TCP, TLS
+    and WebSocket handshakes; ``close_timeout`` bounds closing. ``keepalive``
+    pings after idle time and drops a connection that does not answer
+    (``None`` turns it off). ``ssl`` replaces the default (verifying) TLS
+    context for ``wss://``. ``proxy`` is a proxy URL, ``True`` for the
+    environment's (``HTTPS_PROXY``...), or ``None``. Plain ``ws://`` is allowed
+    only to loopback unless ``allow_insecure``. ``event_buffer`` bounds each
+    event stream. ``on_state_change`` is called with every new
+    :class:`SessionState`.
 
     Exceptions from the block propagate unchanged (never wrapped in an
-    ExceptionGroup); leaving the block closes the WebSocket with 1000 and
-    waits for the reader task.
+    ExceptionGroup); leaving the block logs out (unless
+    ``logout_on_close=False``), closes the WebSocket with 1000, and waits for
+    every task the session started.
     """
 
     def __init__(
         self,
         url: str,
         *,
+        credentials: Credentials | None = None,
+        two_factor: TwoFactor | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        reconnect: Backoff | bool | None = None,
+        keepalive: Keepalive | None = Keepalive(),  # noqa: B008 - frozen, shared safely
+        resume: bool = True,
+        logout_on_close: bool = True,
+        retryable: Callable[[BaseException], bool] = is_retryable,
         open_timeout: float = 10.0,
         close_timeout: float = 5.0,
         ssl: ssl_module.SSLContext | None = None,
+        proxy: str | bool | None = True,
         allow_insecure: bool = False,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         event_buffer: int = 1024,
+        on_state_change: Callable[[SessionState], None] | None = None,
     ) -> None:
-        self._url = url
-        self._timeout = timeout
-        self._open_timeout = open_timeout
-        self._close_timeout = close_timeout
-        self._ssl = ssl
-        self._allow_insecure = allow_insecure
-        self._max_message_size = max_message_size
-        self._event_buffer = event_buffer
+        if reconnect is None:
+            reconnect = credentials is not None
+        policy = Backoff() if reconnect is True else reconnect or None
+        self._session = Session(
+            url,
+            options=_Options(
+                open_timeout=open_timeout,
+                close_timeout=close_timeout,
+                ssl=ssl,
+                allow_insecure=allow_insecure,
+                max_message_size=max_message_size,
+                proxy=proxy,
+            ),
+            timeout=timeout,
+            credentials=credentials,
+            two_factor=two_factor,
+            reconnect=policy,
+            keepalive=keepalive,
+            resume=resume,
+            logout_on_close=logout_on_close,
+            retryable=retryable,
+            event_buffer=event_buffer,
+            on_state_change=on_state_change,
+        )
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._session: Session | None = None
 
     async def __aenter__(self) -> Session:
-        websocket = await open_websocket(
-            self._url,
-            ssl=self._ssl,
-            open_timeout=self._open_timeout,
-            close_timeout=self._close_timeout,
-            max_message_size=self._max_message_size,
-            allow_insecure=self._allow_insecure,
-        )
-        session = Session(
-            websocket,
-            url=self._url,
-            timeout=self._timeout,
-            close_timeout=self._close_timeout,
-            event_buffer=self._event_buffer,
-        )
+        session = self._session
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
-        task_group.start_soon(session._read_loop, name=f"alphapoint reader {self._url}")
+        session._task_group = task_group
+        try:
+            conn = await session._open_connection()
+        except BaseException:
+            session._closing = True
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+            raise
+        task_group.start_soon(session._supervise, conn, name=f"alphapoint supervisor {session.url}")
         self._task_group = task_group
-        self._session = session
         return session
 
     async def __aexit__(
@@ -609,11 +941,9 @@ class connect:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._session is not None
         assert self._task_group is not None
         await self._session.aclose()
-        # The reader never raises and has finished (or been cancelled by the
-        # close timeout): exit the task group without handing it the block's
-        # exception, so that exception propagates as it is, never grouped.
-        self._task_group.cancel_scope.cancel()
+        # Every task of the session is cancelled or done: exit the task group
+        # without handing it the block's exception, so that exception
+        # propagates as it is, never wrapped in an ExceptionGroup.
         await self._task_group.__aexit__(None, None, None)

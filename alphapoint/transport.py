@@ -38,6 +38,7 @@ from websockets.server import ServerProtocol
 from websockets.uri import WebSocketURI, parse_uri
 
 from .errors import ConnectError, ConnectionClosed, InsecureConnection, InvalidURL, ProtocolError
+from .proxy import open_proxy_stream, proxy_for, wrap_tls
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -306,6 +307,7 @@ async def open_websocket(
     close_timeout: float = 5.0,
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
     allow_insecure: bool = False,
+    proxy: str | bool | None = None,
     user_agent: str | None = None,
 ) -> WebSocket:
     """Connect to ``url`` and complete the WebSocket handshake within ``open_timeout``.
@@ -315,11 +317,17 @@ async def open_websocket(
     that is not loopback unless ``allow_insecure`` is true: credentials would
     cross the network in clear text.
 
+    ``proxy`` is a proxy URL (``http://``, ``https://``, ``socks5://``...),
+    ``True`` to take it from the environment (``HTTPS_PROXY``, ``NO_PROXY``...;
+    never for loopback hosts), or ``None`` for a direct connection.
+
     Raises :class:`ConnectError` (or :class:`InvalidURL`,
     :class:`InsecureConnection`); never an anyio or OS error.
     """
     uri = parse_url(url)
-    if not uri.secure and not allow_insecure and not is_loopback(uri.host):
+    loopback = is_loopback(uri.host)
+    via = proxy_for(uri, proxy, loopback=loopback)
+    if not uri.secure and not allow_insecure and not loopback:
         raise InsecureConnection(
             f"refusing plain ws:// to {uri.host}: credentials would travel unencrypted; "
             "use wss:// or pass allow_insecure=True"
@@ -328,7 +336,12 @@ async def open_websocket(
     stream: anyio.abc.ByteStream | None = None
     try:
         with anyio.fail_after(open_timeout):
-            if uri.secure:
+            if via is not None:
+                stream = await open_proxy_stream(via, uri)
+                if uri.secure:
+                    context = ssl if ssl is not None else ssl_module.create_default_context()
+                    stream = await wrap_tls(stream, uri.host, context)
+            elif uri.secure:
                 context = ssl if ssl is not None else ssl_module.create_default_context()
                 stream = await anyio.connect_tcp(
                     uri.host,

@@ -531,7 +531,12 @@ async def test_no_secret_in_any_repr_message_or_log_record(
     texts = [text for value in shown for text in texts_of(value)]
     # The log really captured the flow at DEBUG, frames included.
     records = caplog.records
-    assert any(r.name == "alphapoint.session" and r.levelno == logging.DEBUG for r in records)
+    assert any(
+        r.name.startswith("alphapoint.")
+        and r.levelno == logging.DEBUG
+        and "n=AuthenticateUser" in r.getMessage()
+        for r in records
+    )
     assert any("Authenticate2FA" in r.getMessage() for r in records)
     assert any("<redacted>" in r.getMessage() for r in records)
     texts += [caplog.text, *(r.getMessage() for r in records)]

@@ -1,0 +1,233 @@
+"""One WebSocket to the gateway: sequence numbers, pending calls, the reader.
+
+A :class:`Connection` lives exactly as long as its socket. Its reader resolves
+the pending call with the same ``i`` only for a reply (``m`` 1 or 5), never
+for an event (whose ``i`` is the gateway's own counter), and hands events to
+the session. When the socket ends, every pending call fails at once with
+:class:`ConnectionClosed`. The session (:mod:`alphapoint.session`) owns the
+reader task and replaces the connection after a drop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+
+from .errors import AlphaPointError, ConnectionClosed, FrameError, ProtocolError
+from .frame import Frame, MessageType, decode_frame, encode_frame
+from .models import Event
+from .redaction import redact
+from .transport import WebSocket
+
+__all__ = ["Connection"]
+
+logger = logging.getLogger("alphapoint.connection")
+
+
+class _Pending:
+    """One call waiting for its reply."""
+
+    __slots__ = ("error", "event", "frame")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.frame: Frame | None = None
+        self.error: AlphaPointError | None = None
+
+
+class Connection:
+    """The APEX protocol over one open WebSocket.
+
+    ``request()`` may be called from any number of tasks; ``read_loop()`` must
+    run in exactly one task for replies to arrive.
+    """
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        url: str,
+        on_event: Callable[[Connection, Event], None],
+        on_closed: Callable[[Connection], None] | None = None,
+        close_timeout: float = 5.0,
+        number: int = 1,
+    ) -> None:
+        self._ws = websocket
+        self._url = url
+        self._on_event = on_event
+        self._on_closed = on_closed
+        self._close_timeout = close_timeout
+        #: Which connection of its session this is (1, 2, ... after reconnects).
+        self.number = number
+        self._pending: dict[int, _Pending] = {}
+        self._next_seq = 2
+        self._error: ConnectionClosed | None = None
+        self._closed = anyio.Event()
+        self._reader_done = anyio.Event()
+        #: anyio's clock when the last message arrived (for keepalive).
+        self.last_received = anyio.current_time()
+        #: Messages that could not be read as APEX frames, and the last one's error.
+        self.protocol_errors = 0
+        self.last_protocol_error: ProtocolError | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._error is None
+
+    @property
+    def error(self) -> ConnectionClosed | None:
+        """Why the connection ended, once it has."""
+        return self._error
+
+    async def wait_closed(self) -> None:
+        """Return once the connection has ended and every pending call has failed."""
+        await self._closed.wait()
+
+    # -- requests -------------------------------------------------------------
+
+    async def request(
+        self,
+        message_type: MessageType,
+        function: str,
+        payload: Mapping[str, Any] | list[Any] | None,
+    ) -> Frame:
+        """Send one frame and wait for the reply frame with its ``i``.
+
+        Has no timeout of its own: the caller's cancel scope bounds it, and
+        cancelling it forgets the call (a late reply is then dropped).
+        """
+        if self._error is not None:
+            raise self.closed_error()
+        seq = self._next_seq
+        self._next_seq += 2
+        request = Frame(message_type, seq, function, {} if payload is None else payload)
+        text = encode_frame(request)
+        pending = _Pending()
+        self._pending[seq] = pending
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("> %s", describe(request))
+        try:
+            await self._ws.send_text(text)
+            await pending.event.wait()
+        except ConnectionClosed:
+            # The socket failed under the send; the reader says why.
+            if pending.error is None:
+                raise
+        finally:
+            self._pending.pop(seq, None)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.frame is not None
+        return pending.frame
+
+    # -- the reader -----------------------------------------------------------
+
+    async def read_loop(self) -> None:
+        """Read every message until the connection ends; never raises."""
+        try:
+            while True:
+                message = await self._ws.receive()
+                self.last_received = anyio.current_time()
+                self._dispatch(message)
+        except ConnectionClosed as exc:
+            self.fail(exc)
+        except Exception as exc:  # a bug here must fail the calls, not hang them
+            logger.exception("alphapoint connection reader failed")
+            self.fail(ConnectionClosed(f"the connection's reader failed: {type(exc).__name__}"))
+            with anyio.CancelScope(shield=True):
+                await self._ws.abort()
+        finally:
+            # Also when cancelled: the owner is shutting down; no call may hang.
+            self.fail(ConnectionClosed("the connection was closed"))
+            self._reader_done.set()
+
+    def _dispatch(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            self._protocol_error(
+                FrameError(f"the gateway sent a binary message ({len(message)} bytes)")
+            )
+            return
+        try:
+            frame = decode_frame(message)
+        except FrameError as exc:
+            self._protocol_error(exc)
+            return
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("< %s", describe(frame))
+        kind = frame.type
+        if kind is MessageType.REPLY or kind is MessageType.ERROR:
+            pending = self._pending.pop(frame.seq, None)
+            if pending is None:
+                logger.debug("reply to %s i=%d matches no pending call", frame.function, frame.seq)
+            else:
+                pending.frame = frame
+                pending.event.set()
+        elif kind is MessageType.EVENT:
+            self._on_event(self, Event(frame.function, frame.payload, frame.seq))
+        else:
+            self._protocol_error(
+                FrameError(f"the gateway sent a client message type m={int(kind)}")
+            )
+
+    def _protocol_error(self, error: ProtocolError) -> None:
+        """A message that is not APEX: count it and log it; the connection goes on.
+
+        The gateway answers nothing to text it cannot read, so neither do we;
+        a call whose reply was lost this way times out, and its timeout error
+        says what was received instead.
+        """
+        self.protocol_errors += 1
+        self.last_protocol_error = error
+        logger.warning("ignoring a message from %s: %s", self._url, error)
+
+    # -- ending ---------------------------------------------------------------
+
+    def fail(self, error: ConnectionClosed) -> None:
+        """Mark the connection ended: every pending call fails now with ``error``."""
+        if self._error is not None:
+            return
+        self._error = error
+        for pending in self._pending.values():
+            if pending.frame is None and pending.error is None:
+                pending.error = self.closed_error()
+                pending.event.set()
+        self._pending.clear()
+        self._closed.set()
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    def closed_error(self) -> ConnectionClosed:
+        """A fresh copy of the error that ended the connection (one per raise)."""
+        error = self._error
+        assert error is not None
+        copy = type(error)(str(error), code=error.code, reason=error.reason)
+        copy.__cause__ = error.__cause__
+        return copy
+
+    async def abort(self, error: ConnectionClosed) -> None:
+        """Drop the socket now (a dead peer): pending calls fail with ``error``."""
+        self.fail(error)
+        await self._ws.abort()
+
+    async def aclose(self, error: ConnectionClosed, *, code: int = 1000, reason: str = "") -> None:
+        """Close cleanly: fail pending calls with ``error``, close the WebSocket, await the reader.
+
+        Bounded by the close timeout, and runs to the end even when cancelled.
+        """
+        with anyio.CancelScope(shield=True):
+            self.fail(error)
+            with contextlib.suppress(ConnectionClosed):
+                await self._ws.send_close(code, reason)
+            # The reader drains the socket until the peer's close frame and EOF.
+            with anyio.move_on_after(self._close_timeout):
+                await self._reader_done.wait()
+            await self._ws.abort()
+
+
+def describe(frame: Frame) -> str:
+    """A frame for a DEBUG log line, with secrets redacted."""
+    return f"m={int(frame.type)} i={frame.seq} n={frame.function} o={redact(frame.payload)!r}"
