@@ -286,7 +286,18 @@ def parse_url(url: str) -> WebSocketURI:
     try:
         return parse_uri(url)
     except (InvalidURI, ValueError):  # urllib raises ValueError for a bad port or IPv6 host
-        raise InvalidURL(f"not a ws:// or wss:// URL: {url!r}") from None
+        raise InvalidURL(f"not a ws:// or wss:// URL: {_without_user_info(url)!r}") from None
+
+
+def _without_user_info(url: str) -> str:
+    """``url`` with any ``user:password@`` part masked: error messages carry no secrets."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "…@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
 
 
 def is_loopback(host: str) -> bool:
@@ -439,10 +450,15 @@ async def accept_websocket(
                 data = await stream.receive(_READ_SIZE)
                 protocol.receive_data(data)
                 events = protocol.events_received()
-                if events:
-                    break
-            request = events[0]
-            assert isinstance(request, Request)
+                if events or protocol.handshake_exc is not None:
+                    break  # a request, or not HTTP: no request will ever come
+            request = events[0] if events else None
+            if not isinstance(request, Request):
+                for out in protocol.data_to_send():  # websockets' 400 answer, if any
+                    if out:
+                        await stream.send(out)
+                await anyio.aclose_forcefully(stream)
+                return None
             response = protocol.accept(request)
             protocol.send_response(response)
             for out in protocol.data_to_send():

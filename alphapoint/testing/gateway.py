@@ -113,6 +113,8 @@ class _Connection:
         self.user: GatewayUser | None = None
         self.awaiting_2fa: GatewayUser | None = None
         self.token: str | None = None
+        #: Subscribe function -> the instruments subscribed (None: every one).
+        self.subscriptions: dict[str, set[Any]] = {}
 
 
 Handler = Callable[["_Connection", Any], Any]
@@ -169,6 +171,9 @@ class Gateway:
             "LogOut": self._log_out,
             "GetUserInfo": self._get_user_info,
         }
+        for subscribe, unsubscribe in _SUBSCRIPTIONS.items():
+            self._handlers[subscribe] = self._subscriber(subscribe)
+            self._handlers[unsubscribe] = self._unsubscriber(subscribe)
 
     # -- accounts -------------------------------------------------------------
 
@@ -279,14 +284,53 @@ class Gateway:
             sent += 1
         return sent
 
+    async def publish(self, function: str, payload: Any) -> int:
+        """Push an event to the connections subscribed to it; returns how many got it.
+
+        ``function`` is an event name (``Level1UpdateEvent``...); a payload
+        with an ``InstrumentId`` reaches only the subscribers to that instrument.
+        """
+        subscribe = _EVENT_SOURCES.get(function)
+        instrument = payload.get("InstrumentId") if isinstance(payload, dict) else None
+        sent = 0
+        for connection in list(self._connections.values()):
+            wanted = connection.subscriptions.get(subscribe or "")
+            if wanted is None or (instrument is not None and instrument not in wanted):
+                continue
+            try:
+                await connection.websocket.send_text(
+                    encode_frame(Frame(MessageType.EVENT, next(self._event_seq), function, payload))
+                )
+            except ConnectionClosed:
+                continue
+            sent += 1
+        return sent
+
+    def subscribers(self, subscribe: str) -> int:
+        """How many connections hold a subscription made with ``subscribe``."""
+        return sum(1 for c in self._connections.values() if subscribe in c.subscriptions)
+
     async def logout_event(self, *, user_id: int | None = None) -> int:
-        """End sessions the way the exchange does: log out, then push a LogoutEvent."""
-        for connection in self._connections.values():
-            if user_id is None or (
-                connection.user is not None and connection.user.user_id == user_id
-            ):
-                self._forget_login(connection)
-        return await self.send_event("LogoutEvent", {}, user_id=None)
+        """End sessions the way the exchange does: log out, then push a LogoutEvent.
+
+        Every logged-in connection (or ``user_id``'s) is logged out and told;
+        returns how many were.
+        """
+        targets = [
+            c
+            for c in self._connections.values()
+            if c.user is not None and (user_id is None or c.user.user_id == user_id)
+        ]
+        sent = 0
+        for connection in targets:
+            self._forget_login(connection)
+            frame = Frame(MessageType.EVENT, next(self._event_seq), "LogoutEvent", {})
+            try:
+                await connection.websocket.send_text(encode_frame(frame))
+            except ConnectionClosed:
+                continue
+            sent += 1
+        return sent
 
     async def drop_connections(self) -> None:
         """Cut every connection at the TCP level, with no closing handshake."""
@@ -438,6 +482,37 @@ class Gateway:
         record.update({"Locked": user.locked, "NumberOfFailedAttempt": user.failed_attempts})
         return self._cased(record)
 
+    def _subscriber(self, subscribe: str) -> Handler:
+        def handle(connection: _Connection, payload: dict[str, Any]) -> Any:
+            if connection.user is None:
+                return _standard(False, "Not Authorized", NOT_AUTHORIZED, None)
+            instrument = payload.get("InstrumentId")
+            connection.subscriptions.setdefault(subscribe, set()).add(instrument)
+            return self._snapshot(subscribe, instrument)
+
+        return handle
+
+    def _unsubscriber(self, subscribe: str) -> Handler:
+        def handle(connection: _Connection, payload: dict[str, Any]) -> Any:
+            instruments = connection.subscriptions.get(subscribe, set())
+            instruments.discard(payload.get("InstrumentId"))
+            if not instruments:
+                connection.subscriptions.pop(subscribe, None)
+            return _standard(True, None, 0, None)
+
+        return handle
+
+    def _snapshot(self, subscribe: str, instrument: Any) -> Any:
+        if subscribe == "SubscribeLevel1":
+            return {
+                "OMSId": self.oms_id,
+                "InstrumentId": instrument,
+                "BestBid": 0.0,
+                "BestOffer": 0.0,
+                "LastTradedPx": 0.0,
+            }
+        return []
+
     # -- helpers --------------------------------------------------------------
 
     def _log_in(self, connection: _Connection, user: GatewayUser) -> str:
@@ -451,6 +526,7 @@ class Gateway:
         if connection.token is not None:
             self._tokens.pop(connection.token, None)
         connection.user = connection.token = connection.awaiting_2fa = None
+        connection.subscriptions.clear()
 
     def _user_record(self, user: GatewayUser) -> dict[str, Any]:
         return {
@@ -471,6 +547,21 @@ def _standard(result: bool, message: str | None, code: int, detail: str | None) 
     """APEX's standard response, always spelled in lowercase."""
     return {"result": result, "errormsg": message, "errorcode": code, "detail": detail}
 
+
+#: The subscriptions the gateway offers: subscribe function -> unsubscribe function.
+_SUBSCRIPTIONS = {
+    "SubscribeLevel1": "UnsubscribeLevel1",
+    "SubscribeLevel2": "UnsubscribeLevel2",
+    "SubscribeTrades": "UnsubscribeTrades",
+    "SubscribeTicker": "UnsubscribeTicker",
+}
+#: Event name -> the subscribe function that starts it.
+_EVENT_SOURCES = {
+    "Level1UpdateEvent": "SubscribeLevel1",
+    "Level2UpdateEvent": "SubscribeLevel2",
+    "TradeDataUpdateEvent": "SubscribeTrades",
+    "TickerDataUpdateEvent": "SubscribeTicker",
+}
 
 _CAMEL_SPECIAL = {"OMSId": "omsId", "errormsg": "errormsg"}
 
@@ -510,6 +601,8 @@ class RunningGateway:
         """The URL clients connect to."""
         scheme = "wss" if self._ssl is not None else "ws"
         host = "localhost" if self._ssl is not None and self.host == "127.0.0.1" else self.host
+        if ":" in host:
+            host = f"[{host}]"  # an IPv6 address
         return f"{scheme}://{host}:{self.port}{self._path}"
 
     async def __aenter__(self) -> RunningGateway:
