@@ -648,11 +648,13 @@ class Session:
             self._ready = anyio.Event()
 
     async def _supervise(self, conn: Connection) -> None:
-        """Keep the session connected: watch each connection, replace it when it drops."""
+        """Keep the session connected: watch each connection, replace it when it drops.
+
+        ``conn`` is the first connection, already installed.
+        """
         assert self._task_group is not None
         attempt = 0
         while True:
-            self._install(conn)
             up_since = anyio.current_time()
             if self._keepalive is not None:
                 self._task_group.start_soon(self._keep_alive, conn, self._keepalive)
@@ -678,6 +680,7 @@ class Session:
                 attempt += 1
                 try:
                     conn = await self._open_connection()
+                    self._install(conn)
                     break
                 except Exception as exc:  # noqa: BLE001 - the retry policy decides
                     error = exc
@@ -931,6 +934,7 @@ class connect:
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(None, None, None)
             raise
+        session._install(conn)
         task_group.start_soon(session._supervise, conn, name=f"alphapoint supervisor {session.url}")
         self._task_group = task_group
         return session

@@ -49,20 +49,38 @@ async def main(
 async def run_bot(
     url: str, credentials: alphapoint.ApiKeyCredentials, iterations: int, interval: float
 ) -> int:
-    """Log in and call Ping and GetUserInfo ``iterations`` times, ``interval`` seconds apart."""
+    """Log in and call Ping and GetUserInfo ``iterations`` times, ``interval`` seconds apart.
+
+    The session is managed: if the connection drops, it reconnects, resumes
+    the login (or logs in again) and calls wait for it. A call that was in
+    flight during the drop fails with ConnectionClosed and is not re-sent: a
+    real bot decides whether to repeat it (an order is not idempotent).
+    """
+    started = False
+
+    def report(state: alphapoint.SessionState) -> None:
+        if started:  # the initial connecting/authenticating steps are not news
+            print(f"session: {state.value}")
+
     try:
-        async with alphapoint.connect(url) as session:
-            result = await session.login(credentials)
-            name = result.user.user_name if result.user else "?"
+        async with alphapoint.connect(
+            url, credentials=credentials, on_state_change=report
+        ) as session:
+            started = True
+            name = session.user.user_name if session.user else "?"
             print(f"Logged in as {name} (user id {credentials.user_id}) with an API key")
             for n in range(1, iterations + 1):
-                pong = await session.call("Ping")
-                print(f"[{n}/{iterations}] Ping: {_get(pong, 'msg')}")
-                info = await session.call("GetUserInfo")
-                print(
-                    f"[{n}/{iterations}] GetUserInfo: {_get(info, 'UserName')}, "
-                    f"user id {_get(info, 'UserId')}, account id {_get(info, 'AccountId')}"
-                )
+                try:
+                    pong = await session.call("Ping")
+                    print(f"[{n}/{iterations}] Ping: {_get(pong, 'msg')}")
+                    info = await session.call("GetUserInfo")
+                except alphapoint.ConnectionClosed as exc:
+                    print(f"[{n}/{iterations}] interrupted, not re-sent: {exc}")
+                else:
+                    print(
+                        f"[{n}/{iterations}] GetUserInfo: {_get(info, 'UserName')}, "
+                        f"user id {_get(info, 'UserId')}, account id {_get(info, 'AccountId')}"
+                    )
                 if n < iterations:
                     await anyio.sleep(interval)
     except alphapoint.AuthenticationError as exc:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import anyio
 import attrs
 import pytest
+from anyio.streams.text import TextReceiveStream
 
 from alphapoint.testing.pytest_plugin import GatewayFixture
 
@@ -92,13 +94,57 @@ async def test_trading_bot(alphapoint_gateway: GatewayFixture) -> None:
         "[1/2] GetUserInfo: alice, user id 7, account id 1007",
         "[2/2] Ping: PONG",
         "[2/2] GetUserInfo: alice, user id 7, account id 1007",
+        "session: closed",
         "Done: 2 iteration(s).",
     ]
+    # Leaving the block logged out.
+    assert len(alphapoint_gateway.gateway.requests_for("LogOut")) == 1
     gateway = alphapoint_gateway.gateway
     assert "APIKey" in gateway.requests_for("AuthenticateUser")[0].payload
     assert len(gateway.requests_for("Ping")) == 2
     assert len(gateway.requests_for("GetUserInfo")) == 2
     assert_clean(run, secrets_of(alphapoint_gateway))
+
+
+async def test_trading_bot_survives_a_gateway_restart(alphapoint_gateway: GatewayFixture) -> None:
+    gateway, running = alphapoint_gateway.gateway, alphapoint_gateway.running
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPHAPOINT_")}
+    env.update(api_key_env(alphapoint_gateway), ALPHAPOINT_URL=alphapoint_gateway.url)
+    command = [sys.executable, str(EXAMPLES / "trading_bot.py"), "--iterations", "30"]
+    lines: list[str] = []
+    async with await anyio.open_process(
+        [*command, "--interval", "0.02"], env=env, stdin=subprocess.DEVNULL
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        output = TextReceiveStream(process.stdout)
+        restarted = False
+        pending = ""
+        async for chunk in output:
+            pending += chunk
+            *complete, pending = pending.split("\n")
+            lines += complete
+            if not restarted and any(line.startswith("[3/30] GetUserInfo") for line in lines):
+                # The gateway goes down and comes back on the same port mid-run.
+                await running.stop()
+                await running.start()
+                restarted = True
+        errors = b"".join([chunk async for chunk in process.stderr]).decode()
+        code = await process.wait()
+    assert code == 0, errors
+    assert restarted
+    assert lines[-1] == "Done: 30 iteration(s)."
+    assert "session: reconnecting" in lines
+    assert lines.index("session: authenticated") > lines.index("session: reconnecting")
+    # The login was resumed with the session token: no second AuthenticateUser.
+    assert len(gateway.requests_for("WebAuthenticateUser")) == 1
+    assert len(gateway.requests_for("AuthenticateUser")) == 1
+    # Every round but those interrupted by the restart completed, none was re-sent.
+    interrupted = [line for line in lines if "interrupted, not re-sent" in line]
+    completed = [line for line in lines if "] GetUserInfo: alice, user id 7" in line]
+    assert len(completed) + len(interrupted) == 30
+    assert len(gateway.requests_for("GetUserInfo")) == len(completed)
+    assert_clean(Run(code, "\n".join(lines), errors), secrets_of(alphapoint_gateway))
 
 
 async def test_trading_bot_without_credentials_exits_2(
