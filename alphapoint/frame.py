@@ -53,7 +53,8 @@ class Frame:
 def encode_frame(frame: Frame) -> str:
     """The text of a WebSocket message carrying ``frame``.
 
-    Raises :class:`InvalidPayload` if the payload is not JSON-serialisable.
+    Raises :class:`InvalidPayload` if the payload is not JSON-serialisable, or
+    if the text could not be sent as UTF-8 (a lone surrogate in a string).
     """
     try:
         inner = _dumps(frame.payload)
@@ -61,7 +62,15 @@ def encode_frame(frame: Frame) -> str:
         raise InvalidPayload(
             f"payload of {frame.function!r} is not JSON-serialisable ({type(exc).__name__})"
         ) from None
-    return _dumps({"m": int(frame.type), "i": frame.seq, "n": frame.function, "o": inner})
+    text = _dumps({"m": int(frame.type), "i": frame.seq, "n": frame.function, "o": inner})
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise InvalidPayload(
+                f"frame of {frame.function!r} is not valid UTF-8 (a lone surrogate in a string)"
+            ) from None
+    return text
 
 
 def decode_frame(message: str | bytes) -> Frame:

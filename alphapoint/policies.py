@@ -6,6 +6,7 @@ be checked without sleeping, and replaced by a user's own callable.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 
@@ -26,8 +27,20 @@ def full_jitter(cap: float) -> float:
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value <= 0:
+    if not value > 0:  # also refuses NaN, which compares false with everything
         raise ValueError(f"{attribute.name} must be positive")
+
+
+def _at_least_one(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value >= 1:
+        raise ValueError(f"{attribute.name} must be at least 1: delays never shrink")
+
+
+def _count_or_none(
+    instance: object, attribute: attrs.Attribute[int | None], value: int | None
+) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"{attribute.name} must be 0 or more (or None: never give up)")
 
 
 @attrs.frozen
@@ -43,20 +56,25 @@ class Backoff:
 
     initial: float = attrs.field(default=0.5, validator=_positive)
     maximum: float = attrs.field(default=30.0, validator=_positive)
-    multiplier: float = attrs.field(default=2.0, validator=_positive)
-    max_attempts: int | None = None
+    multiplier: float = attrs.field(default=2.0, validator=_at_least_one)
+    max_attempts: int | None = attrs.field(default=None, validator=_count_or_none)
     reset_after: float = 60.0
     jitter: Callable[[float], float] = attrs.field(default=full_jitter, repr=False)
 
     def cap(self, attempt: int) -> float:
         """The largest delay before attempt number ``attempt`` (from 0)."""
-        # Stop multiplying once past the maximum: no float overflow after days.
-        cap = self.initial
-        for _ in range(attempt):
-            cap *= self.multiplier
-            if cap >= self.maximum:
-                return self.maximum
-        return min(cap, self.maximum)
+        # A closed form, so any attempt number costs the same (no loop over
+        # the attempts) and never overflows a float.
+        initial, maximum, multiplier = self.initial, self.maximum, self.multiplier
+        if attempt <= 0 or initial >= maximum or multiplier == 1:
+            return min(initial, maximum)
+        # initial * multiplier ** n reaches the maximum from this n on.
+        if attempt >= math.log(maximum / initial) / math.log(multiplier):
+            return maximum
+        try:
+            return min(initial * multiplier**attempt, maximum)
+        except OverflowError:
+            return maximum
 
     def delay(self, attempt: int) -> float:
         """The delay before attempt number ``attempt``, jitter applied."""
@@ -83,8 +101,8 @@ def is_retryable(error: BaseException) -> bool:
     """The default: reconnect after transport, protocol and timeout failures.
 
     Authentication failures are not retried: a wrong password stays wrong, and
-    retrying it would lock the account.
+    retrying it would lock the account. Nor are errors in the caller's input.
     """
-    if isinstance(error, AuthenticationError):
-        return False
+    if isinstance(error, (AuthenticationError, ValueError, TypeError)):
+        return False  # InvalidURL, InsecureConnection, InvalidPayload: the caller's input
     return isinstance(error, AlphaPointError)

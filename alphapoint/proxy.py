@@ -45,6 +45,8 @@ def proxy_for(uri: WebSocketURI, proxy: str | bool | None, *, loopback: bool) ->
         return parse_proxy(proxy)
     except InvalidProxy as exc:
         raise InvalidURL(f"invalid proxy URL: {exc.msg}") from None
+    except ValueError:  # urllib's, for a port that is not a number or out of range
+        raise InvalidURL("invalid proxy URL: the port is not a valid port number") from None
 
 
 async def open_proxy_stream(proxy: Proxy, uri: WebSocketURI) -> anyio.abc.ByteStream:
@@ -74,7 +76,7 @@ async def open_proxy_stream(proxy: Proxy, uri: WebSocketURI) -> anyio.abc.ByteSt
     except BaseException:
         await anyio.aclose_forcefully(stream)
         raise
-    status_line, _, rest = head.partition(b"\r\n")
+    status_line = head.partition(b"\r\n")[0]
     parts = status_line.split(b" ", 2)
     status = parts[1].decode("ascii", "replace") if len(parts) > 1 else "?"
     if status != "200":
@@ -83,7 +85,9 @@ async def open_proxy_stream(proxy: Proxy, uri: WebSocketURI) -> anyio.abc.ByteSt
             f"{where} refused to CONNECT to {uri.host}:{uri.port}: "
             f"{status_line.decode('ascii', 'replace')}"
         )
-    if not rest.endswith(b"\r\n\r\n") or rest.count(b"\r\n\r\n") > 1:
+    # The head ends at its blank line; a bare "HTTP/1.1 200 ...\r\n\r\n" (no
+    # headers, as most proxies answer) is complete too.
+    if not head.endswith(b"\r\n\r\n") or head.count(b"\r\n\r\n") > 1:
         await anyio.aclose_forcefully(stream)
         raise ConnectError(f"{where} sent data after its CONNECT response")
     return stream

@@ -11,9 +11,15 @@ from typing import Any
 
 from .decoding import fold_key
 
-__all__ = ["REDACTED", "SECRET_KEYS", "redact"]
+__all__ = ["MAX_DEPTH", "NESTED", "REDACTED", "SECRET_KEYS", "redact"]
 
 REDACTED = "<redacted>"
+
+#: What replaces a container nested deeper than :data:`MAX_DEPTH`.
+NESTED = "<nested>"
+
+#: How deep :func:`redact` copies containers.
+MAX_DEPTH = 32
 
 #: Folded keys (lowercase, no underscores) whose values are secrets.
 SECRET_KEYS = frozenset(
@@ -34,8 +40,16 @@ SECRET_KEYS = frozenset(
 _PARTIAL_KEYS = frozenset({"apikey"})
 
 
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with every secret replaced by ``"<redacted>"``."""
+def redact(value: Any, *, _depth: int = 0) -> Any:
+    """A copy of ``value`` with every secret replaced by ``"<redacted>"``.
+
+    Containers nested deeper than :data:`MAX_DEPTH` are replaced by
+    ``"<nested>"`` (whatever they hold, secrets included): a log line needs no
+    more, and a gateway's deeply nested reply must not exhaust the stack of
+    the task that logs it.
+    """
+    if isinstance(value, (dict, list, tuple)) and _depth >= MAX_DEPTH:
+        return NESTED
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         for key, item in value.items():
@@ -45,8 +59,8 @@ def redact(value: Any) -> Any:
             elif folded in _PARTIAL_KEYS and isinstance(item, str):
                 out[key] = item[:4] + "…" if len(item) > 8 else REDACTED
             else:
-                out[key] = redact(item)
+                out[key] = redact(item, _depth=_depth + 1)
         return out
     if isinstance(value, (list, tuple)):  # json.dumps sends a tuple as an array
-        return [redact(item) for item in value]
+        return [redact(item, _depth=_depth + 1) for item in value]
     return value

@@ -49,7 +49,7 @@ from .events import KNOWN_SUBSCRIPTIONS, EventStream, Subscription, instrument_m
 from .frame import Frame, MessageType
 from .models import AuthenticateResult, AuthStatus, Event, User
 from .policies import Backoff, Keepalive, is_retryable
-from .transport import DEFAULT_MAX_MESSAGE_SIZE, open_websocket
+from .transport import DEFAULT_MAX_MESSAGE_SIZE, _without_user_info, open_websocket
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -119,7 +119,9 @@ class Session:
         event_buffer: int,
         on_state_change: Callable[[SessionState], None] | None,
     ) -> None:
-        self._url = url
+        self._connect_url = url
+        #: The URL as shown in reprs, logs and task names: any user:password@ masked.
+        self._url = _without_user_info(url)
         self._options = options
         self._timeout = timeout
         self._credentials = credentials
@@ -140,8 +142,12 @@ class Session:
         self._terminal: BaseException | None = None
         self._closing = False
         self._relogging = False
+        #: How many times the session found its login gone (LogoutEvent, code 20).
+        self._relogins = 0
         self._streams: list[EventStream] = []
         self._result: AuthenticateResult | None = None
+        #: The last login's result, which a resume on a new connection carries over.
+        self._login: AuthenticateResult | None = None
         self._session_token: str | None = None
 
     def __repr__(self) -> str:
@@ -152,7 +158,7 @@ class Session:
     @property
     def url(self) -> str:
         """The gateway's URL."""
-        return self._url
+        return self._connect_url
 
     @property
     def state(self) -> SessionState:
@@ -247,11 +253,14 @@ class Session:
         try:
             with anyio.fail_after(math.inf if timeout is None else timeout):
                 conn = await self._ready_connection()
+                sent_logged_in, relogins = self.authenticated, self._relogins
                 frame = await conn.request(message_type, function, payload)
-                if not self._refused_after_logout(conn, frame):
+                if not self._refused_after_logout(conn, frame, sent_logged_in):
                     return frame
-                # Refused, not acted on: send it once more after the re-login.
-                self._start_relogin(conn)
+                # Refused, not acted on: send it once more after the re-login
+                # (one re-login for every call refused at once: the first starts it).
+                if self._relogins == relogins:
+                    self._start_relogin(conn)
                 conn = await self._ready_connection()
                 return await conn.request(message_type, function, payload)
         except TimeoutError:
@@ -404,6 +413,7 @@ class Session:
         """
         await self.call("LogOut", timeout=timeout)
         self._result = None
+        self._login = None
         self._session_token = None
         self._credentials = None
         self._set_state(SessionState.CONNECTED)
@@ -411,7 +421,7 @@ class Session:
     def _record(self, result: AuthenticateResult) -> AuthenticateResult:
         """Remember the outcome of an authentication step on this connection."""
         if result.status is AuthStatus.AUTHENTICATED:
-            self._result = result
+            self._result = self._login = result
             self._session_token = result.session_token or self._session_token
             if self._state is not SessionState.AUTHENTICATING:
                 self._set_state(SessionState.AUTHENTICATED)
@@ -429,7 +439,8 @@ class Session:
             except RequestError:
                 resumed = None
             if resumed is not None and resumed.status is AuthStatus.AUTHENTICATED:
-                previous = self._result or resumed
+                # WebAuthenticateUser names no user: keep what the login said.
+                previous = self._result or self._login or resumed
                 self._record(attrs.evolve(previous, session_token=resumed.session_token or token))
                 logger.info("session %s resumed with its session token", self._url)
                 return
@@ -444,9 +455,9 @@ class Session:
                 self._two_factor,
             )
 
-    def _refused_after_logout(self, conn: Connection, frame: Frame) -> bool:
-        """Whether ``frame`` is code 20 on a connection this session believed logged in."""
-        if self._credentials is None or not self.authenticated or conn is not self._conn:
+    def _refused_after_logout(self, conn: Connection, frame: Frame, sent_logged_in: bool) -> bool:
+        """Whether ``frame`` is code 20 to a call sent while this session believed it logged in."""
+        if self._credentials is None or not sent_logged_in or conn is not self._conn:
             return False
         payload = frame.payload
         return (
@@ -457,6 +468,7 @@ class Session:
 
     def _start_relogin(self, conn: Connection) -> None:
         """The gateway logged this connection out: log in again on it, in the background."""
+        self._relogins += 1
         self._result = None
         if self._credentials is None or self._relogging or self._task_group is None:
             if self._credentials is None:
@@ -596,7 +608,7 @@ class Session:
         assert self._task_group is not None
         options = self._options
         websocket = await open_websocket(
-            self._url,
+            self._connect_url,
             ssl=options.ssl,
             open_timeout=options.open_timeout,
             close_timeout=options.close_timeout,
@@ -638,6 +650,8 @@ class Session:
     def _install(self, conn: Connection) -> None:
         """``conn`` is ready: let calls through."""
         self._conn = conn
+        if not conn.is_open:
+            return  # it closed under the login: the supervisor replaces it
         self._set_state(
             SessionState.AUTHENTICATED if self.authenticated else SessionState.CONNECTED
         )
@@ -672,8 +686,11 @@ class Session:
             self._set_state(SessionState.RECONNECTING)
             if anyio.current_time() - up_since >= policy.reset_after:
                 attempt = 0
+            # max_attempts bounds consecutive *failed* attempts; ``attempt``
+            # (which only reset_after resets) sets the delay.
+            failures = 0
             while True:
-                if policy.gives_up(attempt):
+                if policy.gives_up(failures):
                     self._finish(error)
                     return
                 await anyio.sleep(policy.delay(attempt))
@@ -684,6 +701,7 @@ class Session:
                     break
                 except Exception as exc:  # noqa: BLE001 - the retry policy decides
                     error = exc
+                    failures += 1
                     if not self._retryable(exc):
                         self._finish(exc)
                         return

@@ -576,6 +576,14 @@ def _camel_case(value: Any) -> Any:
     return value
 
 
+@attrs.frozen
+class _Run:
+    """One run of a :class:`RunningGateway`'s listener: how to stop it, and when it has."""
+
+    scope: anyio.CancelScope
+    done: anyio.Event
+
+
 class RunningGateway:
     """A :class:`Gateway` listening on a socket; made by :meth:`Gateway.serve`."""
 
@@ -593,8 +601,9 @@ class RunningGateway:
         self.port = port
         self._ssl = ssl
         self._path = path
+        #: The task group of the ``async with`` block: every run of the listener lives in it.
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._listener: anyio.abc.Listener[Any] | None = None
+        self._run: _Run | None = None
 
     @property
     def url(self) -> str:
@@ -606,7 +615,16 @@ class RunningGateway:
         return f"{scheme}://{host}:{self.port}{self._path}"
 
     async def __aenter__(self) -> RunningGateway:
-        await self.start()
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        try:
+            await self.start()
+        except BaseException:
+            self._task_group = None
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(
@@ -615,11 +633,24 @@ class RunningGateway:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.stop()
+        task_group, self._task_group = self._task_group, None
+        try:
+            await self.stop()
+        finally:
+            if task_group is not None:
+                task_group.cancel_scope.cancel()
+                await task_group.__aexit__(None, None, None)
 
     async def start(self) -> None:
-        """Listen (again, on the same port once it has one)."""
-        if self._task_group is not None:
+        """Listen (again, on the same port once it has one).
+
+        Called from anywhere inside the ``async with`` block (a test, with its
+        own task groups and clients opened since): each run of the listener is
+        a task of the block's task group, never a scope of the caller's.
+        """
+        if self._task_group is None:
+            raise RuntimeError("start() and stop() work inside `async with gateway.serve()`")
+        if self._run is not None:
             raise RuntimeError("the gateway is already running")
         listener: anyio.abc.Listener[Any] = await anyio.create_tcp_listener(
             local_host=self.host, local_port=self.port, reuse_port=False
@@ -627,23 +658,40 @@ class RunningGateway:
         self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
         if self._ssl is not None:
             listener = TLSListener(listener, self._ssl, standard_compatible=False)
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        task_group.start_soon(listener.serve, self._accept, task_group)
-        self._task_group, self._listener = task_group, listener
+        try:
+            self._run = await self._task_group.start(self._serve, listener)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
+            raise
         logger.info("gateway listening on %s", self.url)
 
     async def stop(self) -> None:
         """Stop listening and cut every connection (a gateway restart, with :meth:`start`)."""
-        task_group, listener = self._task_group, self._listener
-        if task_group is None or listener is None:
+        run, self._run = self._run, None
+        if run is None:
             return
-        self._task_group = self._listener = None
         # Cancelling the handlers cuts their connections (no closing handshake).
-        task_group.cancel_scope.cancel()
-        await task_group.__aexit__(None, None, None)
+        run.scope.cancel()
         with anyio.CancelScope(shield=True):
-            await listener.aclose()
+            await run.done.wait()
+
+    async def _serve(
+        self,
+        listener: anyio.abc.Listener[Any],
+        *,
+        task_status: anyio.abc.TaskStatus[_Run] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """One run of the listener: accept and serve until :meth:`stop` cancels it."""
+        run = _Run(anyio.CancelScope(), anyio.Event())
+        try:
+            with run.scope:
+                task_status.started(run)
+                await listener.serve(self._accept)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
+            run.done.set()
 
     async def _accept(self, stream: anyio.abc.ByteStream) -> None:
         try:
