@@ -14,7 +14,6 @@ payload that fails is decoded again on a detailed one, to name the field.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -82,24 +81,52 @@ def _make_converter(detailed: bool) -> cattrs.Converter:
     converter.register_structure_hook(int, _strict_int)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(str | None, _optional_str)
-    for cls in (User, AuthenticateResult):
-        converter.register_structure_hook(cls, _folding_hook(converter, cls))
+    user = _folding_hook(converter, User)
+    converter.register_structure_hook(User, user)
+    # The optional ``user`` field calls the hook directly rather than through
+    # cattrs' generic Optional handling, which looks the hook up on every reply.
+    converter.register_structure_hook(
+        User | None, lambda value, _: None if value is None else user(value, User)
+    )
+    converter.register_structure_hook(
+        AuthenticateResult, _folding_hook(converter, AuthenticateResult)
+    )
     return converter
 
 
+#: How many key sets each class remembers: a gateway sends the same keys in
+#: every reply; a hostile one could send endless new sets, folded afresh.
+_PLANS_KEPT = 64
+
+
 def _folding_hook(converter: cattrs.Converter, cls: type[T]) -> Callable[[Any, type], T]:
-    """A structure hook for ``cls`` that reads keys in any casing and skips nulls."""
+    """A structure hook for ``cls`` that reads keys in any casing and skips nulls.
+
+    Which field each key names is worked out once per set of keys and kept
+    (the "plan"): a gateway sends the same keys in every reply, so a reply
+    costs one lookup of its key set. Keys that name no field are left out.
+    """
+    names = {fold_key(f.name) for f in attrs.fields(cls)}  # type: ignore[arg-type]
     renames = {f.name: override(rename=fold_key(f.name)) for f in attrs.fields(cls)}  # type: ignore[arg-type]
     structure = make_dict_structure_fn(cls, converter, **renames)  # type: ignore[arg-type]
+    #: The keys of a reply, in order -> (key, folded field name) for those naming a field.
+    plans: dict[tuple[Any, ...], list[tuple[Any, str]]] = {}
+
+    def plan(keys: tuple[Any, ...]) -> list[tuple[Any, str]]:
+        folds = [(key, fold_key(key)) for key in keys if isinstance(key, str)]
+        steps = [(key, name) for key, name in folds if name in names]
+        if len(plans) < _PLANS_KEPT:
+            plans[keys] = steps
+        return steps
 
     def hook(value: Any, _: type) -> T:
         if not isinstance(value, dict):
             raise _WrongType(f"expected an object, got {_a(value)}")
-        folded = {
-            fold_key(key): item
-            for key, item in value.items()
-            if item is not None and isinstance(key, str)
-        }
+        keys = tuple(value)
+        steps = plans.get(keys)
+        if steps is None:
+            steps = plan(keys)
+        folded = {name: value[key] for key, name in steps if value[key] is not None}
         return structure(folded, cls)
 
     return hook
@@ -114,8 +141,10 @@ def decode(cls: type[T], payload: Any, *, what: str | None = None) -> T:
 
     Raises :class:`DecodeError` naming the first offending field.
     """
-    with contextlib.suppress(Exception):  # a failure is re-run below to name the field
+    try:
         return _fast.structure(payload, cls)
+    except Exception:  # noqa: BLE001, S110 - re-run below on the detailed converter
+        pass
     try:
         return _detailed.structure(payload, cls)
     except Exception as exc:  # noqa: BLE001 - every converter failure becomes DecodeError

@@ -21,6 +21,7 @@ Rules it keeps (each one a bug in a naive driver):
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import logging
 import ssl as ssl_module
 from collections import deque
@@ -91,6 +92,9 @@ class WebSocket:
         # fast_acquire: taking a free lock does not yield to the event loop
         # (the write under it does), which saves a loop iteration per send.
         self._send_lock = anyio.Lock(fast_acquire=True)
+        #: Messages waiting for the send lock, by ticket (see _send).
+        self._outbox: dict[int, tuple[Opcode, bytes]] = {}
+        self._tickets = itertools.count()
         self._messages: deque[str | bytes] = deque()
         self._fragments: list[bytes] = []
         self._fragment_opcode: Opcode | None = None
@@ -99,6 +103,10 @@ class WebSocket:
         #: The OS error that ended the stream under a read, if one did.
         self._lost: str | None = None
         self._stream_closed = False
+        #: Whether the protocol may hold answers (pongs, a close echo) to frames
+        #: that came with the handshake response; every later answer is written
+        #: right after the read that caused it.
+        self._answers_queued = bool(frames)
         if frames:
             self._process(frames)
 
@@ -115,26 +123,41 @@ class WebSocket:
     # -- sending --------------------------------------------------------------
 
     async def send_text(self, text: str) -> None:
-        """Send one text message; raises :class:`ConnectionClosed` if the connection is not open.
-
-        The message is queued at once and written by whoever holds the send
-        lock next, together with everything queued before it: under load one
-        write carries the messages of many senders. (So a send cancelled while
-        waiting its turn may still go out, like one cancelled during its write.)
-        """
-        if self._protocol.state is not OPEN:
-            raise self._closed_error("the connection is closed")
-        self._protocol.send_text(text.encode())
-        async with self._send_lock:
-            await self._flush()
+        """Send one text message; raises :class:`ConnectionClosed` if the connection is not open."""
+        await self._send(Opcode.TEXT, text.encode())
 
     async def send_binary(self, data: bytes) -> None:
         """Send one binary message (the gateway's fault injection uses it)."""
+        await self._send(Opcode.BINARY, data)
+
+    async def _send(self, opcode: Opcode, data: bytes) -> None:
+        """Send one message, in one write with those of the senders waiting with it.
+
+        The message waits in the outbox for the send lock. Whoever gets the
+        lock first hands every waiting message to the protocol and writes them
+        all at once, so under load one write carries many senders' messages
+        (the others then find theirs sent). A sender cancelled before its
+        message was taken leaves nothing behind: that message is never sent.
+        """
         if self._protocol.state is not OPEN:
             raise self._closed_error("the connection is closed")
-        self._protocol.send_binary(data)
-        async with self._send_lock:
-            await self._flush()
+        ticket = next(self._tickets)
+        self._outbox[ticket] = (opcode, data)
+        try:
+            async with self._send_lock:
+                if ticket not in self._outbox:
+                    return  # written by the sender that held the lock before us
+                if self._protocol.state is not OPEN:
+                    raise self._closed_error("the connection is closed")
+                for kind, message in self._outbox.values():
+                    if kind is Opcode.TEXT:
+                        self._protocol.send_text(message)
+                    else:
+                        self._protocol.send_binary(message)
+                self._outbox.clear()
+                await self._flush()
+        finally:
+            self._outbox.pop(ticket, None)
 
     async def send_close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake; :meth:`receive` then ends when it completes."""
@@ -149,7 +172,27 @@ class WebSocket:
         A write that fails aborts the stream; it raises :class:`ConnectionClosed`
         unless ``quiet`` (the reader's flushes: its next read reports the end).
         """
+        await self._write(self._protocol.data_to_send(), quiet=quiet)
+
+    async def _flush_after_read(self) -> None:
+        """Write what a read queued (a pong, a close echo), taking the lock only if needed.
+
+        While the lock is free nothing can come between emptying the queue
+        here and taking the lock (neither yields), so the common case, a read
+        that queued nothing, needs no lock at all. While a sender holds the
+        lock, the reader waits its turn like any writer.
+        """
+        if self._send_lock.locked():
+            async with self._send_lock:
+                await self._flush(quiet=True)
+            return
         chunks = self._protocol.data_to_send()
+        if chunks:
+            async with self._send_lock:
+                await self._write(chunks, quiet=True)
+
+    async def _write(self, chunks: list[bytes], *, quiet: bool) -> None:
+        """Write ``chunks`` taken from the protocol. Call with the send lock held."""
         if not chunks or self._stream_closed:
             return
         try:
@@ -181,10 +224,12 @@ class WebSocket:
             if self._protocol.state is CLOSED:
                 await self.abort()
                 raise self._closed_error("the connection closed")
-            # Answers queued before this read (a close echo or pong for frames
-            # that came with the handshake response) must not wait for it.
-            async with self._send_lock:
-                await self._flush(quiet=True)
+            if self._answers_queued:
+                # Answers to frames that came with the handshake response (a
+                # close echo, a pong) must not wait for this read.
+                self._answers_queued = False
+                async with self._send_lock:
+                    await self._flush(quiet=True)
             data = b""
             if self._protocol.close_expected():
                 # Closing: the peer has a bounded time to finish its half.
@@ -197,8 +242,7 @@ class WebSocket:
             else:
                 self._protocol.receive_eof()
             self._process(self._protocol.events_received())
-            async with self._send_lock:
-                await self._flush(quiet=True)
+            await self._flush_after_read()
             parser_exc = self._protocol.parser_exc
             if (
                 parser_exc is not None

@@ -1,0 +1,514 @@
+"""The clients that the benchmarks race, each doing the same work on the wire.
+
+* ``alphapoint``: this library, used the way its README says.
+* ``floor``: a hand-written loop over the raw ``websockets`` client (its asyncio
+  client, or its trio client under trio), building the same frames and parsing
+  the same replies twice (the ``o`` double encoding), matching replies by ``i``
+  with a dict of its own when pipelining. No timeouts, no checks beyond ``i``:
+  what the work costs with nothing around it.
+* ``picows``: the same hand-written loop over ``picows`` (asyncio and uvloop only).
+* ``ccxt``: ccxt's ``ndax`` websocket client (``ccxt.pro.ndax``), for the Ping
+  round trip only; see ``docs/performance.md`` for why nothing more.
+
+Every benchmark function connects, warms up, and then times only the measured
+part: wall time (``time.perf_counter``) and this process's CPU time
+(``time.process_time``); the server runs in another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import alphapoint
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_loads = json.loads
+
+#: (wall seconds, CPU seconds) of one measured run.
+Measured = tuple[float, float]
+
+
+class Timer:
+    """Wall and process CPU time of a block; collects garbage first so runs start alike."""
+
+    def __enter__(self) -> Timer:
+        gc.collect()
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+    @property
+    def result(self) -> Measured:
+        return self.wall, self.cpu
+
+
+class Credentials:
+    """The API key the benchmark server knows, and a signer for the hand-written clients."""
+
+    def __init__(self, api_key: str, api_secret: str, user_id: str) -> None:
+        self.api_key, self.api_secret, self.user_id = api_key, api_secret, user_id
+        # Nonces must never repeat across the whole run (the server refuses a
+        # reused one); alphapoint's are decimal microsecond clocks, these are not.
+        self._nonces = itertools.count(1)
+
+    def start_nonces(self, start: int) -> None:
+        """Count nonces from ``start`` (a process of its own starts from its clock)."""
+        self._nonces = itertools.count(start)
+
+    def alphapoint(self) -> alphapoint.ApiKeyCredentials:
+        return alphapoint.ApiKeyCredentials(
+            api_key=self.api_key, api_secret=self.api_secret, user_id=self.user_id
+        )
+
+    def auth_frame(self, prefix: str) -> str:
+        """An AuthenticateUser request frame, signed with a fresh nonce."""
+        nonce = f"{prefix}{next(self._nonces)}"
+        signature = hmac.new(
+            self.api_secret.encode(),
+            f"{nonce}{self.user_id}{self.api_key}".encode(),
+            hashlib.sha256,
+        ).hexdigest()
+        payload = {
+            "APIKey": self.api_key,
+            "Signature": signature,
+            "UserId": self.user_id,
+            "Nonce": nonce,
+        }
+        return _dumps({"m": 0, "i": 2, "n": "AuthenticateUser", "o": _dumps(payload)})
+
+
+def ping_frame(i: int) -> str:
+    return _dumps({"m": 0, "i": i, "n": "Ping", "o": _dumps({})})
+
+
+def check_authenticated(payload: Any) -> None:
+    if not (isinstance(payload, dict) and payload.get("Authenticated") is True):
+        raise RuntimeError(f"login refused: {payload!r}")
+
+
+# -- alphapoint ----------------------------------------------------------------
+
+
+async def alphapoint_calls(url: str, n: int, warmup: int) -> Measured:
+    async with alphapoint.connect(url) as session:
+        for _ in range(warmup):
+            await session.call("Ping")
+        with Timer() as timer:
+            for _ in range(n):
+                await session.call("Ping")
+    return timer.result
+
+
+async def alphapoint_pipelined(url: str, n: int, concurrency: int, warmup: int) -> Measured:
+    import anyio
+
+    async with alphapoint.connect(url) as session:
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                await session.call("Ping")
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(concurrency):
+                tg.start_soon(worker, warmup // concurrency)
+        with Timer() as timer:
+            async with anyio.create_task_group() as tg:
+                for _ in range(concurrency):
+                    tg.start_soon(worker, n // concurrency)
+    return timer.result
+
+
+async def alphapoint_logins(url: str, n: int, warmup: int, creds: Credentials) -> Measured:
+    credentials = creds.alphapoint()
+
+    async def login() -> None:
+        # connect() logs in on entry; the floor does not log out, so neither do we.
+        async with alphapoint.connect(
+            url, credentials=credentials, logout_on_close=False
+        ) as session:
+            assert session.authenticated
+
+    for _ in range(warmup):
+        await login()
+    with Timer() as timer:
+        for _ in range(n):
+            await login()
+    return timer.result
+
+
+# -- floor: the raw websockets client, asyncio ------------------------------------
+
+
+async def floor_calls_asyncio(url: str, n: int, warmup: int) -> Measured:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, compression=None) as ws:
+        seq = 2
+
+        async def call() -> Any:
+            nonlocal seq
+            i, seq = seq, seq + 2
+            await ws.send(ping_frame(i))
+            reply = _loads(await ws.recv())
+            if reply["i"] != i or reply["m"] != 1:
+                raise RuntimeError("unexpected reply")
+            return _loads(reply["o"])
+
+        for _ in range(warmup):
+            await call()
+        with Timer() as timer:
+            for _ in range(n):
+                await call()
+    return timer.result
+
+
+async def floor_pipelined_asyncio(url: str, n: int, concurrency: int, warmup: int) -> Measured:
+    from websockets.asyncio.client import connect
+
+    loop = asyncio.get_running_loop()
+    pending: dict[int, asyncio.Future[Any]] = {}
+    seq = 2
+    async with connect(url, compression=None) as ws:
+
+        async def reader() -> None:
+            async for message in ws:
+                reply = _loads(message)
+                future = pending.pop(reply["i"], None)
+                if future is not None and reply["m"] in (1, 5):
+                    future.set_result(_loads(reply["o"]))
+
+        async def call() -> Any:
+            nonlocal seq
+            i, seq = seq, seq + 2
+            future = pending[i] = loop.create_future()
+            await ws.send(ping_frame(i))
+            return await future
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                await call()
+
+        reading = asyncio.ensure_future(reader())
+        await asyncio.gather(*(worker(warmup // concurrency) for _ in range(concurrency)))
+        with Timer() as timer:
+            await asyncio.gather(*(worker(n // concurrency) for _ in range(concurrency)))
+        reading.cancel()
+    return timer.result
+
+
+async def floor_logins_asyncio(url: str, n: int, warmup: int, creds: Credentials) -> Measured:
+    from websockets.asyncio.client import connect
+
+    async def login() -> None:
+        async with connect(url, compression=None) as ws:
+            await ws.send(creds.auth_frame("w"))
+            reply = _loads(await ws.recv())
+            check_authenticated(_loads(reply["o"]))
+
+    for _ in range(warmup):
+        await login()
+    with Timer() as timer:
+        for _ in range(n):
+            await login()
+    return timer.result
+
+
+# -- floor: the raw websockets client, trio ----------------------------------------
+
+
+async def floor_calls_trio(url: str, n: int, warmup: int) -> Measured:
+    from websockets.trio.client import connect
+
+    async with connect(url, compression=None) as ws:
+        seq = 2
+
+        async def call() -> Any:
+            nonlocal seq
+            i, seq = seq, seq + 2
+            await ws.send(ping_frame(i))
+            reply = _loads(await ws.recv())
+            if reply["i"] != i or reply["m"] != 1:
+                raise RuntimeError("unexpected reply")
+            return _loads(reply["o"])
+
+        for _ in range(warmup):
+            await call()
+        with Timer() as timer:
+            for _ in range(n):
+                await call()
+    return timer.result
+
+
+async def floor_pipelined_trio(url: str, n: int, concurrency: int, warmup: int) -> Measured:
+    import trio
+    from websockets.trio.client import connect
+
+    class Slot:
+        __slots__ = ("event", "value")
+
+        def __init__(self) -> None:
+            self.event = trio.Event()
+            self.value: Any = None
+
+    pending: dict[int, Slot] = {}
+    seq = 2
+    async with connect(url, compression=None) as ws:
+
+        async def reader() -> None:
+            async for message in ws:
+                reply = _loads(message)
+                slot = pending.pop(reply["i"], None)
+                if slot is not None and reply["m"] in (1, 5):
+                    slot.value = _loads(reply["o"])
+                    slot.event.set()
+
+        async def call() -> Any:
+            nonlocal seq
+            i, seq = seq, seq + 2
+            slot = pending[i] = Slot()
+            await ws.send(ping_frame(i))
+            await slot.event.wait()
+            return slot.value
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                await call()
+
+        async def workers(count: int) -> None:
+            async with trio.open_nursery() as nursery:
+                for _ in range(concurrency):
+                    nursery.start_soon(worker, count)
+
+        async with trio.open_nursery() as outer:
+            outer.start_soon(reader)
+            await workers(warmup // concurrency)
+            with Timer() as timer:
+                await workers(n // concurrency)
+            outer.cancel_scope.cancel()
+    return timer.result
+
+
+async def floor_logins_trio(url: str, n: int, warmup: int, creds: Credentials) -> Measured:
+    from websockets.trio.client import connect
+
+    async def login() -> None:
+        async with connect(url, compression=None) as ws:
+            await ws.send(creds.auth_frame("t"))
+            reply = _loads(await ws.recv())
+            check_authenticated(_loads(reply["o"]))
+
+    for _ in range(warmup):
+        await login()
+    with Timer() as timer:
+        for _ in range(n):
+            await login()
+    return timer.result
+
+
+# -- picows ---------------------------------------------------------------------
+
+
+def _picows_listener() -> Any:
+    """A picows listener that resolves futures by ``i``, as the floor's reader does."""
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport
+
+    text = WSMsgType.TEXT
+
+    class Listener(WSListener):
+        def __init__(self) -> None:
+            self.pending: dict[int, asyncio.Future[Any]] = {}
+            self.loop = asyncio.get_running_loop()
+            self.transport: WSTransport | None = None
+
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            self.transport = transport
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type is not text:
+                return
+            reply = _loads(frame.get_payload_as_bytes())
+            future = self.pending.pop(reply["i"], None)
+            if future is not None and reply["m"] in (1, 5):
+                future.set_result(_loads(reply["o"]))
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            for future in self.pending.values():
+                future.set_exception(ConnectionError("disconnected"))
+            self.pending.clear()
+
+        async def call(self, i: int, frame: str) -> Any:
+            future = self.pending[i] = self.loop.create_future()
+            assert self.transport is not None
+            self.transport.send(text, frame.encode())
+            return await future
+
+        async def close(self) -> None:
+            assert self.transport is not None
+            self.transport.send_close()
+            await self.transport.wait_disconnected()
+
+    return Listener
+
+
+async def picows_calls(url: str, n: int, warmup: int) -> Measured:
+    from picows import ws_connect
+
+    _, client = await ws_connect(_picows_listener(), url)
+    seq = 2
+
+    async def call() -> Any:
+        nonlocal seq
+        i, seq = seq, seq + 2
+        return await client.call(i, ping_frame(i))
+
+    for _ in range(warmup):
+        await call()
+    with Timer() as timer:
+        for _ in range(n):
+            await call()
+    await client.close()
+    return timer.result
+
+
+async def picows_pipelined(url: str, n: int, concurrency: int, warmup: int) -> Measured:
+    from picows import ws_connect
+
+    _, client = await ws_connect(_picows_listener(), url)
+    seq = 2
+
+    async def worker(count: int) -> None:
+        nonlocal seq
+        for _ in range(count):
+            i, seq = seq, seq + 2
+            await client.call(i, ping_frame(i))
+
+    await asyncio.gather(*(worker(warmup // concurrency) for _ in range(concurrency)))
+    with Timer() as timer:
+        await asyncio.gather(*(worker(n // concurrency) for _ in range(concurrency)))
+    await client.close()
+    return timer.result
+
+
+async def picows_logins(url: str, n: int, warmup: int, creds: Credentials) -> Measured:
+    from picows import ws_connect
+
+    listener = _picows_listener()
+
+    async def login() -> None:
+        _, client = await ws_connect(listener, url)
+        check_authenticated(await client.call(2, creds.auth_frame("p")))
+        await client.close()
+
+    for _ in range(warmup):
+        await login()
+    with Timer() as timer:
+        for _ in range(n):
+            await login()
+    return timer.result
+
+
+# -- ccxt -------------------------------------------------------------------------
+
+
+async def ccxt_calls(url: str, n: int, warmup: int) -> Measured:
+    """Ping round trips through ccxt's ndax websocket client.
+
+    ``ccxt.pro.ndax`` can be pointed at any URL (``urls.api.ws``) but has no
+    request/reply call: its ``handle_message`` routes replies by function name
+    to its four market-data subscriptions only. A Ping reply is parsed and
+    dropped, so this subclass adds the one missing route: it resolves the
+    future that ccxt's own ``watch()`` made for ``Ping:<i>``. Everything else
+    (aiohttp, ccxt's Client, its JSON handling, its futures) is ccxt's.
+    """
+    import ccxt.pro
+
+    class NdaxWithPing(ccxt.pro.ndax):
+        async def ping_call(self) -> Any:
+            request_id = self.request_id()
+            message_hash = f"Ping:{request_id}"
+            request = {"m": 0, "i": request_id, "n": "Ping", "o": self.json({})}
+            return await self.watch(self.urls["api"]["ws"], message_hash, request, message_hash)
+
+        def handle_message(self, client: Any, message: Any) -> None:
+            if isinstance(message, dict) and message.get("n") == "Ping":
+                message_hash = f"Ping:{message.get('i')}"
+                client.subscriptions.pop(message_hash, None)
+                client.resolve(_loads(message["o"]), message_hash)
+                return
+            super().handle_message(client, message)
+
+    exchange = NdaxWithPing({"urls": {"api": {"ws": url}}, "enableRateLimit": False})
+    try:
+        for _ in range(warmup):
+            await exchange.ping_call()
+        with Timer() as timer:
+            for _ in range(n):
+                await exchange.ping_call()
+    finally:
+        await exchange.close()
+    return timer.result
+
+
+# -- the table of who can run what -------------------------------------------------
+
+CallsFn = Callable[[str, int, int], Awaitable[Measured]]
+PipelinedFn = Callable[[str, int, int, int], Awaitable[Measured]]
+LoginsFn = Callable[[str, int, int, Credentials], Awaitable[Measured]]
+
+CALLS: dict[tuple[str, str], CallsFn] = {
+    ("floor", "asyncio"): floor_calls_asyncio,
+    ("floor", "trio"): floor_calls_trio,
+    ("alphapoint", "asyncio"): alphapoint_calls,
+    ("alphapoint", "trio"): alphapoint_calls,
+    ("picows", "asyncio"): picows_calls,
+    ("ccxt", "asyncio"): ccxt_calls,
+}
+PIPELINED: dict[tuple[str, str], PipelinedFn] = {
+    ("floor", "asyncio"): floor_pipelined_asyncio,
+    ("floor", "trio"): floor_pipelined_trio,
+    ("alphapoint", "asyncio"): alphapoint_pipelined,
+    ("alphapoint", "trio"): alphapoint_pipelined,
+    ("picows", "asyncio"): picows_pipelined,
+}
+LOGINS: dict[tuple[str, str], LoginsFn] = {
+    ("floor", "asyncio"): floor_logins_asyncio,
+    ("floor", "trio"): floor_logins_trio,
+    ("alphapoint", "asyncio"): alphapoint_logins,
+    ("alphapoint", "trio"): alphapoint_logins,
+    ("picows", "asyncio"): picows_logins,
+}
+
+
+def loop_family(backend: str) -> str:
+    """uvloop runs the asyncio code: the tables above are keyed by asyncio or trio."""
+    return "trio" if backend == "trio" else "asyncio"
+
+
+def run_on(backend: str, fn: Callable[..., Awaitable[Measured]], *args: Any) -> Measured:
+    """Run ``fn(*args)`` in a fresh event loop of ``backend``."""
+    if backend == "trio":
+        import trio
+
+        return trio.run(fn, *args)
+    if backend == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(fn(*args))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()

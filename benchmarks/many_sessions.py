@@ -1,0 +1,170 @@
+"""Many sessions: hold N authenticated sessions in one process; memory and login time.
+
+Run by ``run.py`` in a fresh process per measurement, so that the resident set
+it measures holds nothing else::
+
+    python benchmarks/many_sessions.py --client alphapoint --backend asyncio -n 1000 URL
+
+(the API key comes from ``BENCH_API_KEY``, ``BENCH_API_SECRET``, ``BENCH_USER_ID``).
+It warms up (a few sessions opened and closed, so lazy imports and caches are
+not counted), takes the resident set size, logs N sessions in concurrently,
+waits until every one is authenticated (the login time), collects garbage,
+takes the resident set size again, and prints one JSON line:
+``{"rss_per_session": bytes, "login_wall": s, "login_cpu": s, ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from clients import Credentials, check_authenticated
+
+_loads = json.loads
+WARMUP = 10
+
+
+def rss() -> int:
+    """This process's resident set size in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class Holder:
+    """Counts sessions in and holds them until released; backend-neutral through anyio."""
+
+    def __init__(self, n: int) -> None:
+        import anyio
+
+        self.n, self.count = n, 0
+        self.all_in = anyio.Event()
+        self.release = anyio.Event()
+
+    async def logged_in(self) -> None:
+        self.count += 1
+        if self.count == self.n:
+            self.all_in.set()
+        await self.release.wait()
+
+
+async def _alphapoint(url: str, creds: Credentials, holder: Holder) -> None:
+    import alphapoint
+
+    async with alphapoint.connect(
+        url, credentials=creds.alphapoint(), logout_on_close=False
+    ) as session:
+        assert session.authenticated
+        await holder.logged_in()
+
+
+async def _floor_asyncio(url: str, creds: Credentials, holder: Holder) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, compression=None) as ws:
+        await ws.send(creds.auth_frame("s"))
+        check_authenticated(_loads(_loads(await ws.recv())["o"]))
+        await holder.logged_in()
+
+
+async def _floor_trio(url: str, creds: Credentials, holder: Holder) -> None:
+    from websockets.trio.client import connect
+
+    async with connect(url, compression=None) as ws:
+        await ws.send(creds.auth_frame("s"))
+        check_authenticated(_loads(_loads(await ws.recv())["o"]))
+        await holder.logged_in()
+
+
+async def _picows(url: str, creds: Credentials, holder: Holder) -> None:
+    from clients import _picows_listener
+    from picows import ws_connect
+
+    _, client = await ws_connect(_picows_listener(), url)
+    check_authenticated(await client.call(2, creds.auth_frame("s")))
+    await holder.logged_in()
+    await client.close()
+
+
+SessionFn = Callable[[str, Credentials, Holder], Awaitable[None]]
+
+
+def _session_fn(client: str, backend: str) -> SessionFn:
+    if client == "alphapoint":
+        return _alphapoint
+    if client == "floor":
+        return _floor_trio if backend == "trio" else _floor_asyncio
+    if client == "picows":
+        return _picows
+    raise ValueError(client)
+
+
+async def _hold(url: str, n: int, fn: SessionFn, creds: Credentials) -> dict[str, Any]:
+    import anyio
+
+    warm = Holder(WARMUP)
+    async with anyio.create_task_group() as tg:
+        for _ in range(WARMUP):
+            tg.start_soon(fn, url, creds, warm)
+        await warm.all_in.wait()
+        warm.release.set()
+    gc.collect()
+    await anyio.sleep(0.05)
+    before = rss()
+    holder = Holder(n)
+    async with anyio.create_task_group() as tg:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            tg.start_soon(fn, url, creds, holder)
+        await holder.all_in.wait()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        gc.collect()
+        await anyio.sleep(0.05)
+        after = rss()
+        holder.release.set()
+    return {
+        "sessions": n,
+        "rss_before": before,
+        "rss_after": after,
+        "rss_per_session": (after - before) / n,
+        "login_wall": wall,
+        "login_cpu": cpu,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Hold many authenticated sessions.")
+    parser.add_argument("url")
+    parser.add_argument("--client", choices=["alphapoint", "floor", "picows"], required=True)
+    parser.add_argument("--backend", choices=["asyncio", "uvloop", "trio"], default="asyncio")
+    parser.add_argument("-n", type=int, default=1000)
+    args = parser.parse_args()
+    creds = Credentials(
+        os.environ["BENCH_API_KEY"], os.environ["BENCH_API_SECRET"], os.environ["BENCH_USER_ID"]
+    )
+    # Nonces must not repeat across processes: start this one's from the clock.
+    creds.start_nonces(time.time_ns())
+    fn = _session_fn(args.client, args.backend)
+    if args.backend == "trio":
+        import trio
+
+        result = trio.run(_hold, args.url, args.n, fn, creds)
+    elif args.backend == "uvloop":
+        import uvloop
+
+        result = uvloop.run(_hold(args.url, args.n, fn, creds))
+    else:
+        result = asyncio.run(_hold(args.url, args.n, fn, creds))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
