@@ -470,6 +470,9 @@ class Session:
         """The gateway logged this connection out: log in again on it, in the background."""
         self._relogins += 1
         self._result = None
+        # The gateway ended this login, and its session token with it: a
+        # resume would only be refused, so the re-login uses the credentials.
+        self._session_token = None
         if self._credentials is None or self._relogging or self._task_group is None:
             if self._credentials is None:
                 self._set_state(SessionState.CONNECTED)

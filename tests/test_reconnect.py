@@ -392,7 +392,7 @@ async def test_a_call_refused_with_code_20_is_retried_once_after_a_new_login(
         "AuthenticateUser",
         "GetUserInfo",
         "GetUserInfo",  # refused with code 20: not acted on
-        "WebAuthenticateUser",  # the token went with the login: refused
+        # The token went with the login: no resume is tried, the credentials log in.
         "AuthenticateUser",
         "GetUserInfo",  # the same call, once more
         "LogOut",
@@ -492,7 +492,7 @@ async def test_code_20_again_after_the_new_login_is_raised_not_retried_forever()
     assert received == [
         "AuthenticateUser",
         "GetOpenOrders",
-        "WebAuthenticateUser",
+        "AuthenticateUser",  # the re-login, with the credentials
         "GetOpenOrders",
         "LogOut",
     ]
