@@ -567,16 +567,20 @@ def main() -> int:
         print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     runner = Runner(config, [b for b in BENCHES if b in benches], backends, log)
+    load_before = os.getloadavg()[0]
     runner.run()
     rows = runner.rows
     summarise(rows)
     info = machine()
     info["server"] = getattr(runner, "server_impl", None)
+    # Other work on the machine shows here: the ratios hold better than the times.
+    info["load_average"] = {"start": load_before, "end": os.getloadavg()[0]}
     command = "python benchmarks/run.py" + (" --smoke" if args.smoke else "")
     print(
         f"alphapoint benchmarks ({'smoke' if args.smoke else 'full'} run, "
         f"{time.perf_counter() - started:.0f} s): {info['cores']} cores, {info['cpu']}, "
-        f"{info['python']}; echo server: {info['server']}"
+        f"{info['python']}; echo server: {info['server']}; 1-minute load average "
+        f"{load_before:.2f} at the start, {info['load_average']['end']:.2f} at the end"
     )
     print()
     print(table(rows))
