@@ -15,7 +15,7 @@ import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
@@ -25,7 +25,9 @@ from .models import Event
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["KNOWN_SUBSCRIPTIONS", "EventStream", "Subscription"]
+__all__ = ["KNOWN_SUBSCRIPTIONS", "EventStream", "Inbox", "Subscription"]
+
+T = TypeVar("T")
 
 #: Subscribe function -> (the events it starts, the function that stops it).
 KNOWN_SUBSCRIPTIONS: Mapping[str, tuple[frozenset[str], str | None]] = {
@@ -52,6 +54,51 @@ KNOWN_SUBSCRIPTIONS: Mapping[str, tuple[frozenset[str], str | None]] = {
 }
 
 
+class Inbox(Generic[T]):
+    """Items for one consumer: ``put`` never blocks (the session's reader calls
+    it), ``get`` waits; after ``close`` the consumer reads what is queued, then
+    the end (``StopAsyncIteration``, or the error given).
+
+    ``maxlen`` drops the oldest item when full; without it the owner bounds
+    the queue (see :meth:`EventStream.offer`).
+    """
+
+    def __init__(self, maxlen: int | None = None) -> None:
+        self._queue: deque[T] = deque(maxlen=maxlen)
+        self._waiter: anyio.Event | None = None
+        self.closed = False
+        self._error: BaseException | None = None
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def put(self, item: T) -> None:
+        self._queue.append(item)
+        self._wake()
+
+    def close(self, error: BaseException | None = None) -> None:
+        if not self.closed:
+            self.closed = True
+            self._error = error
+            self._wake()
+
+    async def get(self) -> T:
+        while True:
+            if self._queue:
+                return self._queue.popleft()
+            if self.closed:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._waiter = anyio.Event()
+            await self._waiter.wait()
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
+
+
 class EventStream:
     """Events from one session for one consumer; made by :meth:`Session.events`.
 
@@ -71,10 +118,7 @@ class EventStream:
         self._functions = functions
         self._match = match
         self._buffer = buffer
-        self._queue: deque[Event] = deque()
-        self._waiter: anyio.Event | None = None
-        self._ended = False
-        self._error: AlphaPointError | None = None
+        self._inbox: Inbox[Event] = Inbox()
         self._dropped = 0
         self._entered = False
 
@@ -98,15 +142,7 @@ class EventStream:
     async def __anext__(self) -> Event:
         if not self._entered:
             raise RuntimeError("enter the event stream with `async with` before iterating it")
-        while True:
-            if self._queue:
-                return self._queue.popleft()
-            if self._ended:
-                if self._error is not None:
-                    raise self._error
-                raise StopAsyncIteration
-            self._waiter = anyio.Event()
-            await self._waiter.wait()
+        return await self._inbox.get()
 
     @property
     def dropped(self) -> int:
@@ -121,9 +157,9 @@ class EventStream:
 
     def offer(self, event: Event) -> None:
         """Queue ``event`` (called by the session's reader, never blocks)."""
-        if self._ended:
+        if self._inbox.closed:
             return
-        if len(self._queue) >= self._buffer:
+        if len(self._inbox) >= self._buffer:
             self._dropped += 1
             self.end(
                 EventOverflow(
@@ -132,21 +168,13 @@ class EventStream:
                 )
             )
             return
-        self._queue.append(event)
-        self._wake()
+        self._inbox.put(event)
 
     def end(self, error: AlphaPointError | None) -> None:
         """No more events: iteration ends after the queued ones, raising ``error`` if given."""
-        if not self._ended:
-            self._ended = True
-            self._error = error
+        if not self._inbox.closed:
             self._session._detach(self)
-            self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None:
-            self._waiter.set()
-            self._waiter = None
+            self._inbox.close(error)
 
 
 class Subscription(EventStream):

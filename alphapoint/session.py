@@ -21,7 +21,6 @@ import inspect
 import logging
 import math
 import ssl as ssl_module
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final
@@ -45,7 +44,7 @@ from .errors import (
     SessionClosed,
     TwoFactorRequired,
 )
-from .events import KNOWN_SUBSCRIPTIONS, EventStream, Subscription, instrument_matcher
+from .events import KNOWN_SUBSCRIPTIONS, EventStream, Inbox, Subscription, instrument_matcher
 from .frame import Frame, MessageType
 from .models import AuthenticateResult, AuthStatus, Event, User
 from .policies import Backoff, Keepalive, is_retryable
@@ -773,13 +772,13 @@ class StateChanges:
 
     def __init__(self, session: Session, buffer: int) -> None:
         self._session = session
-        self._queue: deque[SessionState] = deque(maxlen=buffer)
-        self._waiter: anyio.Event | None = None
-        self._ended = False
+        # A slow reader loses the oldest states, never the latest.
+        self._inbox: Inbox[SessionState] = Inbox(maxlen=buffer)
 
     async def __aenter__(self) -> StateChanges:
         self._session._state_streams.append(self)
-        self._ended = self._session._terminal is not None
+        if self._session._terminal is not None:
+            self._inbox.close()
         return self
 
     async def __aexit__(
@@ -795,27 +794,13 @@ class StateChanges:
         return self
 
     async def __anext__(self) -> SessionState:
-        while True:
-            if self._queue:
-                return self._queue.popleft()
-            if self._ended:
-                raise StopAsyncIteration
-            self._waiter = anyio.Event()
-            await self._waiter.wait()
+        return await self._inbox.get()
 
     def _offer(self, state: SessionState) -> None:
-        # A slow reader loses the oldest states, never the latest.
-        self._queue.append(state)
-        self._wake()
+        self._inbox.put(state)
 
     def _end(self) -> None:
-        self._ended = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None:
-            self._waiter.set()
-            self._waiter = None
+        self._inbox.close()
 
 
 def _check_reply(frame: Frame) -> Any:
