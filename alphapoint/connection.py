@@ -202,11 +202,8 @@ class Connection:
 
     def closed_error(self) -> ConnectionClosed:
         """A fresh copy of the error that ended the connection (one per raise)."""
-        error = self._error
-        assert error is not None
-        copy = type(error)(str(error), code=error.code, reason=error.reason)
-        copy.__cause__ = error.__cause__
-        return copy
+        assert self._error is not None
+        return self._error.copy()
 
     async def abort(self, error: ConnectionClosed) -> None:
         """Drop the socket now (a dead peer): pending calls fail with ``error``."""

@@ -100,6 +100,16 @@ class ConnectionClosed(TransportError):
         #: WebSocket close reason received from the peer, if any.
         self.reason = reason
 
+    def copy(self) -> ConnectionClosed:
+        """A fresh error of the same type, message, code, reason and cause.
+
+        One error may fail many calls at once: each raises its own copy, so no
+        two tasks unwind (and extend the traceback of) the same instance.
+        """
+        copy = type(self)(str(self), code=self.code, reason=self.reason)
+        copy.__cause__ = self.__cause__
+        return copy
+
 
 class SessionClosed(ConnectionClosed):
     """The session was closed by this side; it cannot be used any more."""

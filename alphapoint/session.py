@@ -298,9 +298,7 @@ class Session:
     def _terminal_error(self) -> ConnectionClosed:
         terminal = self._terminal
         if isinstance(terminal, ConnectionClosed):
-            copy = type(terminal)(str(terminal), code=terminal.code, reason=terminal.reason)
-            copy.__cause__ = terminal.__cause__
-            return copy
+            return terminal.copy()
         error = SessionClosed(f"the session has ended: {terminal}")
         error.__cause__ = terminal
         return error
