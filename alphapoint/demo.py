@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
-from .credentials import PasswordCredentials
+from .credentials import Credentials, PasswordCredentials
 from .decoding import decode
 from .errors import AlphaPointError, NotAuthorized
 from .models import AuthenticateResult, AuthStatus, User
@@ -101,18 +101,19 @@ async def _call_before_login(url: str, accounts: DemoAccounts) -> tuple[bool, li
 
 
 async def _password_login(url: str, accounts: DemoAccounts) -> tuple[bool, list[str]]:
-    async with connect(url) as session:
-        result = await session.authenticate(accounts.password)
-        lines = [f"AuthenticateUser: {_describe(result)}"]
-        if result.status is not AuthStatus.AUTHENTICATED:
-            return False, lines
-        return True, [*lines, await _user_info(session)]
+    return await _login(url, accounts.password, "AuthenticateUser")
 
 
 async def _api_key_login(url: str, accounts: DemoAccounts) -> tuple[bool, list[str]]:
+    label = "AuthenticateUser (HMAC-SHA256 signature, fresh nonce)"
+    return await _login(url, accounts.api_key, label)
+
+
+async def _login(url: str, credentials: Credentials, label: str) -> tuple[bool, list[str]]:
+    """One AuthenticateUser that must succeed, then GetUserInfo on the logged-in session."""
     async with connect(url) as session:
-        result = await session.authenticate(accounts.api_key)
-        lines = [f"AuthenticateUser (HMAC-SHA256 signature, fresh nonce): {_describe(result)}"]
+        result = await session.authenticate(credentials)
+        lines = [f"{label}: {_describe(result)}"]
         if result.status is not AuthStatus.AUTHENTICATED:
             return False, lines
         return True, [*lines, await _user_info(session)]
