@@ -5,19 +5,27 @@ the pending call with the same ``i`` only for a reply (``m`` 1 or 5), never
 for an event (whose ``i`` is the gateway's own counter), and hands events to
 the session. When the socket ends, every pending call fails at once with
 :class:`ConnectionClosed`. The session (:mod:`alphapoint.session`) owns the
-reader task and replaces the connection after a drop.
+connection's two tasks (the reader and the alarm) and replaces the connection
+after a drop.
+
+Timeouts are deadlines kept with the pending calls, not a cancel scope per
+call: one alarm per connection wakes at the earliest deadline and fails the
+calls whose time is up with :class:`RequestTimeout`. A call then costs a
+comparison, where a cancel scope with a timer cost more than the rest of the
+call's bookkeeping together (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 
-from .errors import AlphaPointError, ConnectionClosed, FrameError, ProtocolError
+from .errors import AlphaPointError, ConnectionClosed, FrameError, ProtocolError, RequestTimeout
 from .frame import Frame, MessageType, decode_frame, encode_frame
 from .models import Event
 from .redaction import redact
@@ -29,11 +37,15 @@ logger = logging.getLogger("alphapoint.connection")
 
 
 class _Pending:
-    """One call waiting for its reply."""
+    """One call waiting for its reply, and until when (anyio's clock)."""
 
-    __slots__ = ("error", "event", "frame")
+    __slots__ = ("deadline", "error", "event", "frame", "function", "sent", "timeout")
 
-    def __init__(self) -> None:
+    def __init__(self, function: str, timeout: float | None, deadline: float) -> None:
+        self.function = function
+        self.timeout = timeout
+        self.deadline = deadline
+        self.sent = False
         self.event = anyio.Event()
         self.frame: Frame | None = None
         self.error: AlphaPointError | None = None
@@ -43,7 +55,8 @@ class Connection:
     """The APEX protocol over one open WebSocket.
 
     ``request()`` may be called from any number of tasks; ``read_loop()`` must
-    run in exactly one task for replies to arrive.
+    run in exactly one task for replies to arrive, and ``alarm_loop()`` in
+    another for deadlines to be kept.
     """
 
     def __init__(
@@ -68,6 +81,8 @@ class Connection:
         self._error: ConnectionClosed | None = None
         self._closed = anyio.Event()
         self._reader_done = anyio.Event()
+        #: The alarm task's sleep, whose deadline is the earliest call's (or later).
+        self._alarm: anyio.CancelScope | None = None
         #: anyio's clock when the last message arrived (for keepalive).
         self.last_received = anyio.current_time()
         #: Messages that could not be read as APEX frames, and the last one's error.
@@ -94,11 +109,15 @@ class Connection:
         message_type: MessageType,
         function: str,
         payload: Mapping[str, Any] | list[Any] | None,
+        *,
+        deadline: float = math.inf,
+        timeout: float | None = None,
     ) -> Frame:
         """Send one frame and wait for the reply frame with its ``i``.
 
-        Has no timeout of its own: the caller's cancel scope bounds it, and
-        cancelling it forgets the call (a late reply is then dropped).
+        Raises :class:`RequestTimeout` if no reply has come by ``deadline``
+        (on ``anyio.current_time()``'s clock; ``timeout`` is what its message
+        names). Cancelling it forgets the call (a late reply is then dropped).
         """
         if self._error is not None:
             raise self.closed_error()
@@ -106,23 +125,65 @@ class Connection:
         self._next_seq += 2
         request = Frame(message_type, seq, function, {} if payload is None else payload)
         text = encode_frame(request)
-        pending = _Pending()
+        pending = _Pending(function, timeout, deadline)
         self._pending[seq] = pending
+        alarm = self._alarm
+        if alarm is not None and deadline < alarm.deadline:
+            alarm.deadline = deadline
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("> %s", describe(request))
         try:
-            await self._ws.send_text(text)
+            await self._ws.send_text(text, deadline=deadline)
+            pending.sent = True
             await pending.event.wait()
         except ConnectionClosed:
             # The socket failed under the send; the reader says why.
             if pending.error is None:
                 raise
+        except TimeoutError:
+            # The send could not start before the deadline (the peer stopped reading).
+            if pending.error is None:
+                pending.error = self._timeout_error(pending)
         finally:
             self._pending.pop(seq, None)
         if pending.error is not None:
             raise pending.error
         assert pending.frame is not None
         return pending.frame
+
+    # -- deadlines ------------------------------------------------------------
+
+    async def alarm_loop(self) -> None:
+        """Fail each call whose deadline has passed, until the connection ends."""
+        while self._error is None:
+            earliest = min((p.deadline for p in self._pending.values()), default=math.inf)
+            with anyio.CancelScope(deadline=earliest) as alarm:
+                self._alarm = alarm  # request() brings it forward for an earlier call
+                await self._closed.wait()
+            self._alarm = None
+            self._expire(anyio.current_time())
+
+    def _expire(self, now: float) -> None:
+        expired = [seq for seq, p in self._pending.items() if p.deadline <= now]
+        for seq in expired:
+            pending = self._pending.pop(seq)
+            pending.error = self._timeout_error(pending)
+            pending.event.set()
+
+    def _timeout_error(self, pending: _Pending) -> RequestTimeout:
+        if pending.sent:
+            message = f"no reply to {pending.function} within {pending.timeout} s"
+        else:
+            message = (
+                f"could not send {pending.function} within {pending.timeout} s "
+                "(the gateway is not reading)"
+            )
+        if self.last_protocol_error is not None:
+            message += (
+                f"; the gateway sent {self.protocol_errors} unreadable message(s), "
+                f"the last: {self.last_protocol_error}"
+            )
+        return RequestTimeout(message, function=pending.function, timeout=pending.timeout)
 
     # -- the reader -----------------------------------------------------------
 

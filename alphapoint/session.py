@@ -248,52 +248,50 @@ class Session:
         """
         if timeout is _USE_DEFAULT:
             timeout = self._timeout
-        conn: Connection | None = None
-        try:
-            with anyio.fail_after(math.inf if timeout is None else timeout):
-                conn = await self._ready_connection()
-                sent_logged_in, relogins = self.authenticated, self._relogins
-                frame = await conn.request(message_type, function, payload)
-                if not self._refused_after_logout(conn, frame, sent_logged_in):
-                    return frame
-                # Refused, not acted on: send it once more after the re-login
-                # (one re-login for every call refused at once: the first starts it).
-                if self._relogins == relogins:
-                    self._start_relogin(conn)
-                conn = await self._ready_connection()
-                return await conn.request(message_type, function, payload)
-        except TimeoutError:
-            raise self._timeout_error(function, timeout, conn) from None
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        conn = await self._ready_connection(function, timeout, deadline)
+        sent_logged_in, relogins = self.authenticated, self._relogins
+        frame = await conn.request(
+            message_type, function, payload, deadline=deadline, timeout=timeout
+        )
+        if not self._refused_after_logout(conn, frame, sent_logged_in):
+            return frame
+        # Refused, not acted on: send it once more after the re-login
+        # (one re-login for every call refused at once: the first starts it).
+        if self._relogins == relogins:
+            self._start_relogin(conn)
+        conn = await self._ready_connection(function, timeout, deadline)
+        return await conn.request(
+            message_type, function, payload, deadline=deadline, timeout=timeout
+        )
 
-    def _timeout_error(
-        self, function: str, timeout: float | None, conn: Connection | None
-    ) -> RequestTimeout:
-        if conn is None:
-            message = f"the session was not ready for {function} within {timeout} s"
-        else:
-            message = f"no reply to {function} within {timeout} s"
-            if conn.last_protocol_error is not None:
-                message += (
-                    f"; the gateway sent {conn.protocol_errors} unreadable message(s), "
-                    f"the last: {conn.last_protocol_error}"
-                )
-        return RequestTimeout(message, function=function, timeout=timeout)
+    async def _ready_connection(
+        self, function: str, timeout: float | None, deadline: float
+    ) -> Connection:
+        """The current connection, once it is usable, by ``deadline``.
 
-    async def _ready_connection(self) -> Connection:
-        """The current connection, once it is usable; raises once the session has ended."""
+        Raises :class:`RequestTimeout` when the session is not ready in time
+        and the session's error once it has ended.
+        """
         # Invariant: ``_ready`` is set only while ``_conn`` is open (a closing
         # connection clears it at once, see ``_connection_closed``) or once the
-        # session has ended.
-        while True:
-            if self._terminal is not None:
-                raise self._terminal_error()
-            ready = self._ready
-            if ready.is_set():
-                conn = self._conn
-                assert conn is not None
-                assert conn.is_open
-                return conn
-            await ready.wait()
+        # session has ended. The usual case, ready now, needs no cancel scope.
+        if self._terminal is None and not self._ready.is_set():
+            with anyio.CancelScope(deadline=deadline):
+                while self._terminal is None and not self._ready.is_set():
+                    await self._ready.wait()
+            if self._terminal is None and not self._ready.is_set():
+                raise RequestTimeout(
+                    f"the session was not ready for {function} within {timeout} s",
+                    function=function,
+                    timeout=timeout,
+                )
+        if self._terminal is not None:
+            raise self._terminal_error()
+        conn = self._conn
+        assert conn is not None
+        assert conn.is_open
+        return conn
 
     def _terminal_error(self) -> ConnectionClosed:
         terminal = self._terminal
@@ -315,11 +313,10 @@ class Session:
         """A checked call on one given connection (login, resubscribe, logout)."""
         if timeout is _USE_DEFAULT:
             timeout = self._timeout
-        try:
-            with anyio.fail_after(math.inf if timeout is None else timeout):
-                frame = await conn.request(message_type, function, payload)
-        except TimeoutError:
-            raise self._timeout_error(function, timeout, conn) from None
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        frame = await conn.request(
+            message_type, function, payload, deadline=deadline, timeout=timeout
+        )
         return _check_reply(frame)
 
     # -- authentication ------------------------------------------------------
@@ -626,6 +623,7 @@ class Session:
             number=self._connections,
         )
         self._task_group.start_soon(conn.read_loop, name=f"alphapoint reader {self._url}")
+        self._task_group.start_soon(conn.alarm_loop, name=f"alphapoint alarm {self._url}")
         try:
             if self._credentials is not None or (self._resume and self._session_token):
                 self._set_state(SessionState.AUTHENTICATING)
@@ -717,9 +715,14 @@ class Session:
                     await conn.wait_closed()
                 continue
             try:
-                with anyio.fail_after(policy.timeout):
-                    await conn.request(MessageType.REQUEST, "Ping", {})
-            except TimeoutError:
+                await conn.request(
+                    MessageType.REQUEST,
+                    "Ping",
+                    {},
+                    deadline=anyio.current_time() + policy.timeout,
+                    timeout=policy.timeout,
+                )
+            except RequestTimeout:
                 logger.warning(
                     "no reply to a keepalive Ping from %s within %s s", self._url, policy.timeout
                 )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import logging
+import math
 import ssl as ssl_module
 from collections import deque
 from typing import Any
@@ -122,42 +123,57 @@ class WebSocket:
 
     # -- sending --------------------------------------------------------------
 
-    async def send_text(self, text: str) -> None:
-        """Send one text message; raises :class:`ConnectionClosed` if the connection is not open."""
-        await self._send(Opcode.TEXT, text.encode())
+    async def send_text(self, text: str, *, deadline: float = math.inf) -> None:
+        """Send one text message.
+
+        Raises :class:`ConnectionClosed` if the connection is not open, and
+        ``TimeoutError`` if the message could not be written by ``deadline``
+        (anyio's clock): the peer stopped reading and the buffers are full.
+        """
+        await self._send(Opcode.TEXT, text.encode(), deadline)
 
     async def send_binary(self, data: bytes) -> None:
         """Send one binary message (the gateway's fault injection uses it)."""
-        await self._send(Opcode.BINARY, data)
+        await self._send(Opcode.BINARY, data, math.inf)
 
-    async def _send(self, opcode: Opcode, data: bytes) -> None:
+    async def _send(self, opcode: Opcode, data: bytes, deadline: float) -> None:
         """Send one message, in one write with those of the senders waiting with it.
 
         The message waits in the outbox for the send lock. Whoever gets the
         lock first hands every waiting message to the protocol and writes them
         all at once, so under load one write carries many senders' messages
-        (the others then find theirs sent). A sender cancelled before its
-        message was taken leaves nothing behind: that message is never sent.
+        (the others then find theirs sent). A sender cancelled (or out of
+        time) before its message was taken leaves nothing behind: that message
+        is never sent.
         """
         if self._protocol.state is not OPEN:
             raise self._closed_error("the connection is closed")
         ticket = next(self._tickets)
         self._outbox[ticket] = (opcode, data)
         try:
-            async with self._send_lock:
-                if ticket not in self._outbox:
-                    return  # written by the sender that held the lock before us
-                if self._protocol.state is not OPEN:
-                    raise self._closed_error("the connection is closed")
-                for kind, message in self._outbox.values():
-                    if kind is Opcode.TEXT:
-                        self._protocol.send_text(message)
-                    else:
-                        self._protocol.send_binary(message)
-                self._outbox.clear()
-                await self._flush()
+            if deadline == math.inf:
+                await self._send_outbox(ticket)
+                return
+            with anyio.CancelScope(deadline=deadline):
+                await self._send_outbox(ticket)
+            if ticket in self._outbox:
+                raise TimeoutError  # never handed to the protocol: not sent
         finally:
             self._outbox.pop(ticket, None)
+
+    async def _send_outbox(self, ticket: int) -> None:
+        async with self._send_lock:
+            if ticket not in self._outbox:
+                return  # written by the sender that held the lock before us
+            if self._protocol.state is not OPEN:
+                raise self._closed_error("the connection is closed")
+            for kind, message in self._outbox.values():
+                if kind is Opcode.TEXT:
+                    self._protocol.send_text(message)
+                else:
+                    self._protocol.send_binary(message)
+            self._outbox.clear()
+            await self._flush()
 
     async def send_close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake; :meth:`receive` then ends when it completes."""

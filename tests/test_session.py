@@ -355,6 +355,67 @@ async def test_unanswered_call_times_out_and_the_late_reply_is_dropped() -> None
         assert session.protocol_errors == 0
 
 
+async def test_a_shorter_timeout_is_kept_behind_a_longer_one() -> None:
+    """One alarm per connection serves every call: a call with a shorter
+    timeout, sent after a call with a long one, still times out on its own."""
+
+    async def script(connection: ScriptedConnection) -> None:
+        await connection.wait_closed()  # answers nothing
+
+    long_call = anyio.Event()
+
+    async def slow(session: alphapoint.Session) -> None:
+        long_call.set()
+        with pytest.raises(RequestTimeout) as info:
+            await session.call("Slow", timeout=LIMIT * 100)
+        assert info.value.timeout == LIMIT * 100
+
+    async with (
+        serve_script(script) as server,
+        alphapoint.connect(server.url) as session,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(slow, session)
+        await long_call.wait()
+        with anyio.fail_after(LIMIT), pytest.raises(RequestTimeout) as info:
+            await session.call("Quick", timeout=SHORT)
+        assert info.value.function == "Quick"
+        assert "no reply to Quick within 0.2 s" in str(info.value)
+        tg.cancel_scope.cancel()
+
+
+async def test_a_call_times_out_when_the_gateway_stops_reading() -> None:
+    """A gateway that reads nothing fills the socket buffers; the send itself
+    then waits, and the call's timeout still bounds it."""
+    stop = anyio.Event()
+
+    async def script(connection: ScriptedConnection) -> None:
+        await stop.wait()  # never reads
+
+    big = {"blob": "x" * 2**20}
+    errors: list[RequestTimeout] = []
+
+    async def upload(session: alphapoint.Session) -> None:
+        try:
+            await session.call("Upload", big, timeout=SHORT)
+        except RequestTimeout as exc:
+            errors.append(exc)
+
+    async with (
+        serve_script(script) as server,
+        alphapoint.connect(server.url, logout_on_close=False, close_timeout=SHORT) as session,
+    ):
+        with anyio.fail_after(LIMIT):
+            async with anyio.create_task_group() as tg:
+                for _ in range(64):  # 64 MiB: far more than loopback buffers hold
+                    tg.start_soon(upload, session)
+        stop.set()
+    assert len(errors) == 64
+    unsent = [e for e in errors if "could not send Upload within 0.2 s" in str(e)]
+    assert unsent, [str(e) for e in errors]
+    assert all(str(e).startswith(("no reply to Upload", "could not send Upload")) for e in errors)
+
+
 async def test_session_default_timeout_applies(alphapoint_gateway: GatewayFixture) -> None:
     alphapoint_gateway.gateway.answer_pings = False
     async with alphapoint.connect(alphapoint_gateway.url, timeout=SHORT) as session:
