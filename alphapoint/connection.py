@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,7 +30,7 @@ from .errors import AlphaPointError, ConnectionClosed, FrameError, ProtocolError
 from .frame import Frame, MessageType, decode_frame, encode_frame
 from .models import Event
 from .redaction import redact
-from .transport import WebSocket
+from .websocket import BaseWebSocket
 
 __all__ = ["Connection"]
 
@@ -61,7 +62,7 @@ class Connection:
 
     def __init__(
         self,
-        websocket: WebSocket,
+        websocket: BaseWebSocket,
         *,
         url: str,
         on_event: Callable[[Connection, Event], None],
@@ -83,8 +84,8 @@ class Connection:
         self._reader_done = anyio.Event()
         #: The alarm task's sleep, whose deadline is the earliest call's (or later).
         self._alarm: anyio.CancelScope | None = None
-        #: anyio's clock when the last message arrived (for keepalive).
-        self.last_received = anyio.current_time()
+        #: Frames (and unreadable messages) left by the read for the reader task.
+        self._backlog: deque[Frame | bytes | ProtocolError] = deque()
         #: Messages that could not be read as APEX frames, and the last one's error.
         self.protocol_errors = 0
         self.last_protocol_error: ProtocolError | None = None
@@ -92,6 +93,11 @@ class Connection:
     @property
     def is_open(self) -> bool:
         return self._error is None
+
+    @property
+    def last_received(self) -> float:
+        """anyio's clock when bytes last arrived (for keepalive)."""
+        return self._ws.last_received
 
     @property
     def error(self) -> ConnectionClosed | None:
@@ -190,10 +196,7 @@ class Connection:
     async def read_loop(self) -> None:
         """Read every message until the connection ends; never raises."""
         try:
-            while True:
-                message = await self._ws.receive()
-                self.last_received = anyio.current_time()
-                self._dispatch(message)
+            await self._ws.run(self._on_message, self._on_wakeup)
         except ConnectionClosed as exc:
             self.fail(exc)
         except Exception as exc:  # a bug here must fail the calls, not hang them
@@ -206,33 +209,56 @@ class Connection:
             self.fail(ConnectionClosed("the connection was closed"))
             self._reader_done.set()
 
-    def _dispatch(self, message: str | bytes) -> None:
+    def _on_message(self, message: str | bytes) -> bool:
+        """Resolve a reply's call right where it was read; leave the rest for the task.
+
+        Under asyncio this runs in the socket's read callback, so the caller
+        wakes up without a hop through the reader task. Events (which reach
+        user code and may start a re-login) and unreadable messages go to the
+        backlog, for :meth:`_on_wakeup`.
+        """
         if isinstance(message, bytes):
-            self._protocol_error(
-                FrameError(f"the gateway sent a binary message ({len(message)} bytes)")
-            )
-            return
+            self._backlog.append(message)
+            return True
         try:
             frame = decode_frame(message)
         except FrameError as exc:
-            self._protocol_error(exc)
-            return
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("< %s", describe(frame))
+            self._backlog.append(exc)
+            return True
         kind = frame.type
         if kind is MessageType.REPLY or kind is MessageType.ERROR:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("< %s", describe(frame))
             pending = self._pending.pop(frame.seq, None)
             if pending is None:
                 logger.debug("reply to %s i=%d matches no pending call", frame.function, frame.seq)
             else:
                 pending.frame = frame
                 pending.event.set()
-        elif kind is MessageType.EVENT:
-            self._on_event(self, Event(frame.function, frame.payload, frame.seq))
-        else:
-            self._protocol_error(
-                FrameError(f"the gateway sent a client message type m={int(kind)}")
-            )
+            return False
+        self._backlog.append(frame)
+        return True
+
+    def _on_wakeup(self) -> None:
+        """Handle what the reads left in the backlog (in the reader task)."""
+        backlog = self._backlog
+        while backlog:
+            item = backlog.popleft()
+            if isinstance(item, ProtocolError):
+                self._protocol_error(item)
+            elif isinstance(item, bytes):
+                self._protocol_error(
+                    FrameError(f"the gateway sent a binary message ({len(item)} bytes)")
+                )
+            elif isinstance(item, Frame):
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("< %s", describe(item))
+                if item.type is MessageType.EVENT:
+                    self._on_event(self, Event(item.function, item.payload, item.seq))
+                else:
+                    self._protocol_error(
+                        FrameError(f"the gateway sent a client message type m={int(item.type)}")
+                    )
 
     def _protocol_error(self, error: ProtocolError) -> None:
         """A message that is not APEX: count it and log it; the connection goes on.

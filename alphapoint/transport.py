@@ -25,8 +25,7 @@ import itertools
 import logging
 import math
 import ssl as ssl_module
-from collections import deque
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import anyio.abc
@@ -39,8 +38,10 @@ from websockets.protocol import CLOSED, OPEN, Protocol
 from websockets.server import ServerProtocol
 from websockets.uri import WebSocketURI, parse_uri
 
-from .errors import ConnectError, ConnectionClosed, InsecureConnection, InvalidURL, ProtocolError
+from .asyncio_transport import open_asyncio_websocket, running_asyncio
+from .errors import ConnectError, InsecureConnection, InvalidURL
 from .proxy import open_proxy_stream, proxy_for, wrap_tls
+from .websocket import BaseWebSocket, OnMessage, OnWakeup, websockets_logger
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -58,25 +59,12 @@ _READ_SIZE = 65536
 logger = logging.getLogger("alphapoint.transport")
 
 
-class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The logger handed to websockets: it never enables DEBUG.
+class WebSocket(BaseWebSocket):
+    """One open WebSocket connection over an anyio byte stream.
 
-    websockets logs every frame's contents at DEBUG, passwords included; this
-    library logs frames itself, with secrets redacted.
-    """
-
-    def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
-
-
-_websockets_logger = _QuietLogger(logging.getLogger("alphapoint.websockets"), {})
-
-
-class WebSocket:
-    """One open WebSocket connection.
-
-    ``receive()`` must be called by a single task (the session's reader);
-    ``send_text()`` may be called from any number of tasks.
+    ``run()`` or ``receive()`` must be called by a single task (the
+    session's reader, a server's handler); ``send_text()`` may be called from
+    any number of tasks.
     """
 
     def __init__(
@@ -87,22 +75,14 @@ class WebSocket:
         close_timeout: float = 5.0,
         frames: list[Any] | None = None,
     ) -> None:
-        self._protocol = protocol
+        super().__init__(protocol, close_timeout=close_timeout)
         self._stream = stream
-        self._close_timeout = close_timeout
         # fast_acquire: taking a free lock does not yield to the event loop
         # (the write under it does), which saves a loop iteration per send.
         self._send_lock = anyio.Lock(fast_acquire=True)
         #: Messages waiting for the send lock, by ticket (see _send).
         self._outbox: dict[int, tuple[Opcode, bytes]] = {}
         self._tickets = itertools.count()
-        self._messages: deque[str | bytes] = deque()
-        self._fragments: list[bytes] = []
-        self._fragment_opcode: Opcode | None = None
-        #: Why the connection failed, when this side failed it.
-        self._failure: ProtocolError | None = None
-        #: The OS error that ended the stream under a read, if one did.
-        self._lost: str | None = None
         self._stream_closed = False
         #: Whether the protocol may hold answers (pongs, a close echo) to frames
         #: that came with the handshake response; every later answer is written
@@ -112,11 +92,6 @@ class WebSocket:
             self._process(frames)
 
     @property
-    def is_open(self) -> bool:
-        """Whether messages can still be sent."""
-        return self._protocol.state is OPEN
-
-    @property
     def remote_address(self) -> Any:
         """The peer's address, as the socket reports it."""
         return self._stream.extra(anyio.abc.SocketAttribute.remote_address, None)
@@ -124,12 +99,6 @@ class WebSocket:
     # -- sending --------------------------------------------------------------
 
     async def send_text(self, text: str, *, deadline: float = math.inf) -> None:
-        """Send one text message.
-
-        Raises :class:`ConnectionClosed` if the connection is not open, and
-        ``TimeoutError`` if the message could not be written by ``deadline``
-        (anyio's clock): the peer stopped reading and the buffers are full.
-        """
         await self._send(Opcode.TEXT, text.encode(), deadline)
 
     async def send_binary(self, data: bytes) -> None:
@@ -176,7 +145,6 @@ class WebSocket:
             await self._flush()
 
     async def send_close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake; :meth:`receive` then ends when it completes."""
         async with self._send_lock:
             if self._protocol.state is OPEN:
                 self._protocol.send_close(code, reason)
@@ -228,6 +196,11 @@ class WebSocket:
 
     # -- receiving ------------------------------------------------------------
 
+    async def run(self, on_message: OnMessage, on_wakeup: OnWakeup) -> NoReturn:
+        while True:
+            if on_message(await self.receive()):
+                on_wakeup()
+
     async def receive(self) -> str | bytes:
         """The next message: ``str`` for text, ``bytes`` for binary.
 
@@ -254,19 +227,13 @@ class WebSocket:
             else:
                 data = await self._read()
             if data:
+                self.last_received = anyio.current_time()
                 self._protocol.receive_data(data)
             else:
                 self._protocol.receive_eof()
             self._process(self._protocol.events_received())
             await self._flush_after_read()
-            parser_exc = self._protocol.parser_exc
-            if (
-                parser_exc is not None
-                and self._failure is None
-                and not isinstance(parser_exc, EOFError)
-            ):
-                # EOFError is a plain connection loss, not a violation.
-                self._failure = _describe_parser_error(parser_exc)
+            self._check_parser()
             if self._failure is not None:
                 # We failed the connection (bad frame, oversize, bad UTF-8):
                 # the close frame is sent; do not wait for the peer.
@@ -288,70 +255,12 @@ class WebSocket:
                 self._lost = cause.strerror or type(cause).__name__
             return b""
 
-    def _process(self, frames: list[Any]) -> None:
-        """Assemble message frames into messages; control frames need nothing here."""
-        for frame in frames:
-            opcode = frame.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                if frame.fin:
-                    self._deliver(opcode, frame.data)
-                else:
-                    self._fragment_opcode = opcode
-                    self._fragments = [frame.data]
-            elif opcode is Opcode.CONT and self._fragment_opcode is not None:
-                self._fragments.append(frame.data)
-                if frame.fin:
-                    data = b"".join(self._fragments)
-                    opcode, self._fragments, self._fragment_opcode = self._fragment_opcode, [], None
-                    self._deliver(opcode, data)
-
-    def _deliver(self, opcode: Opcode, data: bytes) -> None:
-        if opcode is Opcode.BINARY:
-            self._messages.append(bytes(data))
-            return
-        try:
-            self._messages.append(data.decode())
-        except UnicodeDecodeError:
-            if self._failure is None:
-                self._failure = ProtocolError("the peer sent a text message that is not UTF-8")
-                if self._protocol.state is OPEN:
-                    self._protocol.fail(1007, "invalid UTF-8")
-
     # -- closing --------------------------------------------------------------
 
     async def abort(self) -> None:
-        """Close the byte stream now, without any handshake. Idempotent."""
         if not self._stream_closed:
             self._stream_closed = True
             await anyio.aclose_forcefully(self._stream)
-
-    def _closed_error(self, message: str) -> ConnectionClosed:
-        protocol = self._protocol
-        received = protocol.close_rcvd
-        if protocol.state is CLOSED:
-            code, reason = protocol.close_code, protocol.close_reason or ""
-        elif received is not None:
-            # Closing: the peer's close frame already says why.
-            code, reason = int(received.code), received.reason
-        else:
-            code, reason = None, ""
-        if self._failure is not None:
-            message = f"{message}: {self._failure}"
-        elif code is not None:
-            message = f"{message} (code {code}{': ' + reason if reason else ''})"
-        if self._failure is None and self._lost is not None and received is None:
-            message = f"{message}: {self._lost}"  # lost, not closed by the peer
-        error = ConnectionClosed(message, code=code, reason=reason)
-        error.__cause__ = self._failure
-        return error
-
-
-def _describe_parser_error(exc: Exception) -> ProtocolError:
-    """A ProtocolError saying why websockets failed the connection."""
-    name = type(exc).__name__
-    if name == "PayloadTooBig":
-        return ProtocolError(f"the peer sent a message over the size limit ({exc})")
-    return ProtocolError(f"the peer broke the WebSocket protocol ({name}: {exc})")
 
 
 # -- opening ------------------------------------------------------------------
@@ -396,7 +305,7 @@ async def open_websocket(
     allow_insecure: bool = False,
     proxy: str | bool | None = None,
     user_agent: str | None = None,
-) -> WebSocket:
+) -> BaseWebSocket:
     """Connect to ``url`` and complete the WebSocket handshake within ``open_timeout``.
 
     ``wss://`` verifies the certificate and host name with the system's CAs
@@ -420,33 +329,42 @@ async def open_websocket(
             "use wss:// or pass allow_insecure=True"
         )
     where = f"{uri.host}:{uri.port}"
+    protocol = ClientProtocol(uri, max_size=max_message_size, logger=websockets_logger)
+    request = protocol.connect()
+    if user_agent is not None:
+        request.headers["User-Agent"] = user_agent
+    protocol.send_request(request)
+    context: ssl_module.SSLContext | None = None
+    if uri.secure:
+        context = ssl if ssl is not None else ssl_module.create_default_context()
     stream: anyio.abc.ByteStream | None = None
+    websocket: BaseWebSocket
     try:
         with anyio.fail_after(open_timeout):
-            if via is not None:
-                stream = await open_proxy_stream(via, uri)
-                if uri.secure:
-                    context = ssl if ssl is not None else ssl_module.create_default_context()
-                    stream = await wrap_tls(stream, uri.host, context)
-            elif uri.secure:
-                context = ssl if ssl is not None else ssl_module.create_default_context()
-                stream = await anyio.connect_tcp(
-                    uri.host,
-                    uri.port,
-                    ssl_context=context,
-                    tls_hostname=uri.host,
-                    tls_standard_compatible=False,
+            if via is None and running_asyncio():
+                # The fast driver: no task or stream between socket and caller.
+                websocket = await open_asyncio_websocket(
+                    uri, protocol, ssl=context, close_timeout=close_timeout
                 )
             else:
-                stream = await anyio.connect_tcp(uri.host, uri.port)
-            protocol = ClientProtocol(uri, max_size=max_message_size, logger=_websockets_logger)
-            request = protocol.connect()
-            if user_agent is not None:
-                request.headers["User-Agent"] = user_agent
-            protocol.send_request(request)
-            for data in protocol.data_to_send():
-                await stream.send(data)
-            response, frames = await _read_handshake(protocol, stream)
+                if via is not None:
+                    stream = await open_proxy_stream(via, uri)
+                    if context is not None:
+                        stream = await wrap_tls(stream, uri.host, context)
+                elif context is not None:
+                    stream = await anyio.connect_tcp(
+                        uri.host,
+                        uri.port,
+                        ssl_context=context,
+                        tls_hostname=uri.host,
+                        tls_standard_compatible=False,
+                    )
+                else:
+                    stream = await anyio.connect_tcp(uri.host, uri.port)
+                for data in protocol.data_to_send():
+                    await stream.send(data)
+                frames = await _read_handshake(protocol, stream)
+                websocket = WebSocket(protocol, stream, close_timeout=close_timeout, frames=frames)
     except TimeoutError:
         if stream is not None:
             await anyio.aclose_forcefully(stream)
@@ -470,7 +388,7 @@ async def open_websocket(
         raise
     failure = protocol.handshake_exc
     if failure is not None:
-        await anyio.aclose_forcefully(stream)
+        await websocket.abort()
         if isinstance(failure, InvalidStatus):
             status = failure.response
             raise ConnectError(
@@ -478,17 +396,14 @@ async def open_websocket(
                 f"{status.reason_phrase}"
             ) from failure
         raise ConnectError(f"WebSocket handshake with {where} failed: {failure}") from failure
-    del response
-    return WebSocket(protocol, stream, close_timeout=close_timeout, frames=frames)
+    return websocket
 
 
-async def _read_handshake(
-    protocol: ClientProtocol, stream: anyio.abc.ByteStream
-) -> tuple[Response | None, list[Any]]:
-    """Read until the handshake response; return it and any frames that came with it.
+async def _read_handshake(protocol: ClientProtocol, stream: anyio.abc.ByteStream) -> list[Any]:
+    """Read until the handshake response; return the frames that came with it.
 
-    The response is ``None`` when the server answered something that is not HTTP
-    (``protocol.handshake_exc`` says what).
+    When the server answered something that is not HTTP, no response will
+    come: ``protocol.handshake_exc`` says what, for the caller to report.
     """
     while True:
         try:
@@ -499,12 +414,10 @@ async def _read_handshake(
         protocol.receive_data(data)
         events = protocol.events_received()
         if events:
-            response = events[0]
-            assert isinstance(response, Response)
-            return response, events[1:]
+            assert isinstance(events[0], Response)
+            return events[1:]
         if protocol.handshake_exc is not None:
-            # Not an HTTP response: no event will ever come; the caller reports it.
-            return None, []
+            return []
 
 
 async def accept_websocket(
@@ -519,7 +432,7 @@ async def accept_websocket(
     Returns ``None`` (and closes the stream) when the client does not complete
     a valid handshake within ``open_timeout``.
     """
-    protocol = ServerProtocol(max_size=max_message_size, logger=_websockets_logger)
+    protocol = ServerProtocol(max_size=max_message_size, logger=websockets_logger)
     with anyio.move_on_after(open_timeout):
         try:
             while True:

@@ -1,0 +1,279 @@
+"""A client WebSocket on asyncio's protocol callbacks (asyncio and uvloop).
+
+The anyio driver (:mod:`alphapoint.transport`) reads in a task: every reply
+then crosses from the socket to the reader task and from the reader task to
+the caller, and anyio's stream adds a checkpoint per write and a pause and
+resume of reading per read. Here the event loop hands bytes to
+``data_received``, which feeds websockets' Sans-I/O protocol and passes each
+message to the connection's ``on_message`` at once, so a reply wakes its
+caller directly, as websockets' own asyncio client and picows do. That is a
+call round trip with one task switch instead of three (docs/performance.md).
+
+Used for direct connections when the running loop is asyncio's (or uvloop);
+trio and connections through a proxy use the anyio driver. Both keep the rules
+of :mod:`alphapoint.transport`: whatever the protocol queues is written after
+every read, a TLS connection is closed rather than half-closed, and the wait
+for the peer's half of a closing handshake is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import ssl as ssl_module
+from typing import Any, NoReturn, cast
+
+import anyio
+from websockets.client import ClientProtocol
+from websockets.http11 import Response
+from websockets.protocol import CLOSED, OPEN
+from websockets.uri import WebSocketURI
+
+from .errors import ConnectError
+from .websocket import BaseWebSocket, OnMessage, OnWakeup
+
+__all__ = ["AsyncioWebSocket", "open_asyncio_websocket", "running_asyncio"]
+
+
+def running_asyncio() -> bool:
+    """Whether the current task runs on an asyncio event loop (asyncio's or uvloop's)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return asyncio.current_task() is not None
+
+
+class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
+    """One client WebSocket whose bytes arrive through asyncio's callbacks.
+
+    ``run()`` must be called by a single task; ``send_text()`` may be called
+    from any number of tasks (a write never waits unless the peer stopped
+    reading, so there is no lock).
+    """
+
+    def __init__(self, protocol: ClientProtocol, *, close_timeout: float) -> None:
+        super().__init__(protocol, close_timeout=close_timeout)
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._handshake: asyncio.Future[Response | None] = self._loop.create_future()
+        self._on_message: OnMessage | None = None
+        #: Whether an on_message asked for on_wakeup since the last one ran.
+        self._wakeup_due = False
+        #: The run() task's wait, while it waits.
+        self._waiter: asyncio.Future[None] | None = None
+        #: Whether the transport has ended (connection_lost was called).
+        self._ended = False
+        #: What on_message raised (a bug): run() raises it in the task.
+        self._bug: Exception | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        #: Senders waiting for the transport's buffer to drain.
+        self._paused = False
+        self._drained: asyncio.Future[None] | None = None
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address, as the socket reports it."""
+        return None if self._transport is None else self._transport.get_extra_info("peername")
+
+    # -- asyncio's callbacks --------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_received = self._loop.time()  # anyio's clock under asyncio
+        self._protocol.receive_data(data)
+        self._after_read()
+
+    def eof_received(self) -> None:
+        # The closing handshake never needs to write after EOF; returning
+        # None lets the transport close (TLS cannot half-close anyway).
+        self._protocol.receive_eof()
+        self._after_read()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended = True
+        if isinstance(exc, OSError) and self._lost is None:
+            # Say why in the ConnectionClosed message ("Connection reset by peer").
+            self._lost = exc.strerror or type(exc).__name__
+        if self._protocol.state is not CLOSED:
+            self._protocol.receive_eof()
+            self._process(self._protocol.events_received())
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        if not self._handshake.done():
+            self._handshake.set_exception(
+                ConnectError("the server closed the connection during the handshake")
+            )
+        self._set_drained()
+        self._deliver_messages()
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._set_drained()
+
+    # -- reading --------------------------------------------------------------
+
+    def _after_read(self) -> None:
+        events = self._protocol.events_received()
+        if not self._handshake.done():
+            if events:
+                response = events.pop(0)
+                self._handshake.set_result(cast(Response, response))
+            elif self._protocol.handshake_exc is not None:
+                self._handshake.set_result(None)  # not HTTP: the opener reports it
+        self._process(events)
+        self._write_queued()  # pongs, a close echo, EOF
+        self._check_parser()
+        if self._failure is not None:
+            # We failed the connection (bad frame, oversize, bad UTF-8): the
+            # close frame is written; do not wait for the peer.
+            self._close_transport()
+        elif self._protocol.state is CLOSED:
+            self._close_transport()
+        elif self._protocol.close_expected() and self._close_timer is None:
+            # Closing: the peer has a bounded time to finish its half.
+            self._close_timer = self._loop.call_later(self._close_timeout, self._abort_transport)
+        self._deliver_messages()
+
+    def _deliver_messages(self) -> None:
+        on_message = self._on_message
+        if on_message is None:
+            return  # kept until run() starts (frames that came with the handshake)
+        messages = self._messages
+        while messages:
+            try:
+                wakeup = on_message(messages.popleft())
+            except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
+                self._bug = exc
+                self._on_message = None
+                self._abort_transport()
+                self._wake()
+                return
+            if wakeup:
+                # Wake the task now, before later replies wake their callers:
+                # an event is handled before a reply that came after it.
+                self._wakeup_due = True
+                self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def run(self, on_message: OnMessage, on_wakeup: OnWakeup) -> NoReturn:
+        self._on_message = on_message
+        try:
+            self._deliver_messages()
+            while True:
+                if self._wakeup_due:
+                    self._wakeup_due = False
+                    on_wakeup()
+                    continue
+                if self._bug is not None:
+                    raise self._bug
+                if self._ended or self._protocol.state is CLOSED:
+                    self._close_transport()
+                    raise self._closed_error("the connection closed")
+                self._waiter = self._loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+        finally:
+            self._on_message = None
+
+    # -- writing --------------------------------------------------------------
+
+    async def send_text(self, text: str, *, deadline: float = math.inf) -> None:
+        if self._paused and self._protocol.state is OPEN:
+            await self._drain(deadline)
+        if self._protocol.state is not OPEN or self._ended:
+            raise self._closed_error("the connection is closed")
+        self._protocol.send_text(text.encode())
+        self._write_queued()
+
+    async def _drain(self, deadline: float) -> None:
+        """Wait until the peer reads enough for the buffer to drain, by ``deadline``."""
+        with anyio.CancelScope(deadline=deadline):
+            while self._paused and not self._ended:
+                if self._drained is None:
+                    self._drained = self._loop.create_future()
+                await asyncio.shield(self._drained)
+        if self._paused and not self._ended:
+            raise TimeoutError
+
+    def _set_drained(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    async def send_close(self, code: int = 1000, reason: str = "") -> None:
+        if self._protocol.state is OPEN and not self._ended:
+            self._protocol.send_close(code, reason)
+            self._write_queued()
+
+    def _write_queued(self) -> None:
+        """Write what the protocol has queued; websockets asks for EOF with a final b""."""
+        chunks = self._protocol.data_to_send()
+        transport = self._transport
+        if not chunks or transport is None or transport.is_closing():
+            return
+        data = b"".join(chunks)
+        if data:
+            transport.write(data)
+        if not chunks[-1]:
+            if transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()  # TLS cannot half-close
+
+    # -- closing --------------------------------------------------------------
+
+    def _close_transport(self) -> None:
+        """Close once what is buffered is written (a close frame, say)."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def _abort_transport(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def abort(self) -> None:
+        self._abort_transport()
+
+
+async def open_asyncio_websocket(
+    uri: WebSocketURI,
+    protocol: ClientProtocol,
+    *,
+    ssl: ssl_module.SSLContext | None,
+    close_timeout: float,
+) -> AsyncioWebSocket:
+    """Connect, send the handshake request ``protocol`` holds, and read the response.
+
+    The caller bounds the time and checks ``protocol.handshake_exc``. Raises
+    what ``loop.create_connection`` raises (``OSError``, ``ssl.SSLError``) or
+    :class:`ConnectError`; on any error the connection is closed.
+    """
+    loop = asyncio.get_running_loop()
+    websocket = AsyncioWebSocket(protocol, close_timeout=close_timeout)
+    await loop.create_connection(
+        lambda: websocket,
+        uri.host,
+        uri.port,
+        ssl=ssl,
+        server_hostname=uri.host if ssl is not None else None,
+    )
+    try:
+        websocket._write_queued()
+        await websocket._handshake
+    except BaseException:
+        websocket._abort_transport()
+        raise
+    return websocket

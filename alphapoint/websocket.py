@@ -1,0 +1,174 @@
+"""What every WebSocket driver shares: messages out of frames, and why it ended.
+
+websockets' Sans-I/O ``Protocol`` parses and builds frames without doing any
+I/O; a driver moves its bytes. There are two drivers: one over an anyio byte
+stream (:mod:`alphapoint.transport`, for trio, proxies and the embedded
+gateway) and one on asyncio's protocol callbacks
+(:mod:`alphapoint.asyncio_transport`, for a direct connection under asyncio
+or uvloop). This base holds what does not depend on how bytes move: turning
+frames into messages, failing on bad UTF-8 or a broken frame, and the
+:class:`ConnectionClosed` that says why the connection ended.
+
+A driver delivers messages to its owner through :meth:`BaseWebSocket.run`:
+``on_message(message)`` is called for every message as soon as it is read;
+when it returns true, ``on_wakeup()`` is called soon after in the task that
+runs ``run()``. Under asyncio ``on_message`` runs in the read callback, so it
+must do only what is safe there (resolve a future, set an event, append to a
+queue); whatever needs the task (starting tasks, callbacks to user code) is
+left for ``on_wakeup``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import anyio
+from websockets.frames import Opcode
+from websockets.protocol import CLOSED, OPEN, Protocol
+
+from .errors import ConnectionClosed, ProtocolError
+
+__all__ = ["BaseWebSocket", "OnMessage", "OnWakeup", "websockets_logger"]
+
+#: Handles one message where it was read; true asks for an ``OnWakeup`` call.
+OnMessage = Callable[[str | bytes], bool]
+#: Runs in the reader's task, after an ``OnMessage`` returned true.
+OnWakeup = Callable[[], None]
+
+
+class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger handed to websockets: it never enables DEBUG.
+
+    websockets logs every frame's contents at DEBUG, passwords included; this
+    library logs frames itself, with secrets redacted.
+    """
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+
+websockets_logger = _QuietLogger(logging.getLogger("alphapoint.websockets"), {})
+
+
+class BaseWebSocket(ABC):
+    """One WebSocket connection's protocol state, whatever moves its bytes."""
+
+    def __init__(self, protocol: Protocol, *, close_timeout: float) -> None:
+        self._protocol = protocol
+        self._close_timeout = close_timeout
+        self._messages: deque[str | bytes] = deque()
+        self._fragments: list[bytes] = []
+        self._fragment_opcode: Opcode | None = None
+        #: Why the connection failed, when this side failed it.
+        self._failure: ProtocolError | None = None
+        #: The OS error that ended the stream under a read, if one did.
+        self._lost: str | None = None
+        #: anyio's clock when bytes last arrived (for keepalive).
+        self.last_received = anyio.current_time()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether messages can still be sent."""
+        return self._protocol.state is OPEN
+
+    @abstractmethod
+    async def run(self, on_message: OnMessage, on_wakeup: OnWakeup) -> NoReturn:
+        """Deliver every message until the connection ends, then raise :class:`ConnectionClosed`.
+
+        Call it from one task only; see the module's docstring for where each
+        callback runs.
+        """
+
+    @abstractmethod
+    async def send_text(self, text: str, *, deadline: float = math.inf) -> None:
+        """Send one text message.
+
+        Raises :class:`ConnectionClosed` if the connection is not open, and
+        ``TimeoutError`` if the message could not be written by ``deadline``
+        (anyio's clock): the peer stopped reading and the buffers are full.
+        """
+
+    @abstractmethod
+    async def send_close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; :meth:`run` ends when it completes."""
+
+    @abstractmethod
+    async def abort(self) -> None:
+        """Close the connection now, without any handshake. Idempotent."""
+
+    # -- frames to messages ---------------------------------------------------
+
+    def _process(self, frames: list[Any]) -> None:
+        """Assemble message frames into messages; control frames need nothing here."""
+        for frame in frames:
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if frame.fin:
+                    self._deliver(opcode, frame.data)
+                else:
+                    self._fragment_opcode = opcode
+                    self._fragments = [frame.data]
+            elif opcode is Opcode.CONT and self._fragment_opcode is not None:
+                self._fragments.append(frame.data)
+                if frame.fin:
+                    data = b"".join(self._fragments)
+                    opcode, self._fragments, self._fragment_opcode = self._fragment_opcode, [], None
+                    self._deliver(opcode, data)
+
+    def _deliver(self, opcode: Opcode, data: bytes) -> None:
+        if opcode is Opcode.BINARY:
+            self._messages.append(bytes(data))
+            return
+        try:
+            self._messages.append(data.decode())
+        except UnicodeDecodeError:
+            if self._failure is None:
+                self._failure = ProtocolError("the peer sent a text message that is not UTF-8")
+                if self._protocol.state is OPEN:
+                    self._protocol.fail(1007, "invalid UTF-8")
+
+    def _check_parser(self) -> None:
+        """Record why websockets' parser failed the connection, if it did."""
+        parser_exc = self._protocol.parser_exc
+        if (
+            parser_exc is not None
+            and self._failure is None
+            and not isinstance(parser_exc, EOFError)
+        ):
+            # EOFError is a plain connection loss, not a violation.
+            self._failure = _describe_parser_error(parser_exc)
+
+    # -- why it ended ---------------------------------------------------------
+
+    def _closed_error(self, message: str) -> ConnectionClosed:
+        protocol = self._protocol
+        received = protocol.close_rcvd
+        if protocol.state is CLOSED:
+            code, reason = protocol.close_code, protocol.close_reason or ""
+        elif received is not None:
+            # Closing: the peer's close frame already says why.
+            code, reason = int(received.code), received.reason
+        else:
+            code, reason = None, ""
+        if self._failure is not None:
+            message = f"{message}: {self._failure}"
+        elif code is not None:
+            message = f"{message} (code {code}{': ' + reason if reason else ''})"
+        if self._failure is None and self._lost is not None and received is None:
+            message = f"{message}: {self._lost}"  # lost, not closed by the peer
+        error = ConnectionClosed(message, code=code, reason=reason)
+        error.__cause__ = self._failure
+        return error
+
+
+def _describe_parser_error(exc: Exception) -> ProtocolError:
+    """A ProtocolError saying why websockets failed the connection."""
+    name = type(exc).__name__
+    if name == "PayloadTooBig":
+        return ProtocolError(f"the peer sent a message over the size limit ({exc})")
+    return ProtocolError(f"the peer broke the WebSocket protocol ({name}: {exc})")
