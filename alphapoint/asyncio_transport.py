@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 import ssl as ssl_module
-from typing import Any, NoReturn, cast
+from typing import NoReturn, cast
 
 import anyio
 from websockets.client import ClientProtocol
@@ -70,11 +70,6 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         #: Senders waiting for the transport's buffer to drain.
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
-
-    @property
-    def remote_address(self) -> Any:
-        """The peer's address, as the socket reports it."""
-        return None if self._transport is None else self._transport.get_extra_info("peername")
 
     # -- asyncio's callbacks --------------------------------------------------
 

@@ -91,11 +91,6 @@ class WebSocket(BaseWebSocket):
         if frames:
             self._process(frames)
 
-    @property
-    def remote_address(self) -> Any:
-        """The peer's address, as the socket reports it."""
-        return self._stream.extra(anyio.abc.SocketAttribute.remote_address, None)
-
     # -- sending --------------------------------------------------------------
 
     async def send_text(self, text: str, *, deadline: float = math.inf) -> None:

@@ -31,11 +31,15 @@ from alphapoint import (
     InvalidURL,
     MessageType,
 )
+from alphapoint.asyncio_transport import AsyncioWebSocket
+from alphapoint.connection import Connection
 from alphapoint.frame import Frame as ApexFrame
 from alphapoint.frame import decode_frame, encode_frame
+from alphapoint.models import Event
 from alphapoint.testing import demo_gateway
 from alphapoint.testing.pytest_plugin import GatewayFixture
 from alphapoint.testing.scripted import ScriptedConnection, serve_script, serve_tcp
+from alphapoint.transport import WebSocket, open_websocket
 
 pytestmark = pytest.mark.anyio
 
@@ -521,3 +525,64 @@ async def test_server_pings_are_answered() -> None:
     async with serve_tcp(handler) as server, alphapoint.connect(server.url) as session:
         with anyio.fail_after(LIMIT):
             assert await session.call("Ping") == {"pong": "are you there"}
+
+
+# -- the two drivers ----------------------------------------------------------------
+
+
+async def test_the_driver_follows_the_event_loop(
+    anyio_backend_name: str, alphapoint_gateway: GatewayFixture
+) -> None:
+    """Direct connections under asyncio use the callback driver; trio uses anyio's streams."""
+    websocket = await open_websocket(alphapoint_gateway.url)
+    try:
+        expected = AsyncioWebSocket if anyio_backend_name == "asyncio" else WebSocket
+        assert type(websocket) is expected
+    finally:
+        await websocket.abort()
+
+
+async def test_a_bug_in_on_message_is_raised_by_run() -> None:
+    """The driver contract: whatever ``on_message`` raises, ``run()`` raises in its
+    task (under asyncio it was called from the read callback), and the
+    connection is dropped."""
+    dropped = anyio.Event()
+
+    async def script(connection: ScriptedConnection) -> None:
+        await connection.send_text("anything")
+        await connection.wait_closed()
+        dropped.set()
+
+    def on_message(message: str | bytes) -> bool:
+        raise RuntimeError(f"bug while handling {message!r}")
+
+    async with serve_script(script) as server:
+        websocket = await open_websocket(server.url)
+        with anyio.fail_after(LIMIT):
+            with pytest.raises(RuntimeError, match="bug while handling 'anything'"):
+                await websocket.run(on_message, lambda: None)
+            await websocket.abort()
+            await dropped.wait()
+
+
+async def test_a_bug_in_the_reader_fails_the_pending_calls() -> None:
+    """An exception out of event handling must fail the calls, never hang them."""
+    called = anyio.Event()
+
+    async def script(connection: ScriptedConnection) -> None:
+        await connection.receive_frame()
+        called.set()
+        await connection.event("SomeEvent", {"x": 1}, seq=7)
+        await connection.wait_closed()
+
+    def on_event(connection: Connection, event: Event) -> None:
+        raise RuntimeError("a bug in the event handler")
+
+    async with serve_script(script) as server, anyio.create_task_group() as tg:
+        conn = Connection(await open_websocket(server.url), url=server.url, on_event=on_event)
+        tg.start_soon(conn.read_loop)
+        with anyio.fail_after(LIMIT), pytest.raises(ConnectionClosed) as info:
+            await conn.request(MessageType.REQUEST, "Ping", {})
+        assert called.is_set()
+        assert str(info.value) == "the connection's reader failed: RuntimeError"
+        assert not conn.is_open
