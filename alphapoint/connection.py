@@ -30,7 +30,7 @@ from .errors import AlphaPointError, ConnectionClosed, FrameError, ProtocolError
 from .frame import Frame, MessageType, decode_frame, encode_frame
 from .models import Event
 from .redaction import redact
-from .websocket import BaseWebSocket
+from .websocket import BaseWebSocket, EventLike
 
 __all__ = ["Connection"]
 
@@ -42,12 +42,14 @@ class _Pending:
 
     __slots__ = ("deadline", "error", "event", "frame", "function", "sent", "timeout")
 
-    def __init__(self, function: str, timeout: float | None, deadline: float) -> None:
+    def __init__(
+        self, function: str, timeout: float | None, deadline: float, event: EventLike
+    ) -> None:
         self.function = function
         self.timeout = timeout
         self.deadline = deadline
         self.sent = False
-        self.event = anyio.Event()
+        self.event = event
         self.frame: Frame | None = None
         self.error: AlphaPointError | None = None
 
@@ -96,8 +98,12 @@ class Connection:
 
     @property
     def last_received(self) -> float:
-        """anyio's clock when bytes last arrived (for keepalive)."""
+        """:meth:`clock`'s time when bytes last arrived (for keepalive)."""
         return self._ws.last_received
+
+    def clock(self) -> float:
+        """``anyio.current_time()``, read the cheapest way this connection's driver knows."""
+        return self._ws.clock()
 
     @property
     def error(self) -> ConnectionClosed | None:
@@ -122,8 +128,8 @@ class Connection:
         """Send one frame and wait for the reply frame with its ``i``.
 
         Raises :class:`RequestTimeout` if no reply has come by ``deadline``
-        (on ``anyio.current_time()``'s clock; ``timeout`` is what its message
-        names). Cancelling it forgets the call (a late reply is then dropped).
+        (on :meth:`clock`; ``timeout`` is what its message names). Cancelling
+        it forgets the call (a late reply is then dropped).
         """
         if self._error is not None:
             raise self.closed_error()
@@ -131,7 +137,7 @@ class Connection:
         self._next_seq += 2
         request = Frame(message_type, seq, function, {} if payload is None else payload)
         text = encode_frame(request)
-        pending = _Pending(function, timeout, deadline)
+        pending = _Pending(function, timeout, deadline, self._ws.new_event())
         self._pending[seq] = pending
         alarm = self._alarm
         if alarm is not None and deadline < alarm.deadline:

@@ -248,8 +248,12 @@ class Session:
         """
         if timeout is _USE_DEFAULT:
             timeout = self._timeout
-        deadline = math.inf if timeout is None else anyio.current_time() + timeout
-        conn = await self._ready_connection(function, timeout, deadline)
+        conn = self._ready_now()
+        if conn is not None:  # the usual case: no wait, no cancel scope
+            deadline = math.inf if timeout is None else conn.clock() + timeout
+        else:
+            deadline = math.inf if timeout is None else anyio.current_time() + timeout
+            conn = await self._wait_ready(function, timeout, deadline)
         sent_logged_in, relogins = self.authenticated, self._relogins
         frame = await conn.request(
             message_type, function, payload, deadline=deadline, timeout=timeout
@@ -260,12 +264,24 @@ class Session:
         # (one re-login for every call refused at once: the first starts it).
         if self._relogins == relogins:
             self._start_relogin(conn)
-        conn = await self._ready_connection(function, timeout, deadline)
+        conn = await self._wait_ready(function, timeout, deadline)
         return await conn.request(
             message_type, function, payload, deadline=deadline, timeout=timeout
         )
 
-    async def _ready_connection(
+    def _ready_now(self) -> Connection | None:
+        """The current connection if calls may go through it now."""
+        # Invariant: ``_ready`` is set only while ``_conn`` is open (a closing
+        # connection clears it at once, see ``_connection_closed``) or once the
+        # session has ended.
+        if self._terminal is None and self._ready.is_set():
+            conn = self._conn
+            assert conn is not None
+            assert conn.is_open
+            return conn
+        return None
+
+    async def _wait_ready(
         self, function: str, timeout: float | None, deadline: float
     ) -> Connection:
         """The current connection, once it is usable, by ``deadline``.
@@ -273,24 +289,18 @@ class Session:
         Raises :class:`RequestTimeout` when the session is not ready in time
         and the session's error once it has ended.
         """
-        # Invariant: ``_ready`` is set only while ``_conn`` is open (a closing
-        # connection clears it at once, see ``_connection_closed``) or once the
-        # session has ended. The usual case, ready now, needs no cancel scope.
-        if self._terminal is None and not self._ready.is_set():
-            with anyio.CancelScope(deadline=deadline):
-                while self._terminal is None and not self._ready.is_set():
-                    await self._ready.wait()
-            if self._terminal is None and not self._ready.is_set():
-                raise RequestTimeout(
-                    f"the session was not ready for {function} within {timeout} s",
-                    function=function,
-                    timeout=timeout,
-                )
+        with anyio.CancelScope(deadline=deadline):
+            while self._terminal is None and not self._ready.is_set():
+                await self._ready.wait()
         if self._terminal is not None:
             raise self._terminal_error()
-        conn = self._conn
-        assert conn is not None
-        assert conn.is_open
+        conn = self._ready_now()
+        if conn is None:
+            raise RequestTimeout(
+                f"the session was not ready for {function} within {timeout} s",
+                function=function,
+                timeout=timeout,
+            )
         return conn
 
     def _terminal_error(self) -> ConnectionClosed:
@@ -313,7 +323,7 @@ class Session:
         """A checked call on one given connection (login, resubscribe, logout)."""
         if timeout is _USE_DEFAULT:
             timeout = self._timeout
-        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        deadline = math.inf if timeout is None else conn.clock() + timeout
         frame = await conn.request(
             message_type, function, payload, deadline=deadline, timeout=timeout
         )
@@ -709,7 +719,7 @@ class Session:
     async def _keep_alive(self, conn: Connection, policy: Keepalive) -> None:
         """Ping after ``interval`` idle seconds; no reply within ``timeout``: drop ``conn``."""
         while conn.is_open:
-            idle = anyio.current_time() - conn.last_received
+            idle = conn.clock() - conn.last_received
             if idle < policy.interval:
                 with anyio.move_on_after(policy.interval - idle):
                     await conn.wait_closed()
@@ -719,7 +729,7 @@ class Session:
                     MessageType.REQUEST,
                     "Ping",
                     {},
-                    deadline=anyio.current_time() + policy.timeout,
+                    deadline=conn.clock() + policy.timeout,
                     timeout=policy.timeout,
                 )
             except RequestTimeout:

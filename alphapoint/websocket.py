@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from typing import Any, NoReturn
+from typing import Protocol as TypingProtocol
 
 import anyio
 from websockets.frames import Opcode
@@ -33,12 +34,20 @@ from websockets.protocol import CLOSED, OPEN, Protocol
 
 from .errors import ConnectionClosed, ProtocolError
 
-__all__ = ["BaseWebSocket", "OnMessage", "OnWakeup", "websockets_logger"]
+__all__ = ["BaseWebSocket", "EventLike", "OnMessage", "OnWakeup", "websockets_logger"]
 
 #: Handles one message where it was read; true asks for an ``OnWakeup`` call.
 OnMessage = Callable[[str | bytes], bool]
 #: Runs in the reader's task, after an ``OnMessage`` returned true.
 OnWakeup = Callable[[], None]
+
+
+class EventLike(TypingProtocol):
+    """What a caller waits on: ``anyio.Event`` or ``asyncio.Event``."""
+
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    async def wait(self) -> object: ...
 
 
 class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -68,7 +77,11 @@ class BaseWebSocket(ABC):
         self._failure: ProtocolError | None = None
         #: The OS error that ended the stream under a read, if one did.
         self._lost: str | None = None
-        #: anyio's clock when bytes last arrived (for keepalive).
+        #: anyio's clock (``anyio.current_time()``), as this driver reads it cheaply.
+        self.clock: Callable[[], float] = anyio.current_time
+        #: Makes the event a call waits on; it may be set from ``on_message``.
+        self.new_event: Callable[[], EventLike] = anyio.Event
+        #: The clock when bytes last arrived (for keepalive).
         self.last_received = anyio.current_time()
 
     @property
