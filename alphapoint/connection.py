@@ -59,7 +59,8 @@ class Connection:
 
     ``request()`` may be called from any number of tasks; ``read_loop()`` must
     run in exactly one task for replies to arrive, and ``alarm_loop()`` in
-    another for deadlines to be kept.
+    another for deadlines to be kept (until it runs, a caller bounds its call
+    with a cancel scope of its own, as the session does while it logs in).
     """
 
     def __init__(
@@ -155,7 +156,7 @@ class Connection:
         except TimeoutError:
             # The send could not start before the deadline (the peer stopped reading).
             if pending.error is None:
-                pending.error = self._timeout_error(pending)
+                pending.error = self.timeout_error(function, timeout, sent=False)
         finally:
             self._pending.pop(seq, None)
         if pending.error is not None:
@@ -166,7 +167,7 @@ class Connection:
     # -- deadlines ------------------------------------------------------------
 
     async def alarm_loop(self) -> None:
-        """Fail each call whose deadline has passed, until the connection ends."""
+        """Fail each call whose deadline has passed; return once the connection has ended."""
         while self._error is None:
             earliest = min((p.deadline for p in self._pending.values()), default=math.inf)
             with anyio.CancelScope(deadline=earliest) as alarm:
@@ -179,23 +180,23 @@ class Connection:
         expired = [seq for seq, p in self._pending.items() if p.deadline <= now]
         for seq in expired:
             pending = self._pending.pop(seq)
-            pending.error = self._timeout_error(pending)
+            pending.error = self.timeout_error(pending.function, pending.timeout, pending.sent)
             pending.event.set()
 
-    def _timeout_error(self, pending: _Pending) -> RequestTimeout:
-        if pending.sent:
-            message = f"no reply to {pending.function} within {pending.timeout} s"
+    def timeout_error(
+        self, function: str, timeout: float | None, sent: bool = True
+    ) -> RequestTimeout:
+        """The error for a call out of time, saying what the gateway sent instead."""
+        if sent:
+            message = f"no reply to {function} within {timeout} s"
         else:
-            message = (
-                f"could not send {pending.function} within {pending.timeout} s "
-                "(the gateway is not reading)"
-            )
+            message = f"could not send {function} within {timeout} s (the gateway is not reading)"
         if self.last_protocol_error is not None:
             message += (
                 f"; the gateway sent {self.protocol_errors} unreadable message(s), "
                 f"the last: {self.last_protocol_error}"
             )
-        return RequestTimeout(message, function=pending.function, timeout=pending.timeout)
+        return RequestTimeout(message, function=function, timeout=timeout)
 
     # -- the reader -----------------------------------------------------------
 

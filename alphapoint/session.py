@@ -320,13 +320,21 @@ class Session:
         message_type: MessageType = MessageType.REQUEST,
         timeout: float | None = _USE_DEFAULT,
     ) -> Any:
-        """A checked call on one given connection (login, resubscribe, logout)."""
+        """A checked call on one given connection (login, resubscribe, logout).
+
+        These calls run before the connection's alarm does (it runs in the
+        supervisor once the connection is installed) or while it may be
+        stopping, so a cancel scope bounds them too; they are few.
+        """
         if timeout is _USE_DEFAULT:
             timeout = self._timeout
         deadline = math.inf if timeout is None else conn.clock() + timeout
-        frame = await conn.request(
-            message_type, function, payload, deadline=deadline, timeout=timeout
-        )
+        with anyio.CancelScope(deadline=deadline) as scope:
+            frame = await conn.request(
+                message_type, function, payload, deadline=deadline, timeout=timeout
+            )
+        if scope.cancelled_caught:
+            raise conn.timeout_error(function, timeout)
         return _check_reply(frame)
 
     # -- authentication ------------------------------------------------------
@@ -633,7 +641,6 @@ class Session:
             number=self._connections,
         )
         self._task_group.start_soon(conn.read_loop, name=f"alphapoint reader {self._url}")
-        self._task_group.start_soon(conn.alarm_loop, name=f"alphapoint alarm {self._url}")
         try:
             if self._credentials is not None or (self._resume and self._session_token):
                 self._set_state(SessionState.AUTHENTICATING)
@@ -680,7 +687,8 @@ class Session:
             up_since = anyio.current_time()
             if self._keepalive is not None:
                 self._task_group.start_soon(self._keep_alive, conn, self._keepalive)
-            await conn.wait_closed()
+            # Keep the calls' deadlines until the connection ends.
+            await conn.alarm_loop()
             if self._closing or self._terminal is not None:
                 return
             error: BaseException = conn.error or ConnectionClosed("the connection closed")

@@ -384,6 +384,28 @@ async def test_a_shorter_timeout_is_kept_behind_a_longer_one() -> None:
         tg.cancel_scope.cancel()
 
 
+async def test_a_login_without_a_reply_times_out_and_leaves_nothing_open() -> None:
+    """The login runs before the connection's alarm: its own scope bounds it."""
+    dropped = anyio.Event()
+
+    async def script(connection: ScriptedConnection) -> None:
+        assert (await connection.receive_frame()).function == "AuthenticateUser"
+        await connection.wait_closed()  # never answers
+        dropped.set()
+
+    credentials = alphapoint.PasswordCredentials("erin", "erin-password")
+    async with serve_script(script) as server:
+        with anyio.fail_after(LIMIT):
+            with pytest.raises(RequestTimeout) as info:
+                async with alphapoint.connect(
+                    server.url, credentials=credentials, timeout=SHORT, reconnect=False
+                ):
+                    pass
+            await dropped.wait()
+    assert str(info.value) == "no reply to AuthenticateUser within 0.2 s"
+    assert info.value.function == "AuthenticateUser"
+
+
 async def test_a_call_times_out_when_the_gateway_stops_reading() -> None:
     """A gateway that reads nothing fills the socket buffers; the send itself
     then waits, and the call's timeout still bounds it."""
