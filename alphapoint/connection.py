@@ -5,12 +5,13 @@ the pending call with the same ``i`` only for a reply (``m`` 1 or 5), never
 for an event (whose ``i`` is the gateway's own counter), and hands events to
 the session. When the socket ends, every pending call fails at once with
 :class:`ConnectionClosed`. The session (:mod:`alphapoint.session`) owns the
-connection's two tasks (the reader and the alarm) and replaces the connection
-after a drop.
+connection's two tasks (the reader, and the timer in its supervisor) and
+replaces the connection after a drop.
 
 Timeouts are deadlines kept with the pending calls, not a cancel scope per
-call: one alarm per connection wakes at the earliest deadline and fails the
-calls whose time is up with :class:`RequestTimeout`. A call then costs a
+call: one timer per connection wakes at the earliest deadline and fails the
+calls whose time is up with :class:`RequestTimeout`; the same timer sends the
+keepalive Ping. A call then costs a
 comparison, where a cancel scope with a timer cost more than the rest of the
 call's bookkeeping together (docs/performance.md).
 """
@@ -29,6 +30,7 @@ import anyio
 from .errors import AlphaPointError, ConnectionClosed, FrameError, ProtocolError, RequestTimeout
 from .frame import Frame, MessageType, decode_frame, encode_frame
 from .models import Event
+from .policies import Keepalive
 from .redaction import redact
 from .websocket import BaseWebSocket, EventLike
 
@@ -54,13 +56,48 @@ class _Pending:
         self.error: AlphaPointError | None = None
 
 
+class _Pinger:
+    """The keepalive in :meth:`Connection.watch`: the Ping in flight, and when to look at it."""
+
+    def __init__(self, conn: Connection, policy: Keepalive) -> None:
+        self._conn = conn
+        self._policy = policy
+        self._ping: _Pending | None = None
+        self._look_at = math.inf
+
+    def wake_at(self) -> float:
+        """When :meth:`check` has something to do: the connection falls idle, or a
+        look at the Ping in flight (its deadline is the connection's own)."""
+        if self._ping is None:
+            return self._conn.last_received + self._policy.interval
+        return self._look_at
+
+    async def check(self, now: float) -> bool:
+        """Ping if idle; false (and the connection dropped) if a Ping went unanswered."""
+        policy, ping = self._policy, self._ping
+        if ping is not None:
+            if ping.frame is not None:
+                self._ping = None  # answered: the gateway is there
+            elif now >= ping.deadline:
+                await self._conn._keepalive_failed(ping)
+                return False
+            else:
+                if now >= self._look_at:
+                    self._look_at = now + policy.interval  # not answered yet: look again
+                return True
+        if now - self._conn.last_received >= policy.interval:
+            self._ping = await self._conn._send_ping(now + policy.timeout, policy.timeout)
+            self._look_at = now + policy.interval
+        return True
+
+
 class Connection:
     """The APEX protocol over one open WebSocket.
 
     ``request()`` may be called from any number of tasks; ``read_loop()`` must
-    run in exactly one task for replies to arrive, and ``alarm_loop()`` in
-    another for deadlines to be kept (until it runs, a caller bounds its call
-    with a cancel scope of its own, as the session does while it logs in).
+    run in exactly one task for replies to arrive, and ``watch()`` in another
+    for deadlines to be kept (until it runs, a caller bounds its call with a
+    cancel scope of its own, as the session does while it logs in).
     """
 
     def __init__(
@@ -85,8 +122,8 @@ class Connection:
         self._error: ConnectionClosed | None = None
         self._closed = anyio.Event()
         self._reader_done = anyio.Event()
-        #: The alarm task's sleep, whose deadline is the earliest call's (or later).
-        self._alarm: anyio.CancelScope | None = None
+        #: watch()'s sleep, whose deadline is the earliest call's (or later).
+        self._timer: anyio.CancelScope | None = None
         #: Frames (and unreadable messages) left by the read for the reader task.
         self._backlog: deque[Frame | bytes | ProtocolError] = deque()
         #: Messages that could not be read as APEX frames, and the last one's error.
@@ -134,15 +171,9 @@ class Connection:
         """
         if self._error is not None:
             raise self.closed_error()
-        seq = self._next_seq
-        self._next_seq += 2
+        seq, pending = self._register(function, timeout, deadline)
         request = Frame(message_type, seq, function, {} if payload is None else payload)
         text = encode_frame(request)
-        pending = _Pending(function, timeout, deadline, self._ws.new_event())
-        self._pending[seq] = pending
-        alarm = self._alarm
-        if alarm is not None and deadline < alarm.deadline:
-            alarm.deadline = deadline
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("> %s", describe(request))
         try:
@@ -164,17 +195,59 @@ class Connection:
         assert pending.frame is not None
         return pending.frame
 
-    # -- deadlines ------------------------------------------------------------
+    def _register(
+        self, function: str, timeout: float | None, deadline: float
+    ) -> tuple[int, _Pending]:
+        """A sequence number and a pending entry for a new call."""
+        seq = self._next_seq
+        self._next_seq += 2
+        pending = _Pending(function, timeout, deadline, self._ws.new_event())
+        self._pending[seq] = pending
+        timer = self._timer
+        if timer is not None and deadline < timer.deadline:
+            timer.deadline = deadline
+        return seq, pending
 
-    async def alarm_loop(self) -> None:
-        """Fail each call whose deadline has passed; return once the connection has ended."""
+    # -- time -----------------------------------------------------------------
+
+    async def watch(self, keepalive: Keepalive | None = None) -> None:
+        """The connection's one timer; returns once the connection has ended.
+
+        Fails each call whose deadline has passed with :class:`RequestTimeout`.
+        With ``keepalive``, sends a ``Ping`` after ``keepalive.interval``
+        seconds without traffic, and drops the connection when no reply comes
+        within ``keepalive.timeout`` (a half-open connection is found within
+        interval + timeout).
+        """
+        pinger = None if keepalive is None else _Pinger(self, keepalive)
         while self._error is None:
-            earliest = min((p.deadline for p in self._pending.values()), default=math.inf)
-            with anyio.CancelScope(deadline=earliest) as alarm:
-                self._alarm = alarm  # request() brings it forward for an earlier call
+            wake = min((p.deadline for p in self._pending.values()), default=math.inf)
+            if pinger is not None:
+                wake = min(wake, pinger.wake_at())
+            with anyio.CancelScope(deadline=wake) as timer:
+                self._timer = timer  # request() brings it forward for an earlier call
                 await self._closed.wait()
-            self._alarm = None
-            self._expire(anyio.current_time())
+            self._timer = None
+            now = self.clock()
+            if pinger is not None and not await pinger.check(now):
+                return  # the gateway did not answer: the connection is dropped
+            self._expire(now)
+
+    async def _send_ping(self, deadline: float, timeout: float) -> _Pending:
+        """Send a keepalive Ping without waiting for its reply: :meth:`watch` checks it."""
+        seq, pending = self._register("Ping", timeout, deadline)
+        with contextlib.suppress(TimeoutError, ConnectionClosed):  # both end in watch()
+            await self._ws.send_text(
+                encode_frame(Frame(MessageType.REQUEST, seq, "Ping", {})), deadline=deadline
+            )
+            pending.sent = True
+        return pending
+
+    async def _keepalive_failed(self, ping: _Pending) -> None:
+        logger.warning("no reply to a keepalive Ping from %s within %s s", self._url, ping.timeout)
+        await self.abort(
+            ConnectionClosed(f"the gateway did not answer a keepalive Ping within {ping.timeout} s")
+        )
 
     def _expire(self, now: float) -> None:
         expired = [seq for seq, p in self._pending.items() if p.deadline <= now]

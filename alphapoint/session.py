@@ -322,7 +322,7 @@ class Session:
     ) -> Any:
         """A checked call on one given connection (login, resubscribe, logout).
 
-        These calls run before the connection's alarm does (it runs in the
+        These calls run before the connection's timer does (it runs in the
         supervisor once the connection is installed) or while it may be
         stopping, so a cancel scope bounds them too; they are few.
         """
@@ -685,10 +685,8 @@ class Session:
         attempt = 0
         while True:
             up_since = anyio.current_time()
-            if self._keepalive is not None:
-                self._task_group.start_soon(self._keep_alive, conn, self._keepalive)
-            # Keep the calls' deadlines until the connection ends.
-            await conn.alarm_loop()
+            # Keep the calls' deadlines, and the keepalive, until the connection ends.
+            await conn.watch(self._keepalive)
             if self._closing or self._terminal is not None:
                 return
             error: BaseException = conn.error or ConnectionClosed("the connection closed")
@@ -723,35 +721,6 @@ class Session:
                         return
                     logger.warning("reconnecting to %s failed: %s", self._url, exc)
                     self._set_state(SessionState.RECONNECTING)
-
-    async def _keep_alive(self, conn: Connection, policy: Keepalive) -> None:
-        """Ping after ``interval`` idle seconds; no reply within ``timeout``: drop ``conn``."""
-        while conn.is_open:
-            idle = conn.clock() - conn.last_received
-            if idle < policy.interval:
-                with anyio.move_on_after(policy.interval - idle):
-                    await conn.wait_closed()
-                continue
-            try:
-                await conn.request(
-                    MessageType.REQUEST,
-                    "Ping",
-                    {},
-                    deadline=conn.clock() + policy.timeout,
-                    timeout=policy.timeout,
-                )
-            except RequestTimeout:
-                logger.warning(
-                    "no reply to a keepalive Ping from %s within %s s", self._url, policy.timeout
-                )
-                await conn.abort(
-                    ConnectionClosed(
-                        f"the gateway did not answer a keepalive Ping within {policy.timeout} s"
-                    )
-                )
-                return
-            except AlphaPointError:
-                return  # the connection ended; its owner knows why
 
     def _finish(self, error: BaseException) -> None:
         """The session has ended for good: fail waiters, end streams, state CLOSED."""

@@ -529,6 +529,21 @@ async def test_a_totp_user_logs_in_again_after_every_reconnect(
 # -- half-open connections ------------------------------------------------------------------------
 
 
+async def test_an_answering_gateway_keeps_the_session_on_one_connection(
+    alphapoint_gateway: GatewayFixture,
+) -> None:
+    """Pings go out while the session is idle, are answered, and nothing is dropped."""
+    gateway = alphapoint_gateway.gateway
+    keepalive = Keepalive(interval=0.05, timeout=LIMIT)
+    async with managed(alphapoint_gateway, keepalive=keepalive) as session:
+        await wait_until(lambda: len(gateway.requests_for("Ping")) >= 3)
+        assert session.state is AUTHENTICATED
+        assert (await session.call("GetUserInfo"))["UserName"] == "alice"
+    assert session.connection_number == 1
+    first = gateway.requests_for("AuthenticateUser")[0].connection
+    assert {r.connection for r in gateway.requests_for("Ping")} == {first}
+
+
 async def test_a_silent_gateway_is_dropped_by_the_keepalive_and_replaced(
     alphapoint_gateway: GatewayFixture,
 ) -> None:
