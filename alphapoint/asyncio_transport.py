@@ -71,6 +71,8 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         #: What on_message raised (a bug): run() raises it in the task.
         self._bug: Exception | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        #: Whether sent messages wait for a write later in this turn of the loop.
+        self._corked = False
         #: Senders waiting for the transport's buffer to drain.
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -189,12 +191,23 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
 
     # -- writing --------------------------------------------------------------
 
-    async def send_text(self, text: str, *, deadline: float = math.inf) -> None:
+    async def send_text(
+        self, text: str, *, deadline: float = math.inf, coalesce: bool = False
+    ) -> None:
         if self._paused and self._protocol.state is OPEN:
             await self._drain(deadline)
         if self._protocol.state is not OPEN or self._ended:
             raise self._closed_error("the connection is closed")
         self._protocol.send_text(text.encode())
+        if not coalesce:
+            self._write_queued()
+        elif not self._corked:
+            # Messages sent in this turn of the loop go out together, next turn.
+            self._corked = True
+            self._loop.call_soon(self._uncork)
+
+    def _uncork(self) -> None:
+        self._corked = False
         self._write_queued()
 
     async def _drain(self, deadline: float) -> None:

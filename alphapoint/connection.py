@@ -177,7 +177,7 @@ class Connection:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("> %s", describe(request))
         try:
-            await self._ws.send_text(text, deadline=deadline)
+            await self._ws.send_text(text, deadline=deadline, coalesce=len(self._pending) > 1)
             pending.sent = True
             await pending.event.wait()
         except ConnectionClosed:

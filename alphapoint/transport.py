@@ -93,7 +93,10 @@ class WebSocket(BaseWebSocket):
 
     # -- sending --------------------------------------------------------------
 
-    async def send_text(self, text: str, *, deadline: float = math.inf) -> None:
+    async def send_text(
+        self, text: str, *, deadline: float = math.inf, coalesce: bool = False
+    ) -> None:
+        # Concurrent sends share a write anyway (the outbox, below).
         await self._send(Opcode.TEXT, text.encode(), deadline)
 
     async def send_binary(self, data: bytes) -> None:

@@ -98,8 +98,14 @@ class BaseWebSocket(ABC):
         """
 
     @abstractmethod
-    async def send_text(self, text: str, *, deadline: float = math.inf) -> None:
+    async def send_text(
+        self, text: str, *, deadline: float = math.inf, coalesce: bool = False
+    ) -> None:
         """Send one text message.
+
+        ``coalesce`` says that other messages are likely to follow at once
+        (other calls are in flight): the driver may then hold this one for the
+        rest of the event loop's turn and write them all in one system call.
 
         Raises :class:`ConnectionClosed` if the connection is not open, and
         ``TimeoutError`` if the message could not be written by ``deadline``
