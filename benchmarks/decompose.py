@@ -1,6 +1,7 @@
 """Where a Ping round trip's client CPU time goes, layer by layer.
 
-    python benchmarks/decompose.py [--backends asyncio,uvloop,trio] [-n 3000] [--repeats 7]
+    python benchmarks/decompose.py [--bench calls|logins] [--backends asyncio,uvloop,trio]
+                                   [-n N] [--repeats 7]
 
 Each line adds one layer to the one before it, all against the same
 out-of-process echo server, interleaved and repeated (median client CPU
@@ -16,6 +17,15 @@ D. ``alphapoint.connection.Connection.request``: alphapoint's transport and
    connection layers (frame codec, pending-call table, send lock, dispatch);
 E. ``Session.call``: the session layer on top (per-call timeout, readiness
    check, reply check).
+
+Under asyncio and uvloop, D and E run on alphapoint's asyncio driver (replies
+resolved in ``data_received``), so they do not build on B and C there: B and C
+show what the anyio driver, the one trio uses, costs.
+
+``--bench logins`` does the same for an API-key login on a fresh connection:
+A. the raw client; B. alphapoint's transport and ``Connection`` alone (open,
+a reader task, ``AuthenticateUser``, close); C. ``alphapoint.connect()``, the
+session (its task group and supervisor, the login steps and result, closing).
 """
 
 from __future__ import annotations
@@ -136,7 +146,37 @@ async def alphapoint_connection(url: str, n: int, warmup: int) -> clients.Measur
     return timer.result
 
 
-LAYERS: list[tuple[str, Callable[[str], Callable[..., Awaitable[clients.Measured]]]]] = [
+async def alphapoint_connection_login(
+    url: str, n: int, warmup: int, creds: clients.Credentials
+) -> clients.Measured:
+    import anyio
+
+    import alphapoint
+    from alphapoint.connection import Connection
+    from alphapoint.frame import MessageType
+    from alphapoint.transport import open_websocket
+
+    credentials = creds.alphapoint()
+
+    async def login() -> None:
+        conn = Connection(await open_websocket(url), url=url, on_event=lambda conn, event: None)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.read_loop)
+            payload = credentials.authenticate_payload()
+            await conn.request(MessageType.REQUEST, "AuthenticateUser", payload)
+            await conn.aclose(alphapoint.SessionClosed("done"))
+
+    for _ in range(warmup):
+        await login()
+    with clients.Timer() as timer:
+        for _ in range(n):
+            await login()
+    return timer.result
+
+
+Layers = list[tuple[str, Callable[[str], Callable[..., Awaitable[clients.Measured]]]]]
+
+LAYERS: Layers = [
     ("A. raw websockets client (floor)", lambda family: clients.CALLS["floor", family]),
     ("B. Sans-I/O over anyio stream, one task", lambda family: sansio_one_task),
     ("C. B + reader task, anyio.Event handoff", lambda family: sansio_reader_task),
@@ -145,35 +185,47 @@ LAYERS: list[tuple[str, Callable[[str], Callable[..., Awaitable[clients.Measured
 ]
 
 
+LOGIN_LAYERS: Layers = [
+    ("A. raw websockets client (floor)", lambda family: clients.LOGINS["floor", family]),
+    ("B. alphapoint Connection: open, log in, close", lambda family: alphapoint_connection_login),
+    ("C. alphapoint.connect() session", lambda family: clients.LOGINS["alphapoint", family]),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Where a Ping round trip's CPU time goes.")
+    parser.add_argument("--bench", choices=["calls", "logins"], default="calls")
     parser.add_argument("--backends", default="asyncio,uvloop,trio")
-    parser.add_argument("-n", type=int, default=3000)
+    parser.add_argument("-n", type=int, default=None, help="calls (3000) or logins (300)")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     creds = clients.Credentials(secrets.token_hex(8), secrets.token_hex(16), "7")
     impl = available_impls()[0]
-    print(
-        f"client CPU µs per Ping round trip over {args.repeats} repetitions (echo server: {impl})"
-    )
+    logins = args.bench == "logins"
+    layers = LOGIN_LAYERS if logins else LAYERS
+    n = args.n or (300 if logins else 3000)
+    extra: tuple[Any, ...] = (creds,) if logins else ()
+    what = "API-key login" if logins else "Ping round trip"
+    print(f"client CPU µs per {what} over {args.repeats} repetitions (echo server: {impl})")
     with ServerProcess(impl, creds.api_key, creds.api_secret, creds.user_id) as server:
         for backend in args.backends.split(","):
             family = clients.loop_family(backend)
-            cpu: dict[str, list[float]] = {name: [] for name, _ in LAYERS}
-            wall: dict[str, list[float]] = {name: [] for name, _ in LAYERS}
+            cpu: dict[str, list[float]] = {name: [] for name, _ in layers}
+            wall: dict[str, list[float]] = {name: [] for name, _ in layers}
             for k in range(args.repeats):
-                order = LAYERS[k % len(LAYERS) :] + LAYERS[: k % len(LAYERS)]
+                order = layers[k % len(layers) :] + layers[: k % len(layers)]
                 for name, pick in order:
-                    w, c = clients.run_on(backend, pick(family), server.url, args.n, 200)
-                    cpu[name].append(c / args.n * 1e6)
-                    wall[name].append(w / args.n * 1e6)
+                    warmup = 20 if logins else 200
+                    w, c = clients.run_on(backend, pick(family), server.url, n, warmup, *extra)
+                    cpu[name].append(c / n * 1e6)
+                    wall[name].append(w / n * 1e6)
             print(f"\n{backend}:")
             print(
                 f"  {'layer':42} {'CPU min':>8} {'+ vs above':>10} {'CPU median':>10} "
                 f"{'wall median':>11}"
             )
             previous = None
-            for name, _ in LAYERS:
+            for name, _ in layers:
                 best = min(cpu[name])
                 delta = "" if previous is None else f"{best - previous:+.1f}"
                 print(
