@@ -148,10 +148,6 @@ class Connection:
         """Why the connection ended, once it has."""
         return self._error
 
-    async def wait_closed(self) -> None:
-        """Return once the connection has ended and every pending call has failed."""
-        await self._closed.wait()
-
     # -- requests -------------------------------------------------------------
 
     async def request(
