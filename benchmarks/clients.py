@@ -53,6 +53,16 @@ class Timer:
         return self.wall, self.cpu
 
 
+async def timed(op: Callable[[], Awaitable[Any]], n: int, warmup: int) -> Measured:
+    """Await ``op()`` ``warmup`` times, then ``n`` times under a :class:`Timer`."""
+    for _ in range(warmup):
+        await op()
+    with Timer() as timer:
+        for _ in range(n):
+            await op()
+    return timer.result
+
+
 class Credentials:
     """The API key the benchmark server knows, and a signer for the hand-written clients."""
 
@@ -102,12 +112,7 @@ def check_authenticated(payload: Any) -> None:
 
 async def alphapoint_calls(url: str, n: int, warmup: int) -> Measured:
     async with alphapoint.connect(url) as session:
-        for _ in range(warmup):
-            await session.call("Ping")
-        with Timer() as timer:
-            for _ in range(n):
-                await session.call("Ping")
-    return timer.result
+        return await timed(lambda: session.call("Ping"), n, warmup)
 
 
 async def alphapoint_pipelined(url: str, n: int, concurrency: int, warmup: int) -> Measured:
@@ -139,12 +144,7 @@ async def alphapoint_logins(url: str, n: int, warmup: int, creds: Credentials) -
         ) as session:
             assert session.authenticated
 
-    for _ in range(warmup):
-        await login()
-    with Timer() as timer:
-        for _ in range(n):
-            await login()
-    return timer.result
+    return await timed(login, n, warmup)
 
 
 # -- floor: the raw websockets client, asyncio ------------------------------------
@@ -165,12 +165,7 @@ async def floor_calls_asyncio(url: str, n: int, warmup: int) -> Measured:
                 raise RuntimeError("unexpected reply")
             return _loads(reply["o"])
 
-        for _ in range(warmup):
-            await call()
-        with Timer() as timer:
-            for _ in range(n):
-                await call()
-    return timer.result
+        return await timed(call, n, warmup)
 
 
 async def floor_pipelined_asyncio(url: str, n: int, concurrency: int, warmup: int) -> Measured:
@@ -216,12 +211,7 @@ async def floor_logins_asyncio(url: str, n: int, warmup: int, creds: Credentials
             reply = _loads(await ws.recv())
             check_authenticated(_loads(reply["o"]))
 
-    for _ in range(warmup):
-        await login()
-    with Timer() as timer:
-        for _ in range(n):
-            await login()
-    return timer.result
+    return await timed(login, n, warmup)
 
 
 # -- floor: the raw websockets client, trio ----------------------------------------
@@ -242,12 +232,7 @@ async def floor_calls_trio(url: str, n: int, warmup: int) -> Measured:
                 raise RuntimeError("unexpected reply")
             return _loads(reply["o"])
 
-        for _ in range(warmup):
-            await call()
-        with Timer() as timer:
-            for _ in range(n):
-                await call()
-    return timer.result
+        return await timed(call, n, warmup)
 
 
 async def floor_pipelined_trio(url: str, n: int, concurrency: int, warmup: int) -> Measured:
@@ -308,12 +293,7 @@ async def floor_logins_trio(url: str, n: int, warmup: int, creds: Credentials) -
             reply = _loads(await ws.recv())
             check_authenticated(_loads(reply["o"]))
 
-    for _ in range(warmup):
-        await login()
-    with Timer() as timer:
-        for _ in range(n):
-            await login()
-    return timer.result
+    return await timed(login, n, warmup)
 
 
 # -- picows ---------------------------------------------------------------------
@@ -372,13 +352,9 @@ async def picows_calls(url: str, n: int, warmup: int) -> Measured:
         i, seq = seq, seq + 2
         return await client.call(i, ping_frame(i))
 
-    for _ in range(warmup):
-        await call()
-    with Timer() as timer:
-        for _ in range(n):
-            await call()
+    result = await timed(call, n, warmup)
     await client.close()
-    return timer.result
+    return result
 
 
 async def picows_pipelined(url: str, n: int, concurrency: int, warmup: int) -> Measured:
@@ -410,12 +386,7 @@ async def picows_logins(url: str, n: int, warmup: int, creds: Credentials) -> Me
         check_authenticated(await client.call(2, creds.auth_frame("p")))
         await client.close()
 
-    for _ in range(warmup):
-        await login()
-    with Timer() as timer:
-        for _ in range(n):
-            await login()
-    return timer.result
+    return await timed(login, n, warmup)
 
 
 # -- ccxt -------------------------------------------------------------------------
@@ -450,14 +421,10 @@ async def ccxt_calls(url: str, n: int, warmup: int) -> Measured:
 
     exchange = NdaxWithPing({"urls": {"api": {"ws": url}}, "enableRateLimit": False})
     try:
-        for _ in range(warmup):
-            await exchange.ping_call()
-        with Timer() as timer:
-            for _ in range(n):
-                await exchange.ping_call()
+        result = await timed(exchange.ping_call, n, warmup)
     finally:
         await exchange.close()
-    return timer.result
+    return result
 
 
 # -- the table of who can run what -------------------------------------------------

@@ -78,13 +78,9 @@ async def sansio_one_task(url: str, n: int, warmup: int) -> clients.Measured:
                 return _loads(reply["o"])
             protocol.receive_data(await stream.receive())
 
-    for _ in range(warmup):
-        await call()
-    with clients.Timer() as timer:
-        for _ in range(n):
-            await call()
+    result = await clients.timed(call, n, warmup)
     await stream.aclose()
-    return timer.result
+    return result
 
 
 async def sansio_reader_task(url: str, n: int, warmup: int) -> clients.Measured:
@@ -115,14 +111,10 @@ async def sansio_reader_task(url: str, n: int, warmup: int) -> clients.Measured:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(reader)
-        for _ in range(warmup):
-            await call()
-        with clients.Timer() as timer:
-            for _ in range(n):
-                await call()
+        result = await clients.timed(call, n, warmup)
         tg.cancel_scope.cancel()
     await stream.aclose()
-    return timer.result
+    return result
 
 
 async def alphapoint_connection(url: str, n: int, warmup: int) -> clients.Measured:
@@ -136,14 +128,12 @@ async def alphapoint_connection(url: str, n: int, warmup: int) -> clients.Measur
     conn = Connection(websocket, url=url, on_event=lambda conn, event: None)
     async with anyio.create_task_group() as tg:
         tg.start_soon(conn.read_loop)
-        for _ in range(warmup):
-            await conn.request(MessageType.REQUEST, "Ping", {})
-        with clients.Timer() as timer:
-            for _ in range(n):
-                await conn.request(MessageType.REQUEST, "Ping", {})
+        result = await clients.timed(
+            lambda: conn.request(MessageType.REQUEST, "Ping", {}), n, warmup
+        )
         tg.cancel_scope.cancel()
     await websocket.abort()
-    return timer.result
+    return result
 
 
 async def alphapoint_connection_login(
@@ -166,12 +156,7 @@ async def alphapoint_connection_login(
             await conn.request(MessageType.REQUEST, "AuthenticateUser", payload)
             await conn.aclose(alphapoint.SessionClosed("done"))
 
-    for _ in range(warmup):
-        await login()
-    with clients.Timer() as timer:
-        for _ in range(n):
-            await login()
-    return timer.result
+    return await clients.timed(login, n, warmup)
 
 
 Layers = list[tuple[str, Callable[[str], Callable[..., Awaitable[clients.Measured]]]]]
