@@ -25,7 +25,6 @@ from typing import NoReturn, cast
 
 import anyio
 from websockets.client import ClientProtocol
-from websockets.http11 import Response
 from websockets.protocol import CLOSED, OPEN
 from websockets.uri import WebSocketURI
 
@@ -60,7 +59,8 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         self.clock = self._loop.time
         self.new_event = asyncio.Event
         self._transport: asyncio.Transport | None = None
-        self._handshake: asyncio.Future[Response | None] = self._loop.create_future()
+        #: Done once the handshake response (or something that is not one) came.
+        self._handshake: asyncio.Future[None] = self._loop.create_future()
         self._on_message: OnMessage | None = None
         #: Whether an on_message asked for on_wakeup since the last one ran.
         self._wakeup_due = False
@@ -124,18 +124,16 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         events = self._protocol.events_received()
         if not self._handshake.done():
             if events:
-                response = events.pop(0)
-                self._handshake.set_result(cast(Response, response))
+                del events[0]  # the response: the opener reads handshake_exc
+                self._handshake.set_result(None)
             elif self._protocol.handshake_exc is not None:
                 self._handshake.set_result(None)  # not HTTP: the opener reports it
         self._process(events)
         self._write_queued()  # pongs, a close echo, EOF
         self._check_parser()
-        if self._failure is not None:
-            # We failed the connection (bad frame, oversize, bad UTF-8): the
+        if self._failure is not None or self._protocol.state is CLOSED:
+            # Closed, or we failed it (bad frame, oversize, bad UTF-8): the
             # close frame is written; do not wait for the peer.
-            self._close_transport()
-        elif self._protocol.state is CLOSED:
             self._close_transport()
         elif self._protocol.close_expected() and self._close_timer is None:
             # Closing: the peer has a bounded time to finish its half.

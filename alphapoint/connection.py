@@ -11,9 +11,9 @@ replaces the connection after a drop.
 Timeouts are deadlines kept with the pending calls, not a cancel scope per
 call: one timer per connection wakes at the earliest deadline and fails the
 calls whose time is up with :class:`RequestTimeout`; the same timer sends the
-keepalive Ping. A call then costs a
-comparison, where a cancel scope with a timer cost more than the rest of the
-call's bookkeeping together (docs/performance.md).
+keepalive Ping. A call then costs a comparison, where a cancel scope with a
+timer cost more than the rest of the call's bookkeeping together
+(docs/performance.md).
 """
 
 from __future__ import annotations
