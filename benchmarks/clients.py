@@ -147,13 +147,24 @@ async def alphapoint_logins(url: str, n: int, warmup: int, creds: Credentials) -
     return await timed(login, n, warmup)
 
 
-# -- floor: the raw websockets client, asyncio ------------------------------------
+# -- floor: the raw websockets client ---------------------------------------------
 
 
-async def floor_calls_asyncio(url: str, n: int, warmup: int) -> Measured:
+def _raw_connect() -> Any:
+    """websockets' own client for the running event loop, asyncio's or trio's: the floor."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio
+        from websockets.trio.client import connect as trio_connect
+
+        return trio_connect
     from websockets.asyncio.client import connect
 
-    async with connect(url, compression=None) as ws:
+    return connect
+
+
+async def floor_calls(url: str, n: int, warmup: int) -> Measured:
+    async with _raw_connect()(url, compression=None) as ws:
         seq = 2
 
         async def call() -> Any:
@@ -166,6 +177,18 @@ async def floor_calls_asyncio(url: str, n: int, warmup: int) -> Measured:
             return _loads(reply["o"])
 
         return await timed(call, n, warmup)
+
+
+async def floor_logins(url: str, n: int, warmup: int, creds: Credentials) -> Measured:
+    connect = _raw_connect()
+
+    async def login() -> None:
+        async with connect(url, compression=None) as ws:
+            await ws.send(creds.auth_frame("f"))
+            reply = _loads(await ws.recv())
+            check_authenticated(_loads(reply["o"]))
+
+    return await timed(login, n, warmup)
 
 
 async def floor_pipelined_asyncio(url: str, n: int, concurrency: int, warmup: int) -> Measured:
@@ -202,37 +225,7 @@ async def floor_pipelined_asyncio(url: str, n: int, concurrency: int, warmup: in
     return timer.result
 
 
-async def floor_logins_asyncio(url: str, n: int, warmup: int, creds: Credentials) -> Measured:
-    from websockets.asyncio.client import connect
-
-    async def login() -> None:
-        async with connect(url, compression=None) as ws:
-            await ws.send(creds.auth_frame("w"))
-            reply = _loads(await ws.recv())
-            check_authenticated(_loads(reply["o"]))
-
-    return await timed(login, n, warmup)
-
-
 # -- floor: the raw websockets client, trio ----------------------------------------
-
-
-async def floor_calls_trio(url: str, n: int, warmup: int) -> Measured:
-    from websockets.trio.client import connect
-
-    async with connect(url, compression=None) as ws:
-        seq = 2
-
-        async def call() -> Any:
-            nonlocal seq
-            i, seq = seq, seq + 2
-            await ws.send(ping_frame(i))
-            reply = _loads(await ws.recv())
-            if reply["i"] != i or reply["m"] != 1:
-                raise RuntimeError("unexpected reply")
-            return _loads(reply["o"])
-
-        return await timed(call, n, warmup)
 
 
 async def floor_pipelined_trio(url: str, n: int, concurrency: int, warmup: int) -> Measured:
@@ -282,18 +275,6 @@ async def floor_pipelined_trio(url: str, n: int, concurrency: int, warmup: int) 
                 await workers(n // concurrency)
             outer.cancel_scope.cancel()
     return timer.result
-
-
-async def floor_logins_trio(url: str, n: int, warmup: int, creds: Credentials) -> Measured:
-    from websockets.trio.client import connect
-
-    async def login() -> None:
-        async with connect(url, compression=None) as ws:
-            await ws.send(creds.auth_frame("t"))
-            reply = _loads(await ws.recv())
-            check_authenticated(_loads(reply["o"]))
-
-    return await timed(login, n, warmup)
 
 
 # -- picows ---------------------------------------------------------------------
@@ -434,8 +415,8 @@ PipelinedFn = Callable[[str, int, int, int], Awaitable[Measured]]
 LoginsFn = Callable[[str, int, int, Credentials], Awaitable[Measured]]
 
 CALLS: dict[tuple[str, str], CallsFn] = {
-    ("floor", "asyncio"): floor_calls_asyncio,
-    ("floor", "trio"): floor_calls_trio,
+    ("floor", "asyncio"): floor_calls,
+    ("floor", "trio"): floor_calls,
     ("alphapoint", "asyncio"): alphapoint_calls,
     ("alphapoint", "trio"): alphapoint_calls,
     ("picows", "asyncio"): picows_calls,
@@ -449,8 +430,8 @@ PIPELINED: dict[tuple[str, str], PipelinedFn] = {
     ("picows", "asyncio"): picows_pipelined,
 }
 LOGINS: dict[tuple[str, str], LoginsFn] = {
-    ("floor", "asyncio"): floor_logins_asyncio,
-    ("floor", "trio"): floor_logins_trio,
+    ("floor", "asyncio"): floor_logins,
+    ("floor", "trio"): floor_logins,
     ("alphapoint", "asyncio"): alphapoint_logins,
     ("alphapoint", "trio"): alphapoint_logins,
     ("picows", "asyncio"): picows_logins,
