@@ -22,28 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 from alphapoint.decoding import decode_authenticate_result
+from alphapoint.testing.faults import login_reply
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
-PASCAL: dict[str, Any] = {
-    "Authenticated": True,
-    "SessionToken": "5f2b9c0e8d7a4b1e9f3c6a2d8e4b7f10",
-    "User": {
-        "UserId": 7,
-        "UserName": "alice",
-        "Email": "alice@example.com",
-        "EmailVerified": True,
-        "AccountId": 1007,
-        "OMSId": 1,
-        "Use2FA": False,
-    },
-    "Locked": False,
-    "Requires2FA": False,
-    "EnforceEnable2FA": False,
-    "TwoFAType": None,
-    "TwoFAToken": None,
-    "errormsg": None,
-}
+PASCAL: dict[str, Any] = login_reply("5f2b9c0e8d7a4b1e9f3c6a2d8e4b7f10")
 CAMEL: dict[str, Any] = {
     "authenticated": True,
     "sessionToken": "5f2b9c0e8d7a4b1e9f3c6a2d8e4b7f10",

@@ -49,6 +49,7 @@ from alphapoint.decoding import decode_authenticate_result, fold_key
 from alphapoint.errors import DecodeError, FrameError, InvalidPayload, RequestError
 from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
 from alphapoint.session import _check_reply
+from alphapoint.testing.faults import login_reply
 
 
 class Target:
@@ -257,25 +258,7 @@ def _one_mistyped(data: st.DataObject) -> None:
 
 
 def seeds() -> list[bytes]:
-    login = {
-        "Authenticated": True,
-        "SessionToken": "0123456789abcdef0123456789abcdef",
-        "User": {
-            "UserId": 7,
-            "UserName": "alice",
-            "Email": "alice@example.com",
-            "EmailVerified": True,
-            "AccountId": 1007,
-            "OMSId": 1,
-            "Use2FA": False,
-        },
-        "Locked": False,
-        "Requires2FA": False,
-        "EnforceEnable2FA": False,
-        "TwoFAType": None,
-        "TwoFAToken": None,
-        "errormsg": None,
-    }
+    login = login_reply("0123456789abcdef0123456789abcdef")
     camel = {k[:1].lower() + k[1:]: v for k, v in login.items()}
     frames = [
         Frame(MessageType.REPLY, 2, "AuthenticateUser", login),
