@@ -29,7 +29,7 @@ from websockets.protocol import CLOSED, OPEN
 from websockets.uri import WebSocketURI
 
 from .errors import ConnectError
-from .websocket import BaseWebSocket, OnMessage, OnWakeup
+from .websocket import BaseWebSocket, OnAlarm, OnMessage, OnWakeup
 
 __all__ = ["AsyncioWebSocket", "open_asyncio_websocket", "running_asyncio"]
 
@@ -64,6 +64,9 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         self._on_message: OnMessage | None = None
         #: Whether an on_message asked for on_wakeup since the last one ran.
         self._wakeup_due = False
+        #: The loop's timer for the alarm, and whether it has rung since run() looked.
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_rang = False
         #: The run() task's wait, while it waits.
         self._waiter: asyncio.Future[None] | None = None
         #: Whether the transport has ended (connection_lost was called).
@@ -165,7 +168,7 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def run(self, on_message: OnMessage, on_wakeup: OnWakeup) -> NoReturn:
+    async def run(self, on_message: OnMessage, on_wakeup: OnWakeup, on_alarm: OnAlarm) -> NoReturn:
         self._on_message = on_message
         try:
             self._deliver_messages()
@@ -179,6 +182,11 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
                 if self._ended or self._protocol.state is CLOSED:
                     self._close_transport()
                     raise self._closed_error("the connection closed")
+                if self._alarm_rang:
+                    self._alarm_rang = False
+                    self._alarm_at = math.inf
+                    self.set_alarm(await on_alarm(self._loop.time()))
+                    continue
                 self._waiter = self._loop.create_future()
                 try:
                     await self._waiter
@@ -186,6 +194,22 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
                     self._waiter = None
         finally:
             self._on_message = None
+            self._alarm_at = -math.inf  # set_alarm() now never moves it
+            if self._alarm is not None:
+                self._alarm.cancel()
+                self._alarm = None
+
+    # -- the alarm ------------------------------------------------------------
+
+    def _alarm_moved(self, when: float) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+        self._alarm = self._loop.call_at(when, self._ring) if when != math.inf else None
+
+    def _ring(self) -> None:
+        self._alarm = None
+        self._alarm_rang = True
+        self._wake()
 
     # -- writing --------------------------------------------------------------
 

@@ -4,16 +4,16 @@ A :class:`Connection` lives exactly as long as its socket. Its reader resolves
 the pending call with the same ``i`` only for a reply (``m`` 1 or 5), never
 for an event (whose ``i`` is the gateway's own counter), and hands events to
 the session. When the socket ends, every pending call fails at once with
-:class:`ConnectionClosed`. The session (:mod:`alphapoint.session`) owns the
-connection's two tasks (the reader, and the timer in its supervisor) and
-replaces the connection after a drop.
+:class:`ConnectionClosed`. The session (:mod:`alphapoint.session`) runs each
+connection's :meth:`Connection.run` in a task of its own and replaces the
+connection after a drop.
 
 Timeouts are deadlines kept with the pending calls, not a cancel scope per
-call: one timer per connection wakes at the earliest deadline and fails the
-calls whose time is up with :class:`RequestTimeout`; the same timer sends the
-keepalive Ping. A call then costs a comparison, where a cancel scope with a
-timer cost more than the rest of the call's bookkeeping together
-(docs/performance.md).
+call: the driver's alarm (:meth:`BaseWebSocket.set_alarm`) rings at the
+earliest deadline, and the calls whose time is up fail with
+:class:`RequestTimeout`; the same alarm sends the keepalive Ping. A call then
+costs a comparison, where a cancel scope with a timer cost more than the rest
+of the call's bookkeeping together (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class _Pending:
 
 
 class _Pinger:
-    """The keepalive in :meth:`Connection.watch`: the Ping in flight, and when to look at it."""
+    """The keepalive in :meth:`Connection.run`: the Ping in flight, and when to look at it."""
 
     def __init__(self, conn: Connection, policy: Keepalive) -> None:
         self._conn = conn
@@ -94,10 +94,8 @@ class _Pinger:
 class Connection:
     """The APEX protocol over one open WebSocket.
 
-    ``request()`` may be called from any number of tasks; ``read_loop()`` must
-    run in exactly one task for replies to arrive, and ``watch()`` in another
-    for deadlines to be kept (until it runs, a caller bounds its call with a
-    cancel scope of its own, as the session does while it logs in).
+    ``request()`` may be called from any number of tasks; ``run()`` must run
+    in exactly one task for replies to arrive and deadlines to be kept.
     """
 
     def __init__(
@@ -120,10 +118,9 @@ class Connection:
         self._pending: dict[int, _Pending] = {}
         self._next_seq = 2
         self._error: ConnectionClosed | None = None
-        self._closed = anyio.Event()
         self._reader_done = anyio.Event()
-        #: watch()'s sleep, whose deadline is the earliest call's (or later).
-        self._timer: anyio.CancelScope | None = None
+        #: The keepalive, while run() runs with one.
+        self._pinger: _Pinger | None = None
         #: Frames (and unreadable messages) left by the read for the reader task.
         self._backlog: deque[Frame | bytes | ProtocolError] = deque()
         #: Messages that could not be read as APEX frames, and the last one's error.
@@ -199,40 +196,32 @@ class Connection:
         self._next_seq += 2
         pending = _Pending(function, timeout, deadline, self._ws.new_event())
         self._pending[seq] = pending
-        timer = self._timer
-        if timer is not None and deadline < timer.deadline:
-            timer.deadline = deadline
+        self._ws.set_alarm(deadline)
         return seq, pending
 
     # -- time -----------------------------------------------------------------
 
-    async def watch(self, keepalive: Keepalive | None = None) -> None:
-        """The connection's one timer; returns once the connection has ended.
+    async def _on_alarm(self, now: float) -> float:
+        """The alarm rang: fail the calls out of time, and ping (or drop) an idle connection.
 
-        Fails each call whose deadline has passed with :class:`RequestTimeout`.
-        With ``keepalive``, sends a ``Ping`` after ``keepalive.interval``
-        seconds without traffic, and drops the connection when no reply comes
-        within ``keepalive.timeout`` (a half-open connection is found within
-        interval + timeout).
+        Returns when to ring next: the earliest deadline, or the keepalive's next look.
         """
-        pinger = None if keepalive is None else _Pinger(self, keepalive)
-        while self._error is None:
-            wake = min((p.deadline for p in self._pending.values()), default=math.inf)
-            if pinger is not None:
-                wake = min(wake, pinger.wake_at())
-            with anyio.CancelScope(deadline=wake) as timer:
-                self._timer = timer  # request() brings it forward for an earlier call
-                await self._closed.wait()
-            self._timer = None
-            now = self.clock()
-            if pinger is not None and not await pinger.check(now):
-                return  # the gateway did not answer: the connection is dropped
-            self._expire(now)
+        pinger = self._pinger
+        if pinger is not None and self._error is None and not await pinger.check(now):
+            return math.inf  # the gateway did not answer: the connection is dropped
+        self._expire(now)
+        return self._next_alarm()
+
+    def _next_alarm(self) -> float:
+        wake = min((p.deadline for p in self._pending.values()), default=math.inf)
+        if self._pinger is not None:
+            wake = min(wake, self._pinger.wake_at())
+        return wake
 
     async def _send_ping(self, deadline: float, timeout: float) -> _Pending:
-        """Send a keepalive Ping without waiting for its reply: :meth:`watch` checks it."""
+        """Send a keepalive Ping without waiting for its reply: the alarm checks it."""
         seq, pending = self._register("Ping", timeout, deadline)
-        with contextlib.suppress(TimeoutError, ConnectionClosed):  # both end in watch()
+        with contextlib.suppress(TimeoutError, ConnectionClosed):  # both end at the alarm
             await self._ws.send_text(
                 encode_frame(Frame(MessageType.REQUEST, seq, "Ping", {})), deadline=deadline
             )
@@ -269,10 +258,19 @@ class Connection:
 
     # -- the reader -----------------------------------------------------------
 
-    async def read_loop(self) -> None:
-        """Read every message until the connection ends; never raises."""
+    async def run(self, keepalive: Keepalive | None = None) -> None:
+        """Read every message and keep every deadline until the connection ends; never raises.
+
+        With ``keepalive``, sends a ``Ping`` after ``keepalive.interval``
+        seconds without traffic, and drops the connection when no reply comes
+        within ``keepalive.timeout`` (a half-open connection is found within
+        interval + timeout).
+        """
         try:
-            await self._ws.run(self._on_message, self._on_wakeup)
+            if keepalive is not None:
+                self._pinger = _Pinger(self, keepalive)
+                self._ws.set_alarm(self._pinger.wake_at())
+            await self._ws.run(self._on_message, self._on_wakeup, self._on_alarm)
         except ConnectionClosed as exc:
             self.fail(exc)
         except Exception as exc:  # a bug here must fail the calls, not hang them
@@ -284,6 +282,11 @@ class Connection:
             # Also when cancelled: the owner is shutting down; no call may hang.
             self.fail(ConnectionClosed("the connection was closed"))
             self._reader_done.set()
+            # Nothing will call back any more: let go of the owner, so that a
+            # closed session and its connection are freed at once, not by the
+            # cycle collector.
+            self._on_event, self._on_closed = _no_events, None
+            self._pinger = None
 
     def _on_message(self, message: str | bytes) -> bool:
         """Resolve a reply's call right where it was read; leave the rest for the task.
@@ -359,7 +362,6 @@ class Connection:
                 pending.error = self.closed_error()
                 pending.event.set()
         self._pending.clear()
-        self._closed.set()
         if self._on_closed is not None:
             self._on_closed(self)
 
@@ -386,6 +388,10 @@ class Connection:
             with anyio.move_on_after(self._close_timeout):
                 await self._reader_done.wait()
             await self._ws.abort()
+
+
+def _no_events(conn: Connection, event: Event) -> None:
+    """A closed connection's ``on_event``: it reads no more events."""
 
 
 def describe(frame: Frame) -> str:

@@ -1,10 +1,11 @@
 """The session: stays logged in across connections, for as long as it is open.
 
 A :class:`Session` outlives its sockets. It owns one task group (opened by
-:func:`connect`) that runs the current connection's reader, a keepalive, and a
-supervisor that, when the connection drops, reconnects with backoff, resumes
-the login with the session token (or logs in again), re-sends every live
-subscription, and only then lets waiting calls through.
+:func:`connect`) that runs the current connection (its reader, deadlines and
+keepalive: :meth:`Connection.run`) and, only when that connection drops, a
+reconnect task that reconnects with backoff, resumes the login with the
+session token (or logs in again), re-sends every live subscription, and only
+then lets waiting calls through.
 
 Calls are never re-sent after a drop: one in flight fails at once with the
 retryable :class:`ConnectionClosed`, since the gateway may have acted on it
@@ -135,8 +136,15 @@ class Session:
         self._state = SessionState.CONNECTING
         self._state_streams: list[StateChanges] = []
         self._task_group: anyio.abc.TaskGroup | None = None
+        #: How many of the session's tasks have been started and not yet ended.
+        self._running = 0
         self._conn: Connection | None = None
+        #: The connection calls went through last, until it drops: its drop starts a reconnect.
+        self._installed: Connection | None = None
         self._connections = 0
+        #: Reconnect attempts since the last connection that lasted (sets the delay).
+        self._attempt = 0
+        self._up_since = 0.0
         self._ready = anyio.Event()
         self._terminal: BaseException | None = None
         self._closing = False
@@ -320,21 +328,14 @@ class Session:
         message_type: MessageType = MessageType.REQUEST,
         timeout: float | None = _USE_DEFAULT,
     ) -> Any:
-        """A checked call on one given connection (login, resubscribe, logout).
-
-        These calls run before the connection's timer does (it runs in the
-        supervisor once the connection is installed) or while it may be
-        stopping, so a cancel scope bounds them too; they are few.
-        """
+        """A checked call on one given connection (login, resubscribe, logout),
+        whether or not calls may go through it yet."""
         if timeout is _USE_DEFAULT:
             timeout = self._timeout
         deadline = math.inf if timeout is None else conn.clock() + timeout
-        with anyio.CancelScope(deadline=deadline) as scope:
-            frame = await conn.request(
-                message_type, function, payload, deadline=deadline, timeout=timeout
-            )
-        if scope.cancelled_caught:
-            raise conn.timeout_error(function, timeout)
+        frame = await conn.request(
+            message_type, function, payload, deadline=deadline, timeout=timeout
+        )
         return _check_reply(frame)
 
     # -- authentication ------------------------------------------------------
@@ -492,7 +493,7 @@ class Session:
         self._relogging = True
         self._unready()
         self._set_state(SessionState.AUTHENTICATING)
-        self._task_group.start_soon(self._relogin, conn, name="alphapoint re-login")
+        self._start(self._relogin, conn, name="alphapoint re-login")
 
     async def _relogin(self, conn: Connection) -> None:
         try:
@@ -618,8 +619,20 @@ class Session:
 
     # -- connections ----------------------------------------------------------
 
+    def _start(self, fn: Callable[..., Awaitable[None]], *args: Any, name: str) -> None:
+        """Start one of the session's tasks, counted in ``_running`` until it ends."""
+        assert self._task_group is not None
+        self._running += 1
+        self._task_group.start_soon(self._counted, fn, args, name=name)
+
+    async def _counted(self, fn: Callable[..., Awaitable[None]], args: tuple[Any, ...]) -> None:
+        try:
+            await fn(*args)
+        finally:
+            self._running -= 1
+
     async def _open_connection(self) -> Connection:
-        """Open, start the reader, log in, resubscribe. Raises, leaving nothing open."""
+        """Open, start the connection's task, log in, resubscribe. Raises, leaving nothing open."""
         assert self._task_group is not None
         options = self._options
         websocket = await open_websocket(
@@ -640,7 +653,7 @@ class Session:
             close_timeout=options.close_timeout,
             number=self._connections,
         )
-        self._task_group.start_soon(conn.read_loop, name=f"alphapoint reader {self._url}")
+        self._start(conn.run, self._keepalive, name=f"alphapoint connection {self._url}")
         try:
             if self._credentials is not None or (self._resume and self._session_token):
                 self._set_state(SessionState.AUTHENTICATING)
@@ -654,19 +667,29 @@ class Session:
         return conn
 
     def _connection_closed(self, conn: Connection) -> None:
-        """Called the moment a connection ends: stop letting calls through it."""
-        if conn is not self._conn or self._closing:
+        """Called the moment a connection ends: stop letting calls through it.
+
+        The drop of an installed connection starts the reconnect task (a
+        connection that fails while it is set up is the opener's to handle).
+        """
+        if conn is not self._conn or self._closing or self._terminal is not None:
             return
+        error = conn.error or ConnectionClosed("the connection closed")
         if self._reconnect is None:
-            self._finish(conn.error or ConnectionClosed("the connection closed"))
-        else:
-            self._unready()
+            self._finish(error)
+            return
+        self._unready()
+        if conn is self._installed and self._task_group is not None:
+            self._installed = None
+            self._start(self._reconnect_after, error, name=f"alphapoint reconnect {self._url}")
 
     def _install(self, conn: Connection) -> None:
         """``conn`` is ready: let calls through."""
-        self._conn = conn
+        self._conn = self._installed = conn
         if not conn.is_open:
-            return  # it closed under the login: the supervisor replaces it
+            self._connection_closed(conn)  # it closed under the login: replace it
+            return
+        self._up_since = anyio.current_time()
         self._set_state(
             SessionState.AUTHENTICATED if self.authenticated else SessionState.CONNECTED
         )
@@ -676,51 +699,37 @@ class Session:
         if self._ready.is_set():
             self._ready = anyio.Event()
 
-    async def _supervise(self, conn: Connection) -> None:
-        """Keep the session connected: watch each connection, replace it when it drops.
-
-        ``conn`` is the first connection, already installed.
-        """
-        assert self._task_group is not None
-        attempt = 0
-        while True:
-            up_since = anyio.current_time()
-            # Keep the calls' deadlines, and the keepalive, until the connection ends.
-            await conn.watch(self._keepalive)
-            if self._closing or self._terminal is not None:
-                return
-            error: BaseException = conn.error or ConnectionClosed("the connection closed")
-            policy = self._reconnect
-            if policy is None:
+    async def _reconnect_after(self, error: BaseException) -> None:
+        """The installed connection dropped with ``error``: replace it, with backoff."""
+        policy = self._reconnect
+        assert policy is not None
+        logger.warning("session %s lost its connection: %s", self._url, error)
+        self._result = None
+        self._set_state(SessionState.RECONNECTING)
+        if anyio.current_time() - self._up_since >= policy.reset_after:
+            self._attempt = 0
+        # max_attempts bounds consecutive *failed* attempts; ``_attempt``
+        # (which only reset_after resets) sets the delay.
+        failures = 0
+        while not self._closing:
+            if policy.gives_up(failures):
                 self._finish(error)
                 return
-            logger.warning("session %s lost its connection: %s", self._url, error)
-            self._unready()
-            self._result = None
-            self._set_state(SessionState.RECONNECTING)
-            if anyio.current_time() - up_since >= policy.reset_after:
-                attempt = 0
-            # max_attempts bounds consecutive *failed* attempts; ``attempt``
-            # (which only reset_after resets) sets the delay.
-            failures = 0
-            while True:
-                if policy.gives_up(failures):
-                    self._finish(error)
+            await anyio.sleep(policy.delay(self._attempt))
+            self._attempt += 1
+            try:
+                conn = await self._open_connection()
+            except Exception as exc:  # noqa: BLE001 - the retry policy decides
+                error = exc
+                failures += 1
+                if not self._retryable(exc):
+                    self._finish(exc)
                     return
-                await anyio.sleep(policy.delay(attempt))
-                attempt += 1
-                try:
-                    conn = await self._open_connection()
-                    self._install(conn)
-                    break
-                except Exception as exc:  # noqa: BLE001 - the retry policy decides
-                    error = exc
-                    failures += 1
-                    if not self._retryable(exc):
-                        self._finish(exc)
-                        return
-                    logger.warning("reconnecting to %s failed: %s", self._url, exc)
-                    self._set_state(SessionState.RECONNECTING)
+                logger.warning("reconnecting to %s failed: %s", self._url, exc)
+                self._set_state(SessionState.RECONNECTING)
+                continue
+            self._install(conn)
+            return
 
     def _finish(self, error: BaseException) -> None:
         """The session has ended for good: fail waiters, end streams, state CLOSED."""
@@ -751,7 +760,10 @@ class Session:
             self._finish(SessionClosed("the session was closed"))
             if conn is not None:
                 await conn.aclose(SessionClosed("the session was closed"))
-        if self._task_group is not None:
+        if self._task_group is not None and self._running:
+            # A reconnect, a re-login, a reader still draining: stop them.
+            # (Cancelling formats a task's repr and interrupts this task too,
+            # so it is skipped when every task has already ended.)
             self._task_group.cancel_scope.cancel()
 
 
@@ -929,7 +941,6 @@ class connect:
             await task_group.__aexit__(None, None, None)
             raise
         session._install(conn)
-        task_group.start_soon(session._supervise, conn, name=f"alphapoint supervisor {session.url}")
         self._task_group = task_group
         return session
 

@@ -41,7 +41,7 @@ from websockets.uri import WebSocketURI, parse_uri
 from .asyncio_transport import open_asyncio_websocket, running_asyncio
 from .errors import ConnectError, InsecureConnection, InvalidURL
 from .proxy import open_proxy_stream, proxy_for, wrap_tls
-from .websocket import BaseWebSocket, OnMessage, OnWakeup, websockets_logger
+from .websocket import BaseWebSocket, OnAlarm, OnMessage, OnWakeup, websockets_logger
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -84,6 +84,10 @@ class WebSocket(BaseWebSocket):
         self._outbox: dict[int, tuple[Opcode, bytes]] = {}
         self._tickets = itertools.count()
         self._stream_closed = False
+        #: The alarm task's sleep, whose deadline is the alarm's time.
+        self._alarm_scope: anyio.CancelScope | None = None
+        #: What on_alarm raised (a bug), for run() to raise.
+        self._alarm_bug: Exception | None = None
         #: Whether the protocol may hold answers (pongs, a close echo) to frames
         #: that came with the handshake response; every later answer is written
         #: right after the read that caused it.
@@ -194,10 +198,41 @@ class WebSocket(BaseWebSocket):
 
     # -- receiving ------------------------------------------------------------
 
-    async def run(self, on_message: OnMessage, on_wakeup: OnWakeup) -> NoReturn:
-        while True:
-            if on_message(await self.receive()):
-                on_wakeup()
+    async def run(self, on_message: OnMessage, on_wakeup: OnWakeup, on_alarm: OnAlarm) -> NoReturn:
+        # This task reads; the alarm needs a task of its own, which ends with it.
+        error: Exception
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(self._keep_alarm, on_alarm, name="alphapoint alarm")
+            try:
+                while True:
+                    if on_message(await self.receive()):
+                        on_wakeup()
+            except Exception as exc:  # noqa: BLE001 - raised below, outside the task group
+                error = exc
+            task_group.cancel_scope.cancel()
+        self._alarm_at = -math.inf  # set_alarm() now never moves it
+        # Raised here, never as an ExceptionGroup: what on_alarm raised (which
+        # ended the reading), else why the reading ended.
+        try:
+            raise self._alarm_bug or error
+        finally:
+            del error  # its traceback holds this frame: no reference cycle
+
+    async def _keep_alarm(self, on_alarm: OnAlarm) -> None:
+        try:
+            while True:
+                with anyio.CancelScope(deadline=self._alarm_at) as self._alarm_scope:
+                    await anyio.sleep_forever()
+                self._alarm_scope = None
+                self._alarm_at = math.inf
+                self.set_alarm(await on_alarm(anyio.current_time()))
+        except Exception as exc:  # noqa: BLE001 - a bug: run() raises it
+            self._alarm_bug = exc
+            await self.abort()
+
+    def _alarm_moved(self, when: float) -> None:
+        if self._alarm_scope is not None:
+            self._alarm_scope.deadline = when
 
     async def receive(self) -> str | bytes:
         """The next message: ``str`` for text, ``bytes`` for binary.

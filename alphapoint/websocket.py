@@ -16,6 +16,14 @@ runs ``run()``. Under asyncio ``on_message`` runs in the read callback, so it
 must do only what is safe there (resolve a future, set an event, append to a
 queue); whatever needs the task (starting tasks, callbacks to user code) is
 left for ``on_wakeup``.
+
+``run()`` also keeps the owner's one alarm: ``on_alarm(now)`` is awaited, in a
+task, at the time :meth:`BaseWebSocket.set_alarm` last set (the earliest
+asked for), and returns when it wants to be called next. The asyncio driver
+rings it in ``run()``'s own task with ``loop.call_at``; the anyio driver, whose
+task is busy reading, keeps it in a second task. Either way a connection
+keeps its deadlines without a task of its owner's, and without a cancel scope
+per call.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 from typing import Protocol as TypingProtocol
 
@@ -34,12 +42,21 @@ from websockets.protocol import CLOSED, OPEN, Protocol
 
 from .errors import ConnectionClosed, ProtocolError
 
-__all__ = ["BaseWebSocket", "EventLike", "OnMessage", "OnWakeup", "websockets_logger"]
+__all__ = [
+    "BaseWebSocket",
+    "EventLike",
+    "OnAlarm",
+    "OnMessage",
+    "OnWakeup",
+    "websockets_logger",
+]
 
 #: Handles one message where it was read; true asks for an ``OnWakeup`` call.
 OnMessage = Callable[[str | bytes], bool]
 #: Runs in the reader's task, after an ``OnMessage`` returned true.
 OnWakeup = Callable[[], None]
+#: Runs when the alarm rings, with the clock's time; returns when to ring next.
+OnAlarm = Callable[[float], Awaitable[float]]
 
 
 class EventLike(TypingProtocol):
@@ -83,6 +100,8 @@ class BaseWebSocket(ABC):
         self.new_event: Callable[[], EventLike] = anyio.Event
         #: The clock when bytes last arrived (for keepalive).
         self.last_received = anyio.current_time()
+        #: When ``run()`` calls its ``on_alarm`` next (see :meth:`set_alarm`).
+        self._alarm_at = math.inf
 
     @property
     def is_open(self) -> bool:
@@ -90,12 +109,26 @@ class BaseWebSocket(ABC):
         return self._protocol.state is OPEN
 
     @abstractmethod
-    async def run(self, on_message: OnMessage, on_wakeup: OnWakeup) -> NoReturn:
+    async def run(self, on_message: OnMessage, on_wakeup: OnWakeup, on_alarm: OnAlarm) -> NoReturn:
         """Deliver every message until the connection ends, then raise :class:`ConnectionClosed`.
 
         Call it from one task only; see the module's docstring for where each
-        callback runs.
+        callback runs. Whatever a callback raises (a bug), ``run()`` raises.
         """
+
+    def set_alarm(self, when: float) -> None:
+        """Ring ``on_alarm`` at ``when`` (on :attr:`clock`) if that is earlier than set.
+
+        Cheap when it is not earlier, as for most calls: their deadlines come
+        after the one the alarm is already set for.
+        """
+        if when < self._alarm_at:
+            self._alarm_at = when
+            self._alarm_moved(when)
+
+    @abstractmethod
+    def _alarm_moved(self, when: float) -> None:
+        """The alarm was brought forward to ``when``: make it ring then."""
 
     @abstractmethod
     async def send_text(

@@ -127,7 +127,7 @@ async def alphapoint_connection(url: str, n: int, warmup: int) -> clients.Measur
     websocket = await open_websocket(url)
     conn = Connection(websocket, url=url, on_event=lambda conn, event: None)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(conn.read_loop)
+        tg.start_soon(conn.run)
         result = await clients.timed(
             lambda: conn.request(MessageType.REQUEST, "Ping", {}), n, warmup
         )
@@ -151,7 +151,7 @@ async def alphapoint_connection_login(
     async def login() -> None:
         conn = Connection(await open_websocket(url), url=url, on_event=lambda conn, event: None)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(conn.read_loop)
+            tg.start_soon(conn.run)
             payload = credentials.authenticate_payload()
             await conn.request(MessageType.REQUEST, "AuthenticateUser", payload)
             await conn.aclose(alphapoint.SessionClosed("done"))

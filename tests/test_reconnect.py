@@ -12,6 +12,8 @@ hanging it. Backoff delays are a few milliseconds and carry no jitter.
 from __future__ import annotations
 
 import contextlib
+import gc
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -697,6 +699,62 @@ def running_tasks() -> set[int]:
     return {task.id for task in anyio.get_running_tasks()}
 
 
+def session_tasks() -> list[str]:
+    """What the running alphapoint tasks are ("connection", "reconnect", "alarm").
+
+    The gateway's tasks in the same event loop are not named "alphapoint ...".
+    """
+    names = (task.name or "" for task in anyio.get_running_tasks())
+    return sorted(name.split()[1] for name in names if name.startswith("alphapoint "))
+
+
+async def test_a_session_runs_its_connection_and_a_reconnect_only_after_a_drop(
+    anyio_backend_name: str, alphapoint_gateway: GatewayFixture
+) -> None:
+    """No supervisor waits in the background: a connected session is its
+    connection's task (under trio also the anyio driver's alarm task, since its
+    reader is busy reading), and a reconnect task exists only from a drop until
+    the next connection is in."""
+    steady = ["connection"] if anyio_backend_name == "asyncio" else ["alarm", "connection"]
+    at_state: dict[SessionState, list[str]] = {}
+
+    def on_state_change(state: SessionState) -> None:
+        at_state.setdefault(state, session_tasks())
+
+    with anyio.fail_after(LIMIT):
+        async with managed(
+            alphapoint_gateway, keepalive=Keepalive(), on_state_change=on_state_change
+        ) as session:
+            assert session_tasks() == steady
+            async with session.state_changes() as changes:
+                await restart(alphapoint_gateway.running)
+                await states_until(changes, AUTHENTICATED)
+            assert session.connection_number == 2
+            assert "reconnect" in at_state[RECONNECTING]
+            await wait_until(lambda: session_tasks() == steady)
+        assert session_tasks() == []
+
+
+async def test_a_closed_session_is_freed_without_the_cycle_collector(
+    alphapoint_gateway: GatewayFixture,
+) -> None:
+    """A collector that opens and closes sessions all day leaves no reference
+    cycles behind (they cost a collection each): once a connection ends, it
+    lets go of its session."""
+    gc.collect()
+    gc.disable()
+    try:
+        with anyio.fail_after(LIMIT):
+            async with managed(alphapoint_gateway, keepalive=Keepalive()) as session:
+                await session.call("Ping")
+        session_ref, conn_ref = weakref.ref(session), weakref.ref(session._conn)
+        del session
+        assert session_ref() is None
+        assert conn_ref() is None
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize("logout_on_close", [True, False])
 async def test_leaving_the_block_logs_out_and_leaves_nothing_running(
     alphapoint_gateway: GatewayFixture, logout_on_close: bool
@@ -709,7 +767,7 @@ async def test_leaving_the_block_logs_out_and_leaves_nothing_running(
         ) as session:
             assert (await session.call("GetUserInfo"))["UserName"] == "alice"
             assert gateway.connection_count == 1
-            assert running_tasks() > before  # reader, supervisor, keepalive
+            assert running_tasks() > before  # the connection's
     assert session.state is CLOSED
     assert not session.is_open
     assert len(gateway.requests_for("LogOut")) == (1 if logout_on_close else 0)

@@ -9,6 +9,7 @@ masking, invalid UTF-8.
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import ssl
 from collections import deque
@@ -542,6 +543,61 @@ async def test_the_driver_follows_the_event_loop(
         await websocket.abort()
 
 
+async def never_ring(now: float) -> float:
+    """An ``on_alarm`` that asks for no other ring."""
+    return math.inf
+
+
+async def test_the_alarm_rings_when_set_and_again_when_on_alarm_asks() -> None:
+    """The driver contract: ``set_alarm`` brings the alarm forward (never back), and
+    ``on_alarm`` rings no earlier than asked, in order, until the connection ends."""
+    rings: list[tuple[float, float]] = []  # (asked for, rang at)
+    asked = math.inf
+
+    async def script(connection: ScriptedConnection) -> None:
+        await connection.wait_closed()
+
+    async with serve_script(script) as server:
+        websocket = await open_websocket(server.url)
+        now = websocket.clock()
+        websocket.set_alarm(now + 3600.0)
+        asked = now + 0.01
+        websocket.set_alarm(asked)  # earlier: moves it
+        websocket.set_alarm(now + 1800.0)  # later: ignored
+
+        async def on_alarm(now: float) -> float:
+            nonlocal asked
+            rings.append((asked, now))
+            if len(rings) == 3:
+                await websocket.abort()
+                return math.inf
+            asked = now + 0.01
+            return asked
+
+        with anyio.fail_after(LIMIT), pytest.raises(ConnectionClosed):
+            await websocket.run(lambda message: False, lambda: None, on_alarm)
+    assert len(rings) == 3
+    assert all(rang >= wanted for wanted, rang in rings)
+
+
+async def test_a_bug_in_on_alarm_is_raised_by_run() -> None:
+    """Whatever ``on_alarm`` raises, ``run()`` raises as it is (never in an
+    ExceptionGroup, though the anyio driver rings it in a task of its own)."""
+
+    async def script(connection: ScriptedConnection) -> None:
+        await connection.wait_closed()
+
+    async def on_alarm(now: float) -> float:
+        raise RuntimeError("bug in the alarm")
+
+    async with serve_script(script) as server:
+        websocket = await open_websocket(server.url)
+        websocket.set_alarm(websocket.clock())
+        with anyio.fail_after(LIMIT), pytest.raises(RuntimeError, match="bug in the alarm"):
+            await websocket.run(lambda message: False, lambda: None, on_alarm)
+        await websocket.abort()
+
+
 async def test_a_bug_in_on_message_is_raised_by_run() -> None:
     """The driver contract: whatever ``on_message`` raises, ``run()`` raises in its
     task (under asyncio it was called from the read callback), and the
@@ -560,7 +616,7 @@ async def test_a_bug_in_on_message_is_raised_by_run() -> None:
         websocket = await open_websocket(server.url)
         with anyio.fail_after(LIMIT):
             with pytest.raises(RuntimeError, match="bug while handling 'anything'"):
-                await websocket.run(on_message, lambda: None)
+                await websocket.run(on_message, lambda: None, never_ring)
             await websocket.abort()
             await dropped.wait()
 
@@ -580,7 +636,7 @@ async def test_a_bug_in_the_reader_fails_the_pending_calls() -> None:
 
     async with serve_script(script) as server, anyio.create_task_group() as tg:
         conn = Connection(await open_websocket(server.url), url=server.url, on_event=on_event)
-        tg.start_soon(conn.read_loop)
+        tg.start_soon(conn.run)
         with anyio.fail_after(LIMIT), pytest.raises(ConnectionClosed) as info:
             await conn.request(MessageType.REQUEST, "Ping", {})
         assert called.is_set()
