@@ -24,8 +24,8 @@ show what the anyio driver, the one trio uses, costs.
 
 ``--bench logins`` does the same for an API-key login on a fresh connection:
 A. the raw client; B. alphapoint's transport and ``Connection`` alone (open,
-a reader task, ``AuthenticateUser``, close); C. ``alphapoint.connect()``, the
-session (its task group and supervisor, the login steps and result, closing).
+the connection's task, ``AuthenticateUser``, close); C. ``alphapoint.connect()``,
+the session (its task group, the login steps and result, its states, closing).
 """
 
 from __future__ import annotations
