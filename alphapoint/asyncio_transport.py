@@ -54,10 +54,6 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
     def __init__(self, protocol: ClientProtocol, *, close_timeout: float) -> None:
         super().__init__(protocol, close_timeout=close_timeout)
         self._loop = asyncio.get_running_loop()
-        # anyio's clock under asyncio is the loop's; asyncio's own event needs
-        # no dispatch through anyio for every call.
-        self.clock = self._loop.time
-        self.new_event = asyncio.Event
         self._transport: asyncio.Transport | None = None
         #: Done once the handshake response (or something that is not one) came.
         self._handshake: asyncio.Future[None] = self._loop.create_future()
@@ -86,7 +82,7 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.last_received = self._loop.time()
+        self.last_received = self.clock()
         self._protocol.receive_data(data)
         self._after_read()
 

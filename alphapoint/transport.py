@@ -225,7 +225,7 @@ class WebSocket(BaseWebSocket):
                     await anyio.sleep_forever()
                 self._alarm_scope = None
                 self._alarm_at = math.inf
-                self.set_alarm(await on_alarm(anyio.current_time()))
+                self.set_alarm(await on_alarm(self.clock()))
         except Exception as exc:  # noqa: BLE001 - a bug: run() raises it
             self._alarm_bug = exc
             await self.abort()
@@ -260,7 +260,7 @@ class WebSocket(BaseWebSocket):
             else:
                 data = await self._read()
             if data:
-                self.last_received = anyio.current_time()
+                self.last_received = self.clock()
                 self._protocol.receive_data(data)
             else:
                 self._protocol.receive_eof()

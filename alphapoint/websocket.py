@@ -28,6 +28,7 @@ per call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from abc import ABC, abstractmethod
@@ -36,7 +37,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 from typing import Protocol as TypingProtocol
 
-import anyio
 from websockets.frames import Opcode
 from websockets.protocol import CLOSED, OPEN, Protocol
 
@@ -60,11 +60,46 @@ OnAlarm = Callable[[float], Awaitable[float]]
 
 
 class EventLike(TypingProtocol):
-    """What a caller waits on: ``anyio.Event`` or ``asyncio.Event``."""
+    """What a caller waits on: ``trio.Event``, or a one-shot future under asyncio."""
 
     def set(self) -> None: ...
     def is_set(self) -> bool: ...
-    async def wait(self) -> object: ...
+    def wait(self) -> Awaitable[object]: ...
+
+
+class _Signal(asyncio.Future[None]):
+    """What a call waits on: an ``asyncio.Event`` for one waiter, as a bare future.
+
+    A call's event is set once and waited on by its caller alone; a future
+    does that without the event's waiter list and the extra future per wait.
+    """
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        if not self.done():
+            self.set_result(None)
+
+    def is_set(self) -> bool:
+        return self.done()
+
+    def wait(self) -> _Signal:
+        return self
+
+
+def _native_clock_and_event() -> tuple[Callable[[], float], Callable[[], EventLike]]:
+    """anyio's clock and a call's event, as the running event loop's own.
+
+    Through anyio each costs a lookup of the running library on every call;
+    the loop's own (``loop.time`` and a future, or trio's) do not.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio
+        import trio
+
+        return trio.current_time, trio.Event
+    return loop.time, _Signal
 
 
 class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -94,12 +129,11 @@ class BaseWebSocket(ABC):
         self._failure: ProtocolError | None = None
         #: The OS error that ended the stream under a read, if one did.
         self._lost: str | None = None
-        #: anyio's clock (``anyio.current_time()``), as this driver reads it cheaply.
-        self.clock: Callable[[], float] = anyio.current_time
-        #: Makes the event a call waits on; it may be set from ``on_message``.
-        self.new_event: Callable[[], EventLike] = anyio.Event
+        #: anyio's clock (``anyio.current_time()``), and a maker of the event a
+        #: call waits on (set from ``on_message``), read the cheapest way.
+        self.clock, self.new_event = _native_clock_and_event()
         #: The clock when bytes last arrived (for keepalive).
-        self.last_received = anyio.current_time()
+        self.last_received = self.clock()
         #: When ``run()`` calls its ``on_alarm`` next (see :meth:`set_alarm`).
         self._alarm_at = math.inf
 
