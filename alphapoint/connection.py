@@ -174,9 +174,13 @@ class Connection:
             pending.sent = True
             await pending.event.wait()
         except ConnectionClosed:
-            # The socket failed under the send; the reader says why.
+            # The socket failed under the send: the reader says why, unless the
+            # call was out of time first (the anyio driver drops a connection
+            # whose write outlives a deadline).
             if pending.error is None:
-                raise
+                if self.clock() < deadline:
+                    raise
+                pending.error = self.timeout_error(function, timeout, sent=False)
         except TimeoutError:
             # The send could not start before the deadline (the peer stopped reading).
             if pending.error is None:
@@ -357,9 +361,13 @@ class Connection:
         if self._error is not None:
             return
         self._error = error
+        now = self.clock()
         for pending in self._pending.values():
             if pending.frame is None and pending.error is None:
-                pending.error = self.closed_error()
+                if pending.sent or now < pending.deadline:
+                    pending.error = self.closed_error()
+                else:  # it could not be sent in time: that is what ended it
+                    pending.error = self.timeout_error(pending.function, pending.timeout, False)
                 pending.event.set()
         self._pending.clear()
         if self._on_closed is not None:

@@ -80,8 +80,10 @@ class WebSocket(BaseWebSocket):
         # fast_acquire: taking a free lock does not yield to the event loop
         # (the write under it does), which saves a loop iteration per send.
         self._send_lock = anyio.Lock(fast_acquire=True)
-        #: Messages waiting for the send lock, by ticket (see _send).
-        self._outbox: dict[int, tuple[Opcode, bytes]] = {}
+        #: Messages waiting for the send lock, with their deadlines, by ticket (see _send).
+        self._outbox: dict[int, tuple[Opcode, bytes, float]] = {}
+        #: The earliest deadline of the messages being written, while a write is under way.
+        self._write_deadline = math.inf
         self._tickets = itertools.count()
         self._stream_closed = False
         #: The alarm task's sleep, whose deadline is the alarm's time.
@@ -113,38 +115,62 @@ class WebSocket(BaseWebSocket):
         The message waits in the outbox for the send lock. Whoever gets the
         lock first hands every waiting message to the protocol and writes them
         all at once, so under load one write carries many senders' messages
-        (the others then find theirs sent). A sender cancelled (or out of
-        time) before its message was taken leaves nothing behind: that message
-        is never sent.
+        (the others then find theirs sent). A sender out of time (or
+        cancelled) while it waits for the lock leaves nothing behind if its
+        message was not taken: that message is never sent.
+
+        Only that wait carries a cancel scope; a sender that finds the lock
+        free (the usual case) writes without one. A write under way cannot be
+        taken back, as part of a frame may be on the wire: one that outlives
+        the deadline of a message it carries (the gateway stopped reading)
+        drops the connection, when the alarm rings at that deadline.
         """
         if self._protocol.state is not OPEN:
             raise self._closed_error("the connection is closed")
+        # A cancellation already due is raised here, before the message is
+        # handed over, not inside the write (see _write).
+        await anyio.lowlevel.checkpoint_if_cancelled()
         ticket = next(self._tickets)
-        self._outbox[ticket] = (opcode, data)
+        self._outbox[ticket] = (opcode, data, deadline)
         try:
-            if deadline == math.inf:
-                await self._send_outbox(ticket)
-                return
-            with anyio.CancelScope(deadline=deadline):
-                await self._send_outbox(ticket)
-            if ticket in self._outbox:
-                raise TimeoutError  # never handed to the protocol: not sent
+            if self._send_lock.locked() and deadline != math.inf:
+                acquired = False
+                with anyio.CancelScope(deadline=deadline):
+                    await self._send_lock.acquire()
+                    acquired = True
+                if not acquired:
+                    if ticket in self._outbox:
+                        raise TimeoutError  # never handed to the protocol: not sent
+                    return  # being written by the sender that holds the lock
+            else:
+                await self._send_lock.acquire()  # a free lock is taken without yielding
+            try:
+                await self._write_outbox(ticket)
+            finally:
+                self._send_lock.release()
         finally:
             self._outbox.pop(ticket, None)
 
-    async def _send_outbox(self, ticket: int) -> None:
-        async with self._send_lock:
-            if ticket not in self._outbox:
-                return  # written by the sender that held the lock before us
-            if self._protocol.state is not OPEN:
-                raise self._closed_error("the connection is closed")
-            for kind, message in self._outbox.values():
-                if kind is Opcode.TEXT:
-                    self._protocol.send_text(message)
-                else:
-                    self._protocol.send_binary(message)
-            self._outbox.clear()
+    async def _write_outbox(self, ticket: int) -> None:
+        """Write every message in the outbox. Call with the send lock held."""
+        if ticket not in self._outbox:
+            return  # written by the sender that held the lock before us
+        if self._protocol.state is not OPEN:
+            raise self._closed_error("the connection is closed")
+        deadline = math.inf
+        for kind, message, message_deadline in self._outbox.values():
+            if kind is Opcode.TEXT:
+                self._protocol.send_text(message)
+            else:
+                self._protocol.send_binary(message)
+            deadline = min(deadline, message_deadline)
+        self._outbox.clear()
+        self._write_deadline = deadline
+        self.set_alarm(deadline)
+        try:
             await self._flush()
+        finally:
+            self._write_deadline = math.inf
 
     async def send_close(self, code: int = 1000, reason: str = "") -> None:
         async with self._send_lock:
@@ -195,6 +221,12 @@ class WebSocket(BaseWebSocket):
             await self.abort()
             if not quiet:
                 raise self._closed_error("the connection was lost while sending") from None
+        except anyio.get_cancelled_exc_class():
+            # Cut off part-way (trio writes in pieces, and TLS has sealed the
+            # records): what follows would not parse. Nothing more goes out.
+            with anyio.CancelScope(shield=True):
+                await self.abort()
+            raise
 
     # -- receiving ------------------------------------------------------------
 
@@ -225,7 +257,15 @@ class WebSocket(BaseWebSocket):
                     await anyio.sleep_forever()
                 self._alarm_scope = None
                 self._alarm_at = math.inf
-                self.set_alarm(await on_alarm(self.clock()))
+                now = self.clock()
+                if self._write_deadline <= now:
+                    # A write outlived a deadline: the gateway stopped reading,
+                    # and part of a frame may be on the wire. Drop the connection.
+                    self._lost = "the gateway stopped reading (a write outlived its deadline)"
+                    await self.abort()
+                else:
+                    self.set_alarm(self._write_deadline)
+                self.set_alarm(await on_alarm(now))
         except Exception as exc:  # noqa: BLE001 - a bug: run() raises it
             self._alarm_bug = exc
             await self.abort()
