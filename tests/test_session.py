@@ -453,6 +453,38 @@ async def test_a_call_times_out_when_the_gateway_stops_reading(anyio_backend_nam
         assert all("the gateway stopped reading" in str(e) for e in dropped), dropped
 
 
+async def test_a_write_cut_off_part_way_drops_the_connection(anyio_backend_name: str) -> None:
+    """A call cancelled while its write waits for room (the gateway reads
+    nothing) would leave part of a frame on the wire, and nothing sent after it
+    would parse: under trio the connection is dropped. asyncio's transport
+    takes a message whole, so there the connection goes on."""
+    stop = anyio.Event()
+
+    async def script(connection: ScriptedConnection) -> None:
+        await stop.wait()  # never reads
+
+    huge = {"blob": "x" * 2**25}  # 32 MiB: far more than loopback buffers hold
+    async with (
+        serve_script(script) as server,
+        alphapoint.connect(
+            server.url, logout_on_close=False, close_timeout=SHORT, timeout=None
+        ) as session,
+    ):
+        with anyio.move_on_after(SHORT) as scope:
+            await session.call("Upload", huge)
+        assert scope.cancelled_caught
+        with anyio.fail_after(LIMIT):
+            if anyio_backend_name == "asyncio":
+                with pytest.raises(RequestTimeout):
+                    await session.call("Ping", timeout=SHORT)
+                assert session.is_open
+            else:
+                for _ in range(2):  # dropped (1006: no closing handshake), for good
+                    with pytest.raises(ConnectionClosed, match="code 1006"):
+                        await session.call("Ping", timeout=SHORT)
+        stop.set()
+
+
 async def test_session_default_timeout_applies(alphapoint_gateway: GatewayFixture) -> None:
     alphapoint_gateway.gateway.answer_pings = False
     async with alphapoint.connect(alphapoint_gateway.url, timeout=SHORT) as session:
