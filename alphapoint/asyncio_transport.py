@@ -181,7 +181,7 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
                 if self._alarm_rang:
                     self._alarm_rang = False
                     self._alarm_at = math.inf
-                    self.set_alarm(await on_alarm(self._loop.time()))
+                    self.set_alarm(await on_alarm(self.clock()))
                     continue
                 self._waiter = self._loop.create_future()
                 try:
