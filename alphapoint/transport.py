@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio.streams.tls import TLSStream
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus, InvalidURI
