@@ -105,6 +105,22 @@ async def recovered(changes: alphapoint.StateChanges, via: SessionState) -> None
                 return
 
 
+async def through_relogins(
+    gateway: Gateway, changes: alphapoint.StateChanges, *, resume: bool = True
+) -> None:
+    """Drop the connection (the session resumes with its token; skipped unless
+    ``resume``), expire the tokens and drop it (it logs in again), then send a
+    LogoutEvent (it logs in again on the same connection)."""
+    if resume:
+        await gateway.drop_connections()
+        await recovered(changes, SessionState.RECONNECTING)
+    gateway.expire_session_tokens()
+    await gateway.drop_connections()
+    await recovered(changes, SessionState.RECONNECTING)
+    await gateway.logout_event()
+    await recovered(changes, SessionState.AUTHENTICATING)
+
+
 @asynccontextmanager
 async def managed(
     url: str, seen: Seen, credentials: alphapoint.Credentials, **options: Any
@@ -175,34 +191,18 @@ async def in_process_flow(
     # and again after a LogoutEvent; then LogOut.
     async with managed(url, seen, alice, timeout=LIMIT) as (session, changes):
         seen.objects.append(await session.call("GetUserInfo"))
-        await gateway.drop_connections()
-        await recovered(changes, SessionState.RECONNECTING)
-        gateway.expire_session_tokens()
-        await gateway.drop_connections()
-        await recovered(changes, SessionState.RECONNECTING)
-        await gateway.logout_event()
-        await recovered(changes, SessionState.AUTHENTICATING)
+        await through_relogins(gateway, changes)
         seen.objects.append(await session.call("GetUserInfo"))
         await session.logout()
 
     # API key: the same, each login signed with a fresh nonce; LogOut on leaving.
     async with managed(url, seen, key, timeout=LIMIT) as (session, changes):
-        await gateway.drop_connections()
-        await recovered(changes, SessionState.RECONNECTING)
-        gateway.expire_session_tokens()
-        await gateway.drop_connections()
-        await recovered(changes, SessionState.RECONNECTING)
-        await gateway.logout_event()
-        await recovered(changes, SessionState.AUTHENTICATING)
+        await through_relogins(gateway, changes)
         seen.objects.append(session.user)
 
     # 2FA: every re-login asks the provider for a new code.
     async with managed(url, seen, bob, two_factor=two_factor, timeout=LIMIT) as (session, changes):
-        gateway.expire_session_tokens()
-        await gateway.drop_connections()
-        await recovered(changes, SessionState.RECONNECTING)
-        await gateway.logout_event()
-        await recovered(changes, SessionState.AUTHENTICATING)
+        await through_relogins(gateway, changes, resume=False)
 
     # A re-login that fails ends the session; its calls say why.
     async with managed(url, seen, dave, timeout=LIMIT) as (session, changes):
