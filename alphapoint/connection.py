@@ -55,6 +55,10 @@ class _Pending:
         self.frame: Frame | None = None
         self.error: AlphaPointError | None = None
 
+    def unsent_by_deadline(self, now: float) -> bool:
+        """Whether the call's time ran out before its request was written."""
+        return not self.sent and now >= self.deadline
+
 
 class _Pinger:
     """The keepalive in :meth:`Connection.run`: the Ping in flight, and when to look at it."""
@@ -178,13 +182,13 @@ class Connection:
             # call was out of time first (the anyio driver drops a connection
             # whose write outlives a deadline).
             if pending.error is None:
-                if self.clock() < deadline:
+                if not pending.unsent_by_deadline(self.clock()):
                     raise
-                pending.error = self.timeout_error(function, timeout, sent=False)
+                pending.error = self.timeout_error(pending)
         except TimeoutError:
             # The send could not start before the deadline (the peer stopped reading).
             if pending.error is None:
-                pending.error = self.timeout_error(function, timeout, sent=False)
+                pending.error = self.timeout_error(pending)
         finally:
             self._pending.pop(seq, None)
         if pending.error is not None:
@@ -242,14 +246,13 @@ class Connection:
         expired = [seq for seq, p in self._pending.items() if p.deadline <= now]
         for seq in expired:
             pending = self._pending.pop(seq)
-            pending.error = self.timeout_error(pending.function, pending.timeout, pending.sent)
+            pending.error = self.timeout_error(pending)
             pending.event.set()
 
-    def timeout_error(
-        self, function: str, timeout: float | None, sent: bool = True
-    ) -> RequestTimeout:
+    def timeout_error(self, pending: _Pending) -> RequestTimeout:
         """The error for a call out of time, saying what the gateway sent instead."""
-        if sent:
+        function, timeout = pending.function, pending.timeout
+        if pending.sent:
             message = f"no reply to {function} within {timeout} s"
         else:
             message = f"could not send {function} within {timeout} s (the gateway is not reading)"
@@ -364,10 +367,10 @@ class Connection:
         now = self.clock()
         for pending in self._pending.values():
             if pending.frame is None and pending.error is None:
-                if pending.sent or now < pending.deadline:
+                if pending.unsent_by_deadline(now):  # that is what ended it
+                    pending.error = self.timeout_error(pending)
+                else:
                     pending.error = self.closed_error()
-                else:  # it could not be sent in time: that is what ended it
-                    pending.error = self.timeout_error(pending.function, pending.timeout, False)
                 pending.event.set()
         self._pending.clear()
         if self._on_closed is not None:
