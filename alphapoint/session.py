@@ -679,7 +679,7 @@ class Session:
             self._finish(error)
             return
         self._unready()
-        if conn is self._installed and self._task_group is not None:
+        if conn is self._installed:
             self._installed = None
             self._start(self._reconnect_after, error, name=f"alphapoint reconnect {self._url}")
 
