@@ -27,12 +27,13 @@ from typing import Any
 
 import anyio
 
+from .drivers.base import BaseWebSocket
+from .drivers.loop import EventLike
 from .errors import AlphaPointError, ConnectionClosed, FrameError, ProtocolError, RequestTimeout
 from .frame import Frame, MessageType, decode_frame, encode_frame
 from .models import Event
 from .policies import Keepalive
 from .redaction import redact
-from .websocket import BaseWebSocket, EventLike
 
 __all__ = ["Connection"]
 

@@ -3,15 +3,22 @@
 Users catch the base to handle anything this library raises, or a branch to
 handle one kind of failure:
 
+* :class:`UsageError`: a mistake in the caller's input (a bad URL, a payload
+  that is not JSON, a buffer of 0...); never retried.
 * :class:`TransportError`: the socket could not be opened, or was lost. Calls
   that fail this way were *not* answered; whether the gateway acted on them is
-  unknown, so they are never re-sent automatically (``retryable`` says whether
-  trying again on a new connection makes sense).
+  unknown, so they are never re-sent automatically. Opening fails with one of
+  :class:`NetworkError`, :class:`CertificateError` or
+  :class:`HandshakeRefused`.
 * :class:`ProtocolError`: the gateway sent something that is not APEX.
 * :class:`RequestTimeout`: no reply within the call's timeout.
 * :class:`RequestError`: the gateway refused a request (``result: false`` or
   an ``m=5`` error frame), with its code, message and detail.
 * :class:`AuthenticationError`: :meth:`Session.login` did not end logged in.
+
+``retryable`` has one meaning everywhere: whether the same operation may
+succeed if tried again, on a new connection for transport errors. The default
+reconnect policy, :func:`alphapoint.is_retryable`, is that attribute.
 
 Messages never contain secrets: they name functions, fields and codes, never
 payload values that could hold a password, signature, token or 2FA code.
@@ -30,15 +37,18 @@ __all__ = [
     "AlreadySubscribed",
     "AuthenticationError",
     "AuthenticationRejected",
+    "CertificateError",
     "ConnectError",
     "ConnectionClosed",
     "DecodeError",
     "EventOverflow",
     "FrameError",
+    "HandshakeRefused",
     "InsecureConnection",
     "InvalidPayload",
     "InvalidRequest",
     "InvalidURL",
+    "NetworkError",
     "NotAuthorized",
     "OperationFailed",
     "OperationNotSupported",
@@ -50,6 +60,7 @@ __all__ = [
     "SessionClosed",
     "TransportError",
     "TwoFactorRequired",
+    "UsageError",
 ]
 
 
@@ -57,8 +68,28 @@ class AlphaPointError(Exception):
     """Base class of every error this library raises."""
 
     #: Whether the same operation may succeed if tried again (on a new
-    #: connection, for transport errors). A hint for retry policies.
+    #: connection, for transport errors). The default reconnect policy.
     retryable: bool = False
+
+
+# -- the caller's mistakes ---------------------------------------------------
+
+
+class UsageError(AlphaPointError, ValueError):
+    """The caller asked for something that cannot work: a mistake in the code
+    that uses the library, not a failure of the gateway. Never retryable."""
+
+
+class InvalidURL(UsageError):
+    """The URL is not a ``ws://`` or ``wss://`` URL."""
+
+
+class InvalidPayload(UsageError, TypeError):
+    """A request payload that cannot be sent: not JSON-serialisable."""
+
+
+class InsecureConnection(UsageError):
+    """Plain ``ws://`` to a host that is not loopback, without opting in."""
 
 
 # -- transport ---------------------------------------------------------------
@@ -71,19 +102,35 @@ class TransportError(AlphaPointError):
 
 
 class ConnectError(TransportError):
-    """Opening the connection failed: DNS, TCP, TLS or the WebSocket handshake."""
+    """Opening the connection failed; always one of the three subclasses below."""
 
 
-class InvalidURL(AlphaPointError, ValueError):
-    """The URL is not a ``ws://`` or ``wss://`` URL."""
+class NetworkError(ConnectError):
+    """DNS, TCP, a proxy, or a TLS failure other than the certificate check, or no
+    connection within the open timeout. Retryable: networks come back."""
 
 
-class InvalidPayload(AlphaPointError, TypeError):
-    """A request payload that cannot be sent: not JSON-serialisable."""
+class CertificateError(ConnectError):
+    """The gateway's TLS certificate failed verification (wrong host, unknown
+    issuer, expired). Not retryable: it will not fix itself by retrying, and a
+    client that keeps trying is a client that might be talking to an impostor."""
+
+    retryable = False
 
 
-class InsecureConnection(AlphaPointError, ValueError):
-    """Plain ``ws://`` to a host that is not loopback, without opting in."""
+class HandshakeRefused(ConnectError):
+    """The gateway (or a proxy) answered the upgrade with an HTTP refusal, or with
+    something that is not HTTP.
+
+    ``status`` is the HTTP status (``None`` if the answer was not HTTP).
+    Retryable for 5xx and 429 (maintenance, overload), not for other 4xx
+    (a wrong path, forbidden): those stay wrong.
+    """
+
+    def __init__(self, message: str, *, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = status is not None and (status >= 500 or status == 429)
 
 
 class ConnectionClosed(TransportError):

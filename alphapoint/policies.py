@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import attrs
 
-from .errors import AlphaPointError, AuthenticationError
+from .errors import AlphaPointError, UsageError
 
 __all__ = ["Backoff", "Keepalive", "full_jitter", "is_retryable"]
 
@@ -28,19 +28,19 @@ def full_jitter(cap: float) -> float:
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not value > 0:  # also refuses NaN, which compares false with everything
-        raise ValueError(f"{attribute.name} must be positive")
+        raise UsageError(f"{attribute.name} must be positive")
 
 
 def _at_least_one(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not value >= 1:
-        raise ValueError(f"{attribute.name} must be at least 1: delays never shrink")
+        raise UsageError(f"{attribute.name} must be at least 1: delays never shrink")
 
 
 def _count_or_none(
     instance: object, attribute: attrs.Attribute[int | None], value: int | None
 ) -> None:
     if value is not None and value < 0:
-        raise ValueError(f"{attribute.name} must be 0 or more (or None: never give up)")
+        raise UsageError(f"{attribute.name} must be 0 or more (or None: never give up)")
 
 
 @attrs.frozen
@@ -98,11 +98,12 @@ class Keepalive:
 
 
 def is_retryable(error: BaseException) -> bool:
-    """The default: reconnect after transport, protocol and timeout failures.
+    """The default reconnect policy: the error's own ``retryable``.
 
-    Authentication failures are not retried: a wrong password stays wrong, and
-    retrying it would lock the account. Nor are errors in the caller's input.
+    Retried: network failures, dropped connections, timeouts, HTTP 5xx and 429
+    on the upgrade, code 102. Not retried: a failed certificate check, other
+    HTTP refusals, authentication failures (a wrong password stays wrong, and
+    retrying it would lock the account), protocol violations, refused
+    requests, and the caller's own mistakes (:class:`UsageError`).
     """
-    if isinstance(error, (AuthenticationError, ValueError, TypeError)):
-        return False  # InvalidURL, InsecureConnection, InvalidPayload: the caller's input
-    return isinstance(error, AlphaPointError)
+    return isinstance(error, AlphaPointError) and error.retryable

@@ -20,7 +20,7 @@ from websockets.exceptions import InvalidProxy
 from websockets.proxy import Proxy, get_proxy, parse_proxy, prepare_connect_request
 from websockets.uri import WebSocketURI
 
-from .errors import ConnectError, InvalidURL
+from .errors import HandshakeRefused, InvalidURL, NetworkError, UsageError
 
 __all__ = ["open_proxy_stream", "proxy_for"]
 
@@ -66,13 +66,13 @@ async def open_proxy_stream(proxy: Proxy, uri: WebSocketURI) -> anyio.abc.ByteSt
         else:
             stream = await anyio.connect_tcp(proxy.host, proxy.port)
     except OSError as exc:
-        raise ConnectError(f"could not connect to {where}: {exc}") from exc
+        raise NetworkError(f"could not connect to {where}: {exc}") from exc
     try:
         await stream.send(prepare_connect_request(proxy, uri, user_agent_header=None))
         head = await _read_head(stream, where)
     except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
         await anyio.aclose_forcefully(stream)
-        raise ConnectError(f"{where} closed the connection during CONNECT") from None
+        raise NetworkError(f"{where} closed the connection during CONNECT") from None
     except BaseException:
         await anyio.aclose_forcefully(stream)
         raise
@@ -81,15 +81,16 @@ async def open_proxy_stream(proxy: Proxy, uri: WebSocketURI) -> anyio.abc.ByteSt
     status = parts[1].decode("ascii", "replace") if len(parts) > 1 else "?"
     if status != "200":
         await anyio.aclose_forcefully(stream)
-        raise ConnectError(
+        raise HandshakeRefused(
             f"{where} refused to CONNECT to {uri.host}:{uri.port}: "
-            f"{status_line.decode('ascii', 'replace')}"
+            f"{status_line.decode('ascii', 'replace')}",
+            status=int(status) if status.isascii() and status.isdigit() else None,
         )
     # The head ends at its blank line; a bare "HTTP/1.1 200 ...\r\n\r\n" (no
     # headers, as most proxies answer) is complete too.
     if not head.endswith(b"\r\n\r\n") or head.count(b"\r\n\r\n") > 1:
         await anyio.aclose_forcefully(stream)
-        raise ConnectError(f"{where} sent data after its CONNECT response")
+        raise NetworkError(f"{where} sent data after its CONNECT response")
     return stream
 
 
@@ -98,7 +99,7 @@ async def _read_head(stream: anyio.abc.ByteStream, where: str) -> bytes:
     head = b""
     while b"\r\n\r\n" not in head:
         if len(head) > _MAX_RESPONSE_HEAD:
-            raise ConnectError(f"{where} sent an overlong response to CONNECT")
+            raise NetworkError(f"{where} sent an overlong response to CONNECT")
         head += await stream.receive()
     return head
 
@@ -109,7 +110,7 @@ async def _open_socks(proxy: Proxy, uri: WebSocketURI) -> anyio.abc.ByteStream:
         from python_socks import ProxyType
         from python_socks.async_.anyio import Proxy as SocksProxy
     except ImportError:
-        raise ConnectError(
+        raise UsageError(
             f"a {proxy.scheme} proxy needs python-socks: pip install 'alphapoint[socks]'"
         ) from None
     kind = ProxyType.SOCKS4 if proxy.scheme.startswith("socks4") else ProxyType.SOCKS5
@@ -124,7 +125,7 @@ async def _open_socks(proxy: Proxy, uri: WebSocketURI) -> anyio.abc.ByteStream:
     try:
         stream: anyio.abc.ByteStream = await socks.connect(uri.host, uri.port, timeout=None)
     except (SocksError, OSError) as exc:
-        raise ConnectError(
+        raise NetworkError(
             f"SOCKS proxy {proxy.host}:{proxy.port} could not connect to "
             f"{uri.host}:{uri.port} ({type(exc).__name__})"
         ) from None

@@ -33,6 +33,7 @@ import attrs
 from .connection import Connection
 from .credentials import Credentials
 from .decoding import decode_authenticate_result
+from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver, open_websocket
 from .errors import (
     AccountLocked,
     AlphaPointError,
@@ -49,7 +50,7 @@ from .events import KNOWN_SUBSCRIPTIONS, EventStream, Inbox, Subscription, instr
 from .frame import Frame, MessageType
 from .models import AuthenticateResult, AuthStatus, Event, User
 from .policies import Backoff, Keepalive, is_retryable
-from .transport import DEFAULT_MAX_MESSAGE_SIZE, _without_user_info, open_websocket
+from .urls import without_user_info
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -95,6 +96,7 @@ class _Options:
     allow_insecure: bool
     max_message_size: int | None
     proxy: str | bool | None
+    driver: Driver
 
 
 class Session:
@@ -121,7 +123,7 @@ class Session:
     ) -> None:
         self._connect_url = url
         #: The URL as shown in reprs, logs and task names: any user:password@ masked.
-        self._url = _without_user_info(url)
+        self._url = without_user_info(url)
         self._options = options
         self._timeout = timeout
         self._credentials = credentials
@@ -643,6 +645,7 @@ class Session:
             max_message_size=options.max_message_size,
             allow_insecure=options.allow_insecure,
             proxy=options.proxy,
+            driver=options.driver,
         )
         self._connections += 1
         conn = Connection(
@@ -901,6 +904,7 @@ class connect:
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         event_buffer: int = 1024,
         on_state_change: Callable[[SessionState], None] | None = None,
+        driver: Driver = "auto",
     ) -> None:
         if reconnect is None:
             reconnect = credentials is not None
@@ -914,6 +918,7 @@ class connect:
                 allow_insecure=allow_insecure,
                 max_message_size=max_message_size,
                 proxy=proxy,
+                driver=driver,
             ),
             timeout=timeout,
             credentials=credentials,

@@ -121,8 +121,8 @@ async def alphapoint_connection(url: str, n: int, warmup: int) -> clients.Measur
     import anyio
 
     from alphapoint.connection import Connection
+    from alphapoint.drivers import open_websocket
     from alphapoint.frame import MessageType
-    from alphapoint.transport import open_websocket
 
     websocket = await open_websocket(url)
     conn = Connection(websocket, url=url, on_event=lambda conn, event: None)
@@ -143,8 +143,8 @@ async def alphapoint_connection_login(
 
     import alphapoint
     from alphapoint.connection import Connection
+    from alphapoint.drivers import open_websocket
     from alphapoint.frame import MessageType
-    from alphapoint.transport import open_websocket
 
     credentials = creds.alphapoint()
 

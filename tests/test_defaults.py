@@ -24,9 +24,9 @@ from test_transport import client_context, open_and_ping, server_context, tls_ga
 
 import alphapoint
 from alphapoint import ConnectError, ConnectionClosed, Keepalive
+from alphapoint.drivers import DEFAULT_MAX_MESSAGE_SIZE, open_websocket
 from alphapoint.frame import Frame, MessageType, encode_frame
 from alphapoint.testing.scripted import ScriptedConnection, serve_script
-from alphapoint.transport import DEFAULT_MAX_MESSAGE_SIZE, open_websocket
 
 pytestmark = pytest.mark.anyio
 

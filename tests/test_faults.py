@@ -32,8 +32,11 @@ from alphapoint import (
     ConnectionClosed,
     DecodeError,
     EventOverflow,
+    HandshakeRefused,
+    NetworkError,
     PasswordCredentials,
     RequestTimeout,
+    SessionClosed,
     SessionState,
 )
 from alphapoint.testing import faults
@@ -246,16 +249,26 @@ async def test_trickled_events_arrive_whole(caplog: pytest.LogCaptureFixture) ->
 class HandshakeFault:
     fault: Fault
     says: tuple[str, ...]
+    error: type[ConnectError]
+    #: Whether a managed session retries it (the default policy): not a 4xx.
+    retryable: bool
 
 
 HANDSHAKE_FAULTS = {
-    "stalls": HandshakeFault(faults.stalled_handshake(), (f"within {SHORT} s",)),
+    "stalls": HandshakeFault(
+        faults.stalled_handshake(), (f"within {SHORT} s",), NetworkError, retryable=True
+    ),
     "http-503": HandshakeFault(
         faults.refused_handshake(503, "Service Unavailable"),
         ("refused the websocket upgrade", "http 503 service unavailable"),
+        HandshakeRefused,
+        retryable=True,
     ),
     "http-403": HandshakeFault(
-        faults.refused_handshake(403, "Forbidden"), ("refused the websocket upgrade", "http 403")
+        faults.refused_handshake(403, "Forbidden"),
+        ("refused the websocket upgrade", "http 403"),
+        HandshakeRefused,
+        retryable=False,
     ),
 }
 
@@ -274,20 +287,31 @@ async def test_fault_opening_a_connection(name: str, caplog: pytest.LogCaptureFi
             for words in row.says:
                 assert words in message
             assert "127.0.0.1" in message
-            assert info.value.retryable
+            assert type(info.value) is row.error
+            assert info.value.retryable is row.retryable
+            assert alphapoint.is_retryable(info.value) is row.retryable
 
             # A managed session (connection 2) that loses its connection meets the
-            # fault on its first reconnect (3), and carries on once 4 opens.
+            # fault on its first reconnect (3): it carries on once 4 opens if the
+            # fault is retryable, and ends with it if not.
             async with managed(gateway.url, open_timeout=RECONNECT_OPEN_TIMEOUT) as session:
                 with anyio.fail_after(LIMIT):
                     with pytest.raises(ConnectionClosed):
                         await session.call("HangUp")
-                    echo = await session.call("Echo")
-                assert echo["connection"] == 4
-                assert session.connection_number == 2  # connections that opened
-                assert session.authenticated
+                    if row.retryable:
+                        echo = await session.call("Echo")
+                    else:
+                        with pytest.raises(SessionClosed) as ended:
+                            await session.call("Echo")
+                if row.retryable:
+                    assert echo["connection"] == 4
+                    assert session.connection_number == 2  # connections that opened
+                    assert session.authenticated
+                else:
+                    assert type(ended.value.__cause__) is row.error
+                    assert session.state is SessionState.CLOSED
         assert gateway.injected == 2
-        assert gateway.connections == 4
+        assert gateway.connections == (4 if row.retryable else 3)
 
 
 # -- every field of the AuthenticateUser reply, mistyped in turn -----------------------------

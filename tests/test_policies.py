@@ -22,7 +22,6 @@ from alphapoint import (
     AuthenticationError,
     AuthenticationRejected,
     Backoff,
-    ConnectError,
     ConnectionClosed,
     DecodeError,
     FrameError,
@@ -201,16 +200,28 @@ def _rejected() -> AuthenticateResult:
 
 
 RETRYABLE: list[Callable[[], BaseException]] = [
-    lambda: ConnectError("could not connect to 127.0.0.1:1: refused"),
+    lambda: alphapoint.NetworkError("could not connect to 127.0.0.1:1: refused"),
+    lambda: alphapoint.HandshakeRefused("HTTP 503 Service Unavailable", status=503),
+    lambda: alphapoint.HandshakeRefused("HTTP 502 Bad Gateway", status=502),
+    lambda: alphapoint.HandshakeRefused("HTTP 429 Too Many Requests", status=429),
     lambda: ConnectionClosed("the connection closed", code=1006),
     lambda: TransportError("the socket was lost"),
     lambda: RequestTimeout("no reply to Ping within 1 s", function="Ping", timeout=1.0),
-    lambda: ProtocolError("the peer broke the WebSocket protocol"),
-    lambda: FrameError("not an APEX frame"),
-    lambda: DecodeError("not an AuthenticateUser reply", path="user"),
+    lambda: alphapoint.ServerError("GetUserInfo", "internal error", code=102),
 ]
 
 NOT_RETRYABLE: list[Callable[[], BaseException]] = [
+    lambda: alphapoint.CertificateError("TLS handshake failed: Hostname mismatch"),
+    lambda: alphapoint.HandshakeRefused("HTTP 403 Forbidden", status=403),
+    lambda: alphapoint.HandshakeRefused("HTTP 404 Not Found", status=404),
+    lambda: alphapoint.HandshakeRefused("not HTTP", status=None),
+    lambda: alphapoint.SessionClosed("the session was closed"),
+    lambda: ProtocolError("the peer broke the WebSocket protocol"),
+    lambda: FrameError("not an APEX frame"),
+    lambda: DecodeError("not an AuthenticateUser reply", path="user"),
+    lambda: alphapoint.RequestError("GetUserInfo", "refused", code=100),
+    lambda: alphapoint.EventOverflow("fell behind", dropped=1),
+    lambda: alphapoint.UsageError("buffer must be at least 1"),
     lambda: AuthenticationRejected(_rejected()),
     lambda: AccountLocked(AuthenticateResult(locked=True)),
     lambda: TwoFactorRequired(AuthenticateResult(authenticated=True, requires_2fa=True)),
@@ -228,16 +239,20 @@ NOT_RETRYABLE: list[Callable[[], BaseException]] = [
 
 
 @pytest.mark.parametrize("make", RETRYABLE)
-def test_transport_timeout_and_protocol_errors_are_retryable(
+def test_network_timeout_and_5xx_errors_are_retryable(
     make: Callable[[], BaseException],
 ) -> None:
     error = make()
     assert isinstance(error, AlphaPointError)
+    assert error.retryable is True  # the attribute and the policy agree
     assert is_retryable(error) is True
 
 
 @pytest.mark.parametrize("make", NOT_RETRYABLE)
-def test_authentication_and_foreign_errors_are_not_retryable(
+def test_certificate_4xx_authentication_and_foreign_errors_are_not_retryable(
     make: Callable[[], BaseException],
 ) -> None:
-    assert is_retryable(make()) is False
+    error = make()
+    assert is_retryable(error) is False
+    if isinstance(error, AlphaPointError):
+        assert error.retryable is False  # the attribute and the policy agree

@@ -32,15 +32,16 @@ from alphapoint import (
     InvalidURL,
     MessageType,
 )
-from alphapoint.asyncio_transport import AsyncioWebSocket
 from alphapoint.connection import Connection
+from alphapoint.drivers import open_websocket
+from alphapoint.drivers.anyio_stream import StreamWebSocket
+from alphapoint.drivers.asyncio_protocol import AsyncioWebSocket
 from alphapoint.frame import Frame as ApexFrame
 from alphapoint.frame import decode_frame, encode_frame
 from alphapoint.models import Event
 from alphapoint.testing import demo_gateway
 from alphapoint.testing.pytest_plugin import GatewayFixture
 from alphapoint.testing.scripted import ScriptedConnection, serve_script, serve_tcp
-from alphapoint.transport import WebSocket, open_websocket
 
 pytestmark = pytest.mark.anyio
 
@@ -537,7 +538,7 @@ async def test_the_driver_follows_the_event_loop(
     """Direct connections under asyncio use the callback driver; trio uses anyio's streams."""
     websocket = await open_websocket(alphapoint_gateway.url)
     try:
-        expected = AsyncioWebSocket if anyio_backend_name == "asyncio" else WebSocket
+        expected = AsyncioWebSocket if anyio_backend_name == "asyncio" else StreamWebSocket
         assert type(websocket) is expected
     finally:
         await websocket.abort()

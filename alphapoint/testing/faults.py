@@ -40,9 +40,11 @@ import anyio
 import anyio.abc
 import attrs
 
+from ..drivers.anyio_stream import StreamWebSocket
+from ..drivers.base import DEFAULT_MAX_MESSAGE_SIZE
+from ..drivers.server import accept_websocket
 from ..errors import ConnectionClosed, FrameError
 from ..frame import Frame, MessageType, decode_frame, encode_frame
-from ..transport import DEFAULT_MAX_MESSAGE_SIZE, WebSocket, accept_websocket
 from .scripted import ScriptedConnection, ScriptedServer, serve_tcp
 
 __all__ = [
@@ -92,9 +94,11 @@ class Fault:
 
 
 class FaultConnection(ScriptedConnection):
-    """One accepted connection of a :class:`FaultyGateway`, with raw access below WebSocket."""
+    """One accepted connection of a :class:`FaultyGateway`, with raw access below the WebSocket."""
 
-    def __init__(self, websocket: WebSocket, stream: anyio.abc.ByteStream, number: int) -> None:
+    def __init__(
+        self, websocket: StreamWebSocket, stream: anyio.abc.ByteStream, number: int
+    ) -> None:
         super().__init__(websocket)
         #: The byte stream under the WebSocket (for writes that bypass it).
         self.stream = stream

@@ -28,11 +28,12 @@ import anyio.abc
 import attrs
 from anyio.streams.tls import TLSListener
 
+from ..drivers.anyio_stream import StreamWebSocket
+from ..drivers.server import accept_websocket
 from ..errors import ConnectionClosed, FrameError
 from ..frame import Frame, MessageType, decode_frame, encode_frame
 from ..signing import sign
 from ..totp import Totp
-from ..transport import WebSocket, accept_websocket
 
 __all__ = [
     "Casing",
@@ -107,7 +108,7 @@ class _SessionToken:
 class _Connection:
     """One client connection's state on the gateway."""
 
-    def __init__(self, number: int, websocket: WebSocket) -> None:
+    def __init__(self, number: int, websocket: StreamWebSocket) -> None:
         self.number = number
         self.websocket = websocket
         self.user: GatewayUser | None = None
@@ -208,7 +209,7 @@ class Gateway:
         """Listen on ``host:port`` (0 picks a free port) while the ``async with`` block runs."""
         return RunningGateway(self, host=host, port=port, ssl=ssl, path=path)
 
-    async def handle(self, websocket: WebSocket) -> None:
+    async def handle(self, websocket: StreamWebSocket) -> None:
         """Serve one accepted WebSocket until it closes."""
         connection = _Connection(next(self._numbers), websocket)
         self._connections[connection.number] = connection

@@ -15,8 +15,9 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from ..drivers.anyio_stream import StreamWebSocket
+from ..drivers.server import accept_websocket
 from ..frame import Frame, MessageType, decode_frame, encode_frame
-from ..transport import WebSocket, accept_websocket
 
 __all__ = ["ScriptedConnection", "ScriptedServer", "serve_script", "serve_tcp"]
 
@@ -24,7 +25,7 @@ __all__ = ["ScriptedConnection", "ScriptedServer", "serve_script", "serve_tcp"]
 class ScriptedConnection:
     """One accepted WebSocket, with helpers for writing APEX server scripts."""
 
-    def __init__(self, websocket: WebSocket) -> None:
+    def __init__(self, websocket: StreamWebSocket) -> None:
         self.websocket = websocket
 
     async def receive_frame(self) -> Frame:

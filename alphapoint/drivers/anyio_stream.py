@@ -2,8 +2,8 @@
 
 websockets' ``ClientProtocol``/``ServerProtocol`` parse and build frames without
 doing any I/O; this module moves their bytes over an anyio TCP or TLS stream, so
-the same code runs under asyncio and trio. It is used by the client session and
-by the embedded gateway alike.
+the same code runs under asyncio and trio. It is used by the client session
+(under trio, through proxies, or when chosen) and by the embedded gateway alike.
 
 Rules it keeps (each one a bug in a naive driver):
 
@@ -20,7 +20,6 @@ Rules it keeps (each one a bug in a naive driver):
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import logging
 import math
@@ -32,35 +31,25 @@ import anyio.abc
 import anyio.lowlevel
 from anyio.streams.tls import TLSStream
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidStatus, InvalidURI
 from websockets.frames import Opcode
-from websockets.http11 import Request, Response
+from websockets.http11 import Response
 from websockets.protocol import CLOSED, OPEN, Protocol
-from websockets.server import ServerProtocol
-from websockets.uri import WebSocketURI, parse_uri
+from websockets.proxy import Proxy
+from websockets.uri import WebSocketURI
 
-from .asyncio_transport import open_asyncio_websocket, running_asyncio
-from .errors import ConnectError, InsecureConnection, InvalidURL
-from .proxy import open_proxy_stream, proxy_for, wrap_tls
-from .websocket import BaseWebSocket, OnAlarm, OnMessage, OnWakeup, websockets_logger
+from ..errors import NetworkError
+from ..proxy import open_proxy_stream, wrap_tls
+from .base import BaseWebSocket, OnAlarm, OnMessage, OnWakeup
 
-__all__ = [
-    "DEFAULT_MAX_MESSAGE_SIZE",
-    "WebSocket",
-    "accept_websocket",
-    "open_websocket",
-    "parse_url",
-]
+__all__ = ["READ_SIZE", "StreamWebSocket", "open_stream_websocket"]
 
-#: The largest incoming message accepted, in bytes (APEX replies are small;
-#: large snapshots fit well under this).
-DEFAULT_MAX_MESSAGE_SIZE = 4 * 2**20
-_READ_SIZE = 65536
+#: Bytes asked of the stream per read.
+READ_SIZE = 65536
 
-logger = logging.getLogger("alphapoint.transport")
+logger = logging.getLogger("alphapoint.drivers")
 
 
-class WebSocket(BaseWebSocket):
+class StreamWebSocket(BaseWebSocket):
     """One open WebSocket connection over an anyio byte stream.
 
     ``run()`` or ``receive()`` must be called by a single task (the
@@ -319,7 +308,7 @@ class WebSocket(BaseWebSocket):
         if self._stream_closed:
             return b""
         try:
-            return await self._stream.receive(_READ_SIZE)
+            return await self._stream.receive(READ_SIZE)
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             return b""
         except (anyio.BrokenResourceError, OSError) as exc:
@@ -340,137 +329,45 @@ class WebSocket(BaseWebSocket):
 # -- opening ------------------------------------------------------------------
 
 
-def parse_url(url: str) -> WebSocketURI:
-    """Parse and check a ``ws://`` or ``wss://`` URL; raises :class:`InvalidURL`."""
-    try:
-        return parse_uri(url)
-    except (InvalidURI, ValueError):  # urllib raises ValueError for a bad port or IPv6 host
-        raise InvalidURL(f"not a ws:// or wss:// URL: {_without_user_info(url)!r}") from None
-
-
-def _without_user_info(url: str) -> str:
-    """``url`` with any ``user:password@`` part masked: error messages carry no secrets."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "…@" + authority.rpartition("@")[2]
-    return f"{scheme}{sep}{authority}{slash}{path}"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine (``localhost`` or a loopback address)."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-async def open_websocket(
-    url: str,
+async def open_stream_websocket(
+    uri: WebSocketURI,
+    protocol: ClientProtocol,
     *,
-    ssl: ssl_module.SSLContext | None = None,
-    open_timeout: float = 10.0,
-    close_timeout: float = 5.0,
-    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-    allow_insecure: bool = False,
-    proxy: str | bool | None = None,
-    user_agent: str | None = None,
-) -> BaseWebSocket:
-    """Connect to ``url`` and complete the WebSocket handshake within ``open_timeout``.
+    ssl: ssl_module.SSLContext | None,
+    proxy: Proxy | None,
+    close_timeout: float,
+) -> StreamWebSocket:
+    """Connect (through ``proxy`` if given), send the handshake request ``protocol``
+    holds, and read the response.
 
-    ``wss://`` verifies the certificate and host name with the system's CAs
-    unless ``ssl`` gives another context. Plain ``ws://`` is refused for a host
-    that is not loopback unless ``allow_insecure`` is true: credentials would
-    cross the network in clear text.
-
-    ``proxy`` is a proxy URL (``http://``, ``https://``, ``socks5://``...),
-    ``True`` to take it from the environment (``HTTPS_PROXY``, ``NO_PROXY``...;
-    never for loopback hosts), or ``None`` for a direct connection.
-
-    Raises :class:`ConnectError` (or :class:`InvalidURL`,
-    :class:`InsecureConnection`); never an anyio or OS error.
+    The caller bounds the time and checks ``protocol.handshake_exc``. Raises
+    what the stream raises (``OSError``, ``ssl.SSLError``, anyio's errors) or
+    :class:`NetworkError`; on any error the stream is closed.
     """
-    uri = parse_url(url)
-    loopback = is_loopback(uri.host)
-    via = proxy_for(uri, proxy, loopback=loopback)
-    if not uri.secure and not allow_insecure and not loopback:
-        raise InsecureConnection(
-            f"refusing plain ws:// to {uri.host}: credentials would travel unencrypted; "
-            "use wss:// or pass allow_insecure=True"
-        )
-    where = f"{uri.host}:{uri.port}"
-    protocol = ClientProtocol(uri, max_size=max_message_size, logger=websockets_logger)
-    request = protocol.connect()
-    if user_agent is not None:
-        request.headers["User-Agent"] = user_agent
-    protocol.send_request(request)
-    context: ssl_module.SSLContext | None = None
-    if uri.secure:
-        context = ssl if ssl is not None else ssl_module.create_default_context()
     stream: anyio.abc.ByteStream | None = None
-    websocket: BaseWebSocket
     try:
-        with anyio.fail_after(open_timeout):
-            if via is None and running_asyncio():
-                # The fast driver: no task or stream between socket and caller.
-                websocket = await open_asyncio_websocket(
-                    uri, protocol, ssl=context, close_timeout=close_timeout
-                )
-            else:
-                if via is not None:
-                    stream = await open_proxy_stream(via, uri)
-                    if context is not None:
-                        stream = await wrap_tls(stream, uri.host, context)
-                elif context is not None:
-                    stream = await anyio.connect_tcp(
-                        uri.host,
-                        uri.port,
-                        ssl_context=context,
-                        tls_hostname=uri.host,
-                        tls_standard_compatible=False,
-                    )
-                else:
-                    stream = await anyio.connect_tcp(uri.host, uri.port)
-                for data in protocol.data_to_send():
-                    await stream.send(data)
-                frames = await _read_handshake(protocol, stream)
-                websocket = WebSocket(protocol, stream, close_timeout=close_timeout, frames=frames)
-    except TimeoutError:
-        if stream is not None:
-            await anyio.aclose_forcefully(stream)
-        raise ConnectError(f"no WebSocket connection to {where} within {open_timeout} s") from None
-    except ssl_module.SSLError as exc:
-        if stream is not None:
-            await anyio.aclose_forcefully(stream)
-        detail = exc.reason or str(exc)
-        if isinstance(exc, ssl_module.SSLCertVerificationError) and exc.verify_message:
-            # Which check failed: "Hostname mismatch, ...", "unable to get local issuer ..."
-            detail = f"{detail}: {exc.verify_message}"
-        raise ConnectError(f"TLS handshake with {where} failed: {detail}") from exc
-    except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-        if stream is not None:
-            await anyio.aclose_forcefully(stream)
-        detail = str(exc) or type(exc).__name__
-        raise ConnectError(f"could not connect to {where}: {detail}") from exc
+        if proxy is not None:
+            stream = await open_proxy_stream(proxy, uri)
+            if ssl is not None:
+                stream = await wrap_tls(stream, uri.host, ssl)
+        elif ssl is not None:
+            stream = await anyio.connect_tcp(
+                uri.host,
+                uri.port,
+                ssl_context=ssl,
+                tls_hostname=uri.host,
+                tls_standard_compatible=False,
+            )
+        else:
+            stream = await anyio.connect_tcp(uri.host, uri.port)
+        for data in protocol.data_to_send():
+            await stream.send(data)
+        frames = await _read_handshake(protocol, stream)
     except BaseException:
         if stream is not None:
             await anyio.aclose_forcefully(stream)
         raise
-    failure = protocol.handshake_exc
-    if failure is not None:
-        await websocket.abort()
-        if isinstance(failure, InvalidStatus):
-            status = failure.response
-            raise ConnectError(
-                f"{where} refused the WebSocket upgrade: HTTP {status.status_code} "
-                f"{status.reason_phrase}"
-            ) from failure
-        raise ConnectError(f"WebSocket handshake with {where} failed: {failure}") from failure
-    return websocket
+    return StreamWebSocket(protocol, stream, close_timeout=close_timeout, frames=frames)
 
 
 async def _read_handshake(protocol: ClientProtocol, stream: anyio.abc.ByteStream) -> list[Any]:
@@ -481,10 +378,10 @@ async def _read_handshake(protocol: ClientProtocol, stream: anyio.abc.ByteStream
     """
     while True:
         try:
-            data = await stream.receive(_READ_SIZE)
+            data = await stream.receive(READ_SIZE)
         except anyio.EndOfStream:
             protocol.receive_eof()
-            raise ConnectError("the server closed the connection during the handshake") from None
+            raise NetworkError("the server closed the connection during the handshake") from None
         protocol.receive_data(data)
         events = protocol.events_received()
         if events:
@@ -492,44 +389,3 @@ async def _read_handshake(protocol: ClientProtocol, stream: anyio.abc.ByteStream
             return events[1:]
         if protocol.handshake_exc is not None:
             return []
-
-
-async def accept_websocket(
-    stream: anyio.abc.ByteStream,
-    *,
-    open_timeout: float = 10.0,
-    close_timeout: float = 5.0,
-    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-) -> WebSocket | None:
-    """The server side of the handshake on an accepted stream.
-
-    Returns ``None`` (and closes the stream) when the client does not complete
-    a valid handshake within ``open_timeout``.
-    """
-    protocol = ServerProtocol(max_size=max_message_size, logger=websockets_logger)
-    with anyio.move_on_after(open_timeout):
-        try:
-            while True:
-                data = await stream.receive(_READ_SIZE)
-                protocol.receive_data(data)
-                events = protocol.events_received()
-                if events or protocol.handshake_exc is not None:
-                    break  # a request, or not HTTP: no request will ever come
-            request = events[0] if events else None
-            if not isinstance(request, Request):
-                for out in protocol.data_to_send():  # websockets' 400 answer, if any
-                    if out:
-                        await stream.send(out)
-                await anyio.aclose_forcefully(stream)
-                return None
-            response = protocol.accept(request)
-            protocol.send_response(response)
-            for out in protocol.data_to_send():
-                if out:
-                    await stream.send(out)
-            if protocol.state is OPEN:
-                return WebSocket(protocol, stream, close_timeout=close_timeout, frames=events[1:])
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
-    await anyio.aclose_forcefully(stream)
-    return None

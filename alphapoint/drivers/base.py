@@ -1,12 +1,12 @@
 """What every WebSocket driver shares: messages out of frames, and why it ended.
 
 websockets' Sans-I/O ``Protocol`` parses and builds frames without doing any
-I/O; a driver moves its bytes. There are two drivers: one over an anyio byte
-stream (:mod:`alphapoint.transport`, for trio, proxies and the embedded
-gateway) and one on asyncio's protocol callbacks
-(:mod:`alphapoint.asyncio_transport`, for a direct connection under asyncio
-or uvloop). This base holds what does not depend on how bytes move: turning
-frames into messages, failing on bad UTF-8 or a broken frame, and the
+I/O; a driver moves its bytes. The drivers (:mod:`alphapoint.drivers`) are
+one over an anyio byte stream (:mod:`.anyio_stream`: trio, proxies, the
+embedded gateway) and one on asyncio's protocol callbacks
+(:mod:`.asyncio_protocol`: a direct connection under asyncio or uvloop). This
+base holds what does not depend on how bytes move, and imports neither loop:
+turning frames into messages, failing on bad UTF-8 or a broken frame, and the
 :class:`ConnectionClosed` that says why the connection ended.
 
 A driver delivers messages to its owner through :meth:`BaseWebSocket.run`:
@@ -28,21 +28,21 @@ per call.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
-from typing import Protocol as TypingProtocol
 
 from websockets.frames import Opcode
 from websockets.protocol import CLOSED, OPEN, Protocol
 
-from .errors import ConnectionClosed, ProtocolError
+from ..errors import ConnectionClosed, ProtocolError
+from .loop import EventLike, native_clock_and_event
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "BaseWebSocket",
     "EventLike",
     "OnAlarm",
@@ -51,55 +51,16 @@ __all__ = [
     "websockets_logger",
 ]
 
+#: The largest incoming message accepted, in bytes (APEX replies are small;
+#: large snapshots fit well under this).
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 2**20
+
 #: Handles one message where it was read; true asks for an ``OnWakeup`` call.
 OnMessage = Callable[[str | bytes], bool]
 #: Runs in the reader's task, after an ``OnMessage`` returned true.
 OnWakeup = Callable[[], None]
 #: Runs when the alarm rings, with the clock's time; returns when to ring next.
 OnAlarm = Callable[[float], Awaitable[float]]
-
-
-class EventLike(TypingProtocol):
-    """What a caller waits on: ``trio.Event``, or a one-shot future under asyncio."""
-
-    def set(self) -> None: ...
-    def is_set(self) -> bool: ...
-    def wait(self) -> Awaitable[object]: ...
-
-
-class _Signal(asyncio.Future[None]):
-    """What a call waits on: an ``asyncio.Event`` for one waiter, as a bare future.
-
-    A call's event is set once and waited on by its caller alone; a future
-    does that without the event's waiter list and the extra future per wait.
-    """
-
-    __slots__ = ()
-
-    def set(self) -> None:
-        if not self.done():
-            self.set_result(None)
-
-    def is_set(self) -> bool:
-        return self.done()
-
-    def wait(self) -> _Signal:
-        return self
-
-
-def _native_clock_and_event() -> tuple[Callable[[], float], Callable[[], EventLike]]:
-    """anyio's clock and a call's event, as the running event loop's own.
-
-    Through anyio each costs a lookup of the running library on every call;
-    the loop's own (``loop.time`` and a future, or trio's) do not.
-    """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # not asyncio: trio
-        import trio
-
-        return trio.current_time, trio.Event
-    return loop.time, _Signal
 
 
 class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -131,7 +92,7 @@ class BaseWebSocket(ABC):
         self._lost: str | None = None
         #: anyio's clock (``anyio.current_time()``), and a maker of the event a
         #: call waits on (set from ``on_message``), read the cheapest way.
-        self.clock, self.new_event = _native_clock_and_event()
+        self.clock, self.new_event = native_clock_and_event()
         #: The clock when bytes last arrived (for keepalive).
         self.last_received = self.clock()
         #: When ``run()`` calls its ``on_alarm`` next (see :meth:`set_alarm`).

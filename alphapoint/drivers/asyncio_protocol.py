@@ -1,6 +1,6 @@
 """A client WebSocket on asyncio's protocol callbacks (asyncio and uvloop).
 
-The anyio driver (:mod:`alphapoint.transport`) reads in a task: every reply
+The anyio stream driver (:mod:`.anyio_stream`) reads in a task: every reply
 then crosses from the socket to the reader task and from the reader task to
 the caller, and anyio's stream adds a checkpoint per write and a pause and
 resume of reading per read. Here the event loop hands bytes to
@@ -11,7 +11,7 @@ call round trip with one task switch instead of three (docs/performance.md).
 
 Used for direct connections when the running loop is asyncio's (or uvloop);
 trio and connections through a proxy use the anyio driver. Both keep the rules
-of :mod:`alphapoint.transport`: whatever the protocol queues is written after
+of :mod:`.anyio_stream`: whatever the protocol queues is written after
 every read, a TLS connection is closed rather than half-closed, and the wait
 for the peer's half of a closing handshake is bounded.
 """
@@ -28,19 +28,10 @@ from websockets.client import ClientProtocol
 from websockets.protocol import CLOSED, OPEN
 from websockets.uri import WebSocketURI
 
-from .errors import ConnectError
-from .websocket import BaseWebSocket, OnAlarm, OnMessage, OnWakeup
+from ..errors import NetworkError
+from .base import BaseWebSocket, OnAlarm, OnMessage, OnWakeup
 
-__all__ = ["AsyncioWebSocket", "open_asyncio_websocket", "running_asyncio"]
-
-
-def running_asyncio() -> bool:
-    """Whether the current task runs on an asyncio event loop (asyncio's or uvloop's)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return asyncio.current_task() is not None
+__all__ = ["AsyncioWebSocket", "open_asyncio_websocket"]
 
 
 class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
@@ -104,7 +95,7 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
             self._close_timer.cancel()
         if not self._handshake.done():
             self._handshake.set_exception(
-                ConnectError("the server closed the connection during the handshake")
+                NetworkError("the server closed the connection during the handshake")
             )
         self._set_drained()
         self._deliver_messages()
@@ -289,7 +280,7 @@ async def open_asyncio_websocket(
 
     The caller bounds the time and checks ``protocol.handshake_exc``. Raises
     what ``loop.create_connection`` raises (``OSError``, ``ssl.SSLError``) or
-    :class:`ConnectError`; on any error the connection is closed.
+    :class:`NetworkError`; on any error the connection is closed.
     """
     loop = asyncio.get_running_loop()
     websocket = AsyncioWebSocket(protocol, close_timeout=close_timeout)

@@ -1,0 +1,133 @@
+"""The one place that chooses a driver and opens a client WebSocket with it.
+
+``driver="auto"`` takes the asyncio protocol driver for a direct connection
+under asyncio or uvloop (a reply wakes its caller straight from the socket),
+and the anyio stream driver otherwise (trio, proxies). Errors of the socket,
+TLS and the handshake are mapped here, at the boundary, to
+:class:`ConnectError` and its subclasses: nothing from anyio, ssl or the OS
+leaves this module.
+"""
+
+from __future__ import annotations
+
+import ssl as ssl_module
+from typing import Literal
+
+import anyio
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidStatus
+
+from ..errors import CertificateError, HandshakeRefused, NetworkError, UsageError
+from ..proxy import proxy_for
+from ..urls import check_secure, is_loopback, parse_url
+from .anyio_stream import open_stream_websocket
+from .asyncio_protocol import open_asyncio_websocket
+from .base import DEFAULT_MAX_MESSAGE_SIZE, BaseWebSocket, websockets_logger
+from .loop import current_loop
+
+__all__ = ["DRIVERS", "Driver", "open_websocket"]
+
+#: ``"auto"``; ``"asyncio"``, asyncio's protocol callbacks (asyncio and
+#: uvloop, direct connections); ``"anyio"``, anyio byte streams (any loop,
+#: proxies).
+Driver = Literal["auto", "asyncio", "anyio"]
+DRIVERS: tuple[Driver, ...] = ("auto", "asyncio", "anyio")
+
+#: What ``"auto"`` takes under asyncio for a direct connection. The test suite
+#: runs once with each; users choose with ``driver=``.
+auto_on_asyncio: Driver = "asyncio"
+
+
+def _resolve(driver: Driver, *, proxied: bool) -> Driver:
+    if driver not in DRIVERS:
+        raise UsageError(f"driver must be one of {', '.join(DRIVERS)}, not {driver!r}")
+    loop = current_loop()
+    if driver == "auto":
+        driver = auto_on_asyncio if loop == "asyncio" and not proxied else "anyio"
+    if driver == "asyncio":
+        if loop != "asyncio":
+            raise UsageError("driver='asyncio' needs an asyncio event loop (this is trio)")
+        if proxied:
+            raise UsageError("driver='asyncio' connects directly; a proxy needs driver='anyio'")
+    return driver
+
+
+async def open_websocket(
+    url: str,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    open_timeout: float = 10.0,
+    close_timeout: float = 5.0,
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    allow_insecure: bool = False,
+    proxy: str | bool | None = None,
+    user_agent: str | None = None,
+    driver: Driver = "auto",
+) -> BaseWebSocket:
+    """Connect to ``url`` and complete the WebSocket handshake within ``open_timeout``.
+
+    ``wss://`` verifies the certificate and host name with the system's CAs
+    unless ``ssl`` gives another context. Plain ``ws://`` is refused for a host
+    that is not loopback unless ``allow_insecure`` is true: credentials would
+    cross the network in clear text.
+
+    ``proxy`` is a proxy URL (``http://``, ``https://``, ``socks5://``...),
+    ``True`` to take it from the environment (``HTTPS_PROXY``, ``NO_PROXY``...;
+    never for loopback hosts), or ``None`` for a direct connection.
+
+    Raises :class:`NetworkError`, :class:`CertificateError`,
+    :class:`HandshakeRefused` (all :class:`ConnectError`), or
+    :class:`InvalidURL`, :class:`InsecureConnection`; never an anyio or OS error.
+    """
+    uri = parse_url(url)
+    via = proxy_for(uri, proxy, loopback=is_loopback(uri.host))
+    check_secure(uri, allow_insecure=allow_insecure)
+    chosen = _resolve(driver, proxied=via is not None)
+    where = f"{uri.host}:{uri.port}"
+    protocol = ClientProtocol(uri, max_size=max_message_size, logger=websockets_logger)
+    request = protocol.connect()
+    if user_agent is not None:
+        request.headers["User-Agent"] = user_agent
+    protocol.send_request(request)
+    context: ssl_module.SSLContext | None = None
+    if uri.secure:
+        context = ssl if ssl is not None else ssl_module.create_default_context()
+    websocket: BaseWebSocket
+    try:
+        with anyio.fail_after(open_timeout):
+            if chosen == "asyncio":
+                websocket = await open_asyncio_websocket(
+                    uri, protocol, ssl=context, close_timeout=close_timeout
+                )
+            else:
+                websocket = await open_stream_websocket(
+                    uri, protocol, ssl=context, proxy=via, close_timeout=close_timeout
+                )
+    except TimeoutError:
+        raise NetworkError(f"no WebSocket connection to {where} within {open_timeout} s") from None
+    except ssl_module.SSLCertVerificationError as exc:
+        detail = exc.reason or str(exc)
+        if exc.verify_message:
+            # Which check failed: "Hostname mismatch, ...", "unable to get local issuer ..."
+            detail = f"{detail}: {exc.verify_message}"
+        raise CertificateError(f"TLS handshake with {where} failed: {detail}") from exc
+    except ssl_module.SSLError as exc:
+        detail = exc.reason or str(exc)
+        raise NetworkError(f"TLS handshake with {where} failed: {detail}") from exc
+    except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+        detail = str(exc) or type(exc).__name__
+        raise NetworkError(f"could not connect to {where}: {detail}") from exc
+    failure = protocol.handshake_exc
+    if failure is not None:
+        await websocket.abort()
+        if isinstance(failure, InvalidStatus):
+            status = failure.response
+            raise HandshakeRefused(
+                f"{where} refused the WebSocket upgrade: HTTP {status.status_code} "
+                f"{status.reason_phrase}",
+                status=status.status_code,
+            ) from failure
+        raise HandshakeRefused(
+            f"WebSocket handshake with {where} failed: {failure}", status=None
+        ) from failure
+    return websocket
