@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import attrs
 
+from .errors import UsageError
 from .signing import default_nonces, sign
 
 __all__ = ["ApiKeyCredentials", "Credentials", "PasswordCredentials"]
@@ -22,7 +23,7 @@ def _mask(value: str) -> str:
 
 def _user_id(value: str | int) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise TypeError("user_id must be a string (or an int)")
+        raise UsageError("user_id must be a string (or an int)")
     return str(value)
 
 

@@ -23,7 +23,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from .errors import DecodeError
-from .frame import _json_type
+from .frame import json_type
 from .models import AuthenticateResult, User
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -41,7 +41,7 @@ def fold_key(key: str) -> str:
 
 def _a(value: object) -> str:
     """``"a string"``, ``"an array"``: the JSON type of ``value`` with its article."""
-    name = _json_type(value)
+    name = json_type(value)
     return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 

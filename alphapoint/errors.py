@@ -75,16 +75,20 @@ class AlphaPointError(Exception):
 # -- the caller's mistakes ---------------------------------------------------
 
 
-class UsageError(AlphaPointError, ValueError):
+class UsageError(AlphaPointError, ValueError, TypeError):
     """The caller asked for something that cannot work: a mistake in the code
-    that uses the library, not a failure of the gateway. Never retryable."""
+    that uses the library, not a failure of the gateway. Never retryable.
+
+    Also a ``ValueError`` and a ``TypeError``, so code that catches the builtin
+    for a bad argument keeps working.
+    """
 
 
 class InvalidURL(UsageError):
     """The URL is not a ``ws://`` or ``wss://`` URL."""
 
 
-class InvalidPayload(UsageError, TypeError):
+class InvalidPayload(UsageError):
     """A request payload that cannot be sent: not JSON-serialisable."""
 
 

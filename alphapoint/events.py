@@ -5,27 +5,37 @@ blocks on a slow consumer: when a stream is full, it ends with
 :class:`EventOverflow` after the consumer has read the events it did get, so a
 gap is never silent and memory stays bounded.
 
-A :class:`Subscription` also sends its ``m=2`` request, is sent again after
-every reconnect and re-login, and unsubscribes when the block ends.
+A stream knows only its owner (:class:`StreamOwner`, the session's
+:class:`~alphapoint.hub.EventHub`), which routes events to it. A
+:class:`Subscription` also sends its subscribe request through the function it
+is given, is sent again after every reconnect and re-login, and unsubscribes
+when the block ends. :class:`StateChanges` streams a session's states the
+same way.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 
-from .errors import AlphaPointError, EventOverflow
+from .errors import AlphaPointError, EventOverflow, UsageError
 from .models import Event
+from .state import SessionState
 
-if TYPE_CHECKING:
-    from .session import Session
-
-__all__ = ["KNOWN_SUBSCRIPTIONS", "EventStream", "Inbox", "Subscription"]
+__all__ = [
+    "KNOWN_SUBSCRIPTIONS",
+    "EventStream",
+    "Inbox",
+    "StateChanges",
+    "StreamOwner",
+    "Subscription",
+    "instrument_key",
+]
 
 T = TypeVar("T")
 
@@ -99,6 +109,21 @@ class Inbox(Generic[T]):
             self._waiter = None
 
 
+class StreamOwner(Protocol):
+    """What a stream needs of the one that feeds it: to be let in, and let go."""
+
+    def attach(self, stream: EventStream) -> None:
+        """Start routing events to ``stream``; raises once the session has ended."""
+
+    def detach(self, stream: EventStream) -> None:
+        """Stop routing events to ``stream``."""
+
+
+def instrument_key(payload: Mapping[str, Any]) -> Any:
+    """The instrument a subscription's payload names, by which its events are routed."""
+    return payload.get("InstrumentId")
+
+
 class EventStream:
     """Events from one session for one consumer; made by :meth:`Session.events`.
 
@@ -107,23 +132,29 @@ class EventStream:
 
     def __init__(
         self,
-        session: Session,
+        owner: StreamOwner,
         functions: frozenset[str],
         buffer: int,
         match: Callable[[Event], bool] | None = None,
+        *,
+        instrument: Any = None,
     ) -> None:
         if buffer < 1:
-            raise ValueError("buffer must be at least 1")
-        self._session = session
-        self._functions = functions
-        self._match = match
+            raise UsageError("buffer must be at least 1")
+        self._owner = owner
+        #: The event names this stream takes (every event if empty).
+        self.functions = functions
+        #: The user's own filter, if any.
+        self.match = match
+        #: The instrument this stream takes (``None``: every instrument).
+        self.instrument = instrument
         self._buffer = buffer
         self._inbox: Inbox[Event] = Inbox()
         self._dropped = 0
         self._entered = False
 
     async def __aenter__(self) -> EventStream:
-        self._session._attach(self)
+        self._owner.attach(self)
         self._entered = True
         return self
 
@@ -141,19 +172,13 @@ class EventStream:
 
     async def __anext__(self) -> Event:
         if not self._entered:
-            raise RuntimeError("enter the event stream with `async with` before iterating it")
+            raise UsageError("enter the event stream with `async with` before iterating it")
         return await self._inbox.get()
 
     @property
     def dropped(self) -> int:
         """Events lost because this consumer fell behind."""
         return self._dropped
-
-    def wants(self, event: Event) -> bool:
-        """Whether this stream takes ``event``."""
-        if self._functions and event.function not in self._functions:
-            return False
-        return self._match is None or self._match(event)
 
     def offer(self, event: Event) -> None:
         """Queue ``event`` (called by the session's reader, never blocks)."""
@@ -173,12 +198,12 @@ class EventStream:
     def end(self, error: AlphaPointError | None) -> None:
         """No more events: iteration ends after the queued ones, raising ``error`` if given."""
         if not self._inbox.closed:
-            self._session._detach(self)
+            self._owner.detach(self)
             self._inbox.close(error)
 
 
 class Subscription(EventStream):
-    """A gateway subscription (``m=2``) and the events it starts; see :meth:`Session.subscribe`.
+    """A gateway subscription and the events it starts; see :meth:`Session.subscribe`.
 
     ``snapshot`` is the subscribe call's reply (the order book, the last
     trades...), refreshed each time the subscription is sent again after a
@@ -187,7 +212,7 @@ class Subscription(EventStream):
 
     def __init__(
         self,
-        session: Session,
+        owner: StreamOwner,
         function: str,
         payload: Mapping[str, Any],
         *,
@@ -195,21 +220,29 @@ class Subscription(EventStream):
         unsubscribe: str | None,
         buffer: int,
         match: Callable[[Event], bool] | None,
+        send: Callable[[Subscription], Awaitable[None]],
+        cancel: Callable[[Subscription], Awaitable[None]],
     ) -> None:
-        super().__init__(session, events, buffer, match)
+        payload = dict(payload)
+        # The known subscriptions' events are routed by instrument, unless the
+        # user filters them with a match of their own.
+        instrument = instrument_key(payload) if match is None else None
+        super().__init__(owner, events, buffer, match, instrument=instrument)
         self.function = function
-        self.payload = dict(payload)
+        self.payload = payload
         self.unsubscribe_function = unsubscribe
         self.snapshot: Any = None
         self.resubscribed = 0
+        self._send = send
+        self._cancel = cancel
 
     async def __aenter__(self) -> Subscription:
-        self._session._attach(self)
+        self._owner.attach(self)
         self._entered = True
         try:
-            await self._session._send_subscription(self)
+            await self._send(self)
         except BaseException:
-            self._session._detach(self)
+            self._owner.detach(self)
             raise
         return self
 
@@ -220,21 +253,52 @@ class Subscription(EventStream):
         tb: TracebackType | None,
     ) -> None:
         self.end(None)
-        if self.unsubscribe_function is not None and self._session.is_open:
+        if self.unsubscribe_function is not None:
             # Best effort: the block is over whether or not the gateway hears it.
             with contextlib.suppress(AlphaPointError), anyio.CancelScope(shield=True):
-                await self._session._send_unsubscribe(self)
+                await self._cancel(self)
 
 
-def instrument_matcher(payload: Mapping[str, Any]) -> Callable[[Event], bool] | None:
-    """For a subscription naming an ``InstrumentId``: only that instrument's events."""
-    instrument = payload.get("InstrumentId")
-    if instrument is None:
-        return None
+class StateChanges:
+    """The states a session enters, as an async iterator; see :meth:`Session.state_changes`."""
 
-    def match(event: Event) -> bool:
-        # Array-shaped updates (Level2, Trades) carry no named id: keep them.
-        data = event.payload
-        return not isinstance(data, dict) or data.get("InstrumentId", instrument) == instrument
+    def __init__(self, owner: StateOwner, buffer: int) -> None:
+        self._owner = owner
+        # A slow reader loses the oldest states, never the latest.
+        self._inbox: Inbox[SessionState] = Inbox(maxlen=buffer)
 
-    return match
+    async def __aenter__(self) -> StateChanges:
+        self._owner.watch(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._owner.unwatch(self)
+
+    def __aiter__(self) -> StateChanges:
+        return self
+
+    async def __anext__(self) -> SessionState:
+        return await self._inbox.get()
+
+    def offer(self, state: SessionState) -> None:
+        """Queue ``state`` (never blocks; the oldest is lost when full)."""
+        self._inbox.put(state)
+
+    def end(self) -> None:
+        """The session has ended: iteration stops after the queued states."""
+        self._inbox.close()
+
+
+class StateOwner(Protocol):
+    """What a :class:`StateChanges` needs of the one that feeds it."""
+
+    def watch(self, changes: StateChanges) -> None:
+        """Start offering states to ``changes`` (ended at once if the session has)."""
+
+    def unwatch(self, changes: StateChanges) -> None:
+        """Stop offering states to ``changes``."""

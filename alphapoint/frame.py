@@ -15,7 +15,7 @@ import attrs
 
 from .errors import FrameError, InvalidPayload
 
-__all__ = ["Frame", "MessageType", "decode_frame", "encode_frame"]
+__all__ = ["Frame", "MessageType", "decode_frame", "encode_frame", "json_type"]
 
 
 class MessageType(enum.IntEnum):
@@ -91,22 +91,22 @@ def decode_frame(message: str | bytes) -> Frame:
     except (ValueError, RecursionError):
         raise FrameError(f"frame is not JSON ({len(message)} characters)") from None
     if not isinstance(outer, dict):
-        raise FrameError(f"frame is a JSON {_json_type(outer)}, not an object")
+        raise FrameError(f"frame is a JSON {json_type(outer)}, not an object")
     try:
         m, i, n, o = outer["m"], outer["i"], outer["n"], outer["o"]
     except KeyError as exc:
         raise FrameError(f"frame has no {exc.args[0]!r} key") from None
     if type(m) is not int:
-        raise FrameError(f"frame key 'm' is a JSON {_json_type(m)}, not an integer")
+        raise FrameError(f"frame key 'm' is a JSON {json_type(m)}, not an integer")
     message_type = _TYPES.get(m)
     if message_type is None:
         raise FrameError(f"frame has unknown message type m={m}")
     if type(i) is not int:
-        raise FrameError(f"frame key 'i' is a JSON {_json_type(i)}, not an integer")
+        raise FrameError(f"frame key 'i' is a JSON {json_type(i)}, not an integer")
     if not isinstance(n, str):
-        raise FrameError(f"frame key 'n' is a JSON {_json_type(n)}, not a string")
+        raise FrameError(f"frame key 'n' is a JSON {json_type(n)}, not a string")
     if not isinstance(o, str):
-        raise FrameError(f"frame key 'o' of {n!r} is a JSON {_json_type(o)}, not a string")
+        raise FrameError(f"frame key 'o' of {n!r} is a JSON {json_type(o)}, not a string")
     try:
         payload = _loads(o)
     except (ValueError, RecursionError):
@@ -116,7 +116,7 @@ def decode_frame(message: str | bytes) -> Frame:
     return Frame(message_type, i, n, payload)
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
     """The JSON name of a decoded value's type, for error messages."""
     if value is None:
         return "null"

@@ -7,6 +7,11 @@ reconnect task that reconnects with backoff, resumes the login with the
 session token (or logs in again), re-sends every live subscription, and only
 then lets waiting calls through.
 
+The session is put together from parts that each keep one thing: its state
+(:mod:`.state`, every legal move in one table), its login (:mod:`.login`), its
+streams (:mod:`.hub`), and what replies mean (:mod:`.apex`). This module is
+what ties them to connections.
+
 Calls are never re-sent after a drop: one in flight fails at once with the
 retryable :class:`ConnectionClosed`, since the gateway may have acted on it
 (orders are not idempotent). The only exception is a call refused with code
@@ -17,8 +22,7 @@ did not act on it, so it is sent once more after the re-login.
 from __future__ import annotations
 
 import contextlib
-import enum
-import inspect
+import functools
 import logging
 import math
 import ssl as ssl_module
@@ -30,60 +34,36 @@ import anyio
 import anyio.abc
 import attrs
 
+from .apex import check_reply, refused_as_not_logged_in
 from .connection import Connection
 from .credentials import Credentials
-from .decoding import decode_authenticate_result
 from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver, open_websocket
 from .errors import (
-    AccountLocked,
     AlphaPointError,
     AuthenticationError,
-    AuthenticationRejected,
     ConnectionClosed,
-    NotAuthorized,
     RequestError,
     RequestTimeout,
     SessionClosed,
-    TwoFactorRequired,
+    UsageError,
 )
-from .events import KNOWN_SUBSCRIPTIONS, EventStream, Inbox, Subscription, instrument_matcher
+from .events import KNOWN_SUBSCRIPTIONS, EventStream, StateChanges, Subscription
 from .frame import Frame, MessageType
+from .hub import EventHub
+from .login import Call, Login, TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
 from .policies import Backoff, Keepalive, is_retryable
+from .state import SessionState, StateMachine, Trigger
 from .urls import without_user_info
 
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "Session",
-    "SessionState",
-    "StateChanges",
-    "TwoFactor",
-    "connect",
-]
+__all__ = ["DEFAULT_TIMEOUT", "Session", "SessionState", "StateChanges", "TwoFactor", "connect"]
 
 logger = logging.getLogger("alphapoint.session")
 
 #: Seconds a call waits for its reply unless told otherwise.
 DEFAULT_TIMEOUT: Final = 10.0
 
-#: A two-factor code, or something that produces one (``Totp(secret)``, a
-#: function that asks a human, an async function that reads a vault). Only a
-#: provider can log in again unattended after a reconnect.
-TwoFactor = str | Callable[[], "str | Awaitable[str]"]
-
 _USE_DEFAULT: Any = object()
-_OPERATION_IN_PROCESS = 107
-
-
-class SessionState(enum.Enum):
-    """Where a session is in its life; see :meth:`Session.state_changes`."""
-
-    CONNECTING = "connecting"  #: opening the first connection
-    AUTHENTICATING = "authenticating"  #: logging in (or resuming) on a connection
-    CONNECTED = "connected"  #: open, not logged in (no credentials, or before login())
-    AUTHENTICATED = "authenticated"  #: logged in: calls go through
-    RECONNECTING = "reconnecting"  #: the connection dropped; waiting or reconnecting
-    CLOSED = "closed"  #: finished, by the user or after giving up
 
 
 @attrs.frozen
@@ -111,11 +91,9 @@ class Session:
         *,
         options: _Options,
         timeout: float | None,
-        credentials: Credentials | None,
-        two_factor: TwoFactor | None,
+        login: Login,
         reconnect: Backoff | None,
         keepalive: Keepalive | None,
-        resume: bool,
         logout_on_close: bool,
         retryable: Callable[[BaseException], bool],
         event_buffer: int,
@@ -126,41 +104,35 @@ class Session:
         self._url = without_user_info(url)
         self._options = options
         self._timeout = timeout
-        self._credentials = credentials
-        self._two_factor = two_factor
+        self._login = login
         self._reconnect = reconnect
         self._keepalive = keepalive
-        self._resume = resume
         self._logout_on_close = logout_on_close
         self._retryable = retryable
         self._event_buffer = event_buffer
         self._on_state_change = on_state_change
-        self._state = SessionState.CONNECTING
-        self._state_streams: list[StateChanges] = []
+        self._machine = StateMachine()
+        self._hub = EventHub()
+        #: Set while calls may go through (CONNECTED, AUTHENTICATED) and once CLOSED.
+        self._ready = anyio.Event()
+        #: Why the session is CLOSED, once it is.
+        self._terminal: BaseException | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         #: How many of the session's tasks have been started and not yet ended.
         self._running = 0
+        #: The newest connection: being set up, or installed.
         self._conn: Connection | None = None
-        #: The connection calls went through last, until it drops: its drop starts a reconnect.
+        #: The connection calls go through, until it drops: its drop starts a reconnect.
         self._installed: Connection | None = None
         self._connections = 0
         #: Reconnect attempts since the last connection that lasted (sets the delay).
         self._attempt = 0
         self._up_since = 0.0
-        self._ready = anyio.Event()
-        self._terminal: BaseException | None = None
-        self._closing = False
-        self._relogging = False
         #: How many times the session found its login gone (LogoutEvent, code 20).
         self._relogins = 0
-        self._streams: list[EventStream] = []
-        self._result: AuthenticateResult | None = None
-        #: The last login's result, which a resume on a new connection carries over.
-        self._login: AuthenticateResult | None = None
-        self._session_token: str | None = None
 
     def __repr__(self) -> str:
-        return f"<Session {self._url} {self._state.value}>"
+        return f"<Session {self._url} {self.state.value}>"
 
     # -- state ----------------------------------------------------------------
 
@@ -172,22 +144,23 @@ class Session:
     @property
     def state(self) -> SessionState:
         """Where the session is now."""
-        return self._state
+        return self._machine.state
 
     @property
     def is_open(self) -> bool:
         """Whether calls can still be made (now, or once reconnected)."""
-        return self._terminal is None and not self._closing
+        return self._machine.open
 
     @property
     def authenticated(self) -> bool:
         """Whether the session is logged in on its current connection."""
-        return self._result is not None and self._result.status is AuthStatus.AUTHENTICATED
+        return self._machine.state is SessionState.AUTHENTICATED
 
     @property
     def user(self) -> User | None:
         """The logged-in user, as AuthenticateUser described it."""
-        return self._result.user if self.authenticated and self._result else None
+        result = self._login.result
+        return result.user if self.authenticated and result is not None else None
 
     @property
     def connection_number(self) -> int:
@@ -206,15 +179,21 @@ class Session:
         changes: ...`` is the pattern for code that handles each connection
         itself (say, re-reading balances after every reconnect).
         """
-        return StateChanges(self, buffer)
+        return StateChanges(self._hub, buffer)
 
-    def _set_state(self, state: SessionState) -> None:
-        if state is self._state:
+    def _fire(self, trigger: Trigger) -> None:
+        """Move the state machine, and act on a change of state."""
+        machine = self._machine
+        before = machine.state
+        state = machine.fire(trigger)
+        if state is before:
             return
-        self._state = state
+        if machine.accepts_calls or state is SessionState.CLOSED:
+            self._ready.set()
+        elif self._ready.is_set():
+            self._ready = anyio.Event()
         logger.info("session %s is %s", self._url, state.value)
-        for stream in tuple(self._state_streams):
-            stream._offer(state)
+        self._hub.publish_state(state)
         if self._on_state_change is not None:
             try:
                 self._on_state_change(state)
@@ -240,8 +219,7 @@ class Session:
         or with an ``m=5`` error frame; :class:`RequestTimeout`;
         :class:`ConnectionClosed` if the connection drops first.
         """
-        frame = await self.request(function, payload, timeout=timeout)
-        return _check_reply(frame)
+        return check_reply(await self.request(function, payload, timeout=timeout))
 
     async def request(
         self,
@@ -268,7 +246,12 @@ class Session:
         frame = await conn.request(
             message_type, function, payload, deadline=deadline, timeout=timeout
         )
-        if not self._refused_after_logout(conn, frame, sent_logged_in):
+        if not (
+            sent_logged_in
+            and self._login.credentials is not None
+            and conn is self._installed
+            and refused_as_not_logged_in(frame)
+        ):
             return frame
         # Refused, not acted on: send it once more after the re-login
         # (one re-login for every call refused at once: the first starts it).
@@ -280,21 +263,18 @@ class Session:
         )
 
     def _ready_now(self) -> Connection | None:
-        """The current connection if calls may go through it now."""
-        # Invariant: ``_ready`` is set only while ``_conn`` is open (a closing
-        # connection clears it at once, see ``_connection_closed``) or once the
-        # session has ended.
-        if self._terminal is None and self._ready.is_set():
-            conn = self._conn
+        """The installed connection if calls may go through it now."""
+        if self._machine.accepts_calls:
+            conn = self._installed
             assert conn is not None
-            assert conn.is_open
+            assert conn.is_open  # a drop moves the state at once
             return conn
         return None
 
     async def _wait_ready(
         self, function: str, timeout: float | None, deadline: float
     ) -> Connection:
-        """The current connection, once it is usable, by ``deadline``.
+        """The installed connection, once calls may go through it, by ``deadline``.
 
         Raises :class:`RequestTimeout` when the session is not ready in time
         and the session's error once it has ended.
@@ -314,33 +294,43 @@ class Session:
         return conn
 
     def _terminal_error(self) -> ConnectionClosed:
-        terminal = self._terminal
-        if isinstance(terminal, ConnectionClosed):
-            return terminal.copy()
-        error = SessionClosed(f"the session has ended: {terminal}")
-        error.__cause__ = terminal
-        return error
+        return _ended_error(self._terminal)
 
-    async def _call_on(
+    def _call_on(
         self,
         conn: Connection,
-        function: str,
-        payload: Mapping[str, Any] | list[Any] | None,
         *,
         message_type: MessageType = MessageType.REQUEST,
         timeout: float | None = _USE_DEFAULT,
-    ) -> Any:
-        """A checked call on one given connection (login, resubscribe, logout),
-        whether or not calls may go through it yet."""
+    ) -> Call:
+        """A checked call on ``conn``, whether or not calls may go through it yet
+        (login, resubscribe, unsubscribe, logout)."""
         if timeout is _USE_DEFAULT:
             timeout = self._timeout
-        deadline = math.inf if timeout is None else conn.clock() + timeout
-        frame = await conn.request(
-            message_type, function, payload, deadline=deadline, timeout=timeout
-        )
-        return _check_reply(frame)
+
+        async def call(function: str, payload: Any) -> Any:
+            deadline = math.inf if timeout is None else conn.clock() + timeout
+            frame = await conn.request(
+                message_type, function, payload, deadline=deadline, timeout=timeout
+            )
+            return check_reply(frame)
+
+        return call
 
     # -- authentication ------------------------------------------------------
+
+    def _user_call(self, timeout: float | None) -> Call:
+        return lambda function, payload: self.call(function, payload, timeout=timeout)
+
+    def _user_step(self, result: AuthenticateResult) -> AuthenticateResult:
+        """The user's own authentication step on the ready connection: logged in by it,
+        or out (a refused login ends the one before)."""
+        if self._machine.accepts_calls:
+            if result.status is AuthStatus.AUTHENTICATED:
+                self._fire(Trigger.LOGGED_IN)
+            elif result.status is not AuthStatus.TWO_FACTOR_REQUIRED and self.authenticated:
+                self._fire(Trigger.LOGGED_OUT)
+        return result
 
     async def authenticate(
         self, credentials: Credentials, *, timeout: float | None = _USE_DEFAULT
@@ -351,19 +341,14 @@ class Session:
         raises only for transport, protocol and timeout failures. API-key
         credentials are signed with a fresh nonce on every call.
         """
-        reply = await self.call(
-            "AuthenticateUser", credentials.authenticate_payload(), timeout=timeout
-        )
-        return self._record(decode_authenticate_result(reply, function="AuthenticateUser"))
+        result = await self._login.authenticate(self._user_call(timeout), credentials)
+        return self._user_step(result)
 
     async def authenticate_2fa(
         self, code: str, *, timeout: float | None = _USE_DEFAULT
     ) -> AuthenticateResult:
         """Send Authenticate2FA with ``code`` and return the decoded reply."""
-        if not isinstance(code, str):
-            raise TypeError("a two-factor code must be a string")
-        reply = await self.call("Authenticate2FA", {"Code": code}, timeout=timeout)
-        return self._record(decode_authenticate_result(reply, function="Authenticate2FA"))
+        return self._user_step(await self._login.authenticate_2fa(self._user_call(timeout), code))
 
     async def login(
         self,
@@ -379,47 +364,14 @@ class Session:
         :class:`AuthenticationRejected`, :class:`AccountLocked` or
         :class:`TwoFactorRequired` (each carrying the result) otherwise.
         """
-        result = await self._login_steps(
-            lambda function, payload: self.call(function, payload, timeout=timeout),
-            credentials,
-            two_factor,
-        )
-        self._credentials, self._two_factor = credentials, two_factor
-        return result
-
-    async def _login_steps(
-        self,
-        call: Callable[[str, Any], Awaitable[Any]],
-        credentials: Credentials,
-        two_factor: TwoFactor | None,
-    ) -> AuthenticateResult:
-        """AuthenticateUser, then Authenticate2FA if asked, through ``call``."""
-        reply = await call("AuthenticateUser", credentials.authenticate_payload())
-        result = self._record(decode_authenticate_result(reply, function="AuthenticateUser"))
-        status = result.status
-        if status is AuthStatus.AUTHENTICATED:
-            return result
-        if status is AuthStatus.LOCKED:
-            raise AccountLocked(result)
-        if status is AuthStatus.REJECTED:
-            raise AuthenticationRejected(result)
-        if two_factor is None:
-            raise TwoFactorRequired(result)
-        code = await _two_factor_code(two_factor)
-        reply = await call("Authenticate2FA", {"Code": code})
-        second = self._record(decode_authenticate_result(reply, function="Authenticate2FA"))
-        if second.status is AuthStatus.LOCKED:
-            raise AccountLocked(second)
-        if second.status is not AuthStatus.AUTHENTICATED:
-            raise TwoFactorRequired(second, message="The two-factor code was not accepted.")
-        merged = attrs.evolve(
-            result,
-            authenticated=True,
-            requires_2fa=False,
-            session_token=second.session_token or result.session_token,
-            user_id=second.user_id,
-        )
-        return self._record(merged)
+        login = self._login
+        try:
+            result = await login.log_in(self._user_call(timeout), credentials, two_factor)
+        except AuthenticationError as exc:
+            self._user_step(exc.result)
+            raise
+        login.credentials, login.two_factor = credentials, two_factor
+        return self._user_step(result)
 
     async def logout(self, *, timeout: float | None = _USE_DEFAULT) -> None:
         """Send LogOut: the gateway forgets the login and its session token.
@@ -427,79 +379,25 @@ class Session:
         The session stays connected, and will not log in again by itself.
         """
         await self.call("LogOut", timeout=timeout)
-        self._result = None
-        self._login = None
-        self._session_token = None
-        self._credentials = None
-        self._set_state(SessionState.CONNECTED)
-
-    def _record(self, result: AuthenticateResult) -> AuthenticateResult:
-        """Remember the outcome of an authentication step on this connection."""
-        if result.status is AuthStatus.AUTHENTICATED:
-            self._result = self._login = result
-            self._session_token = result.session_token or self._session_token
-            if self._state is not SessionState.AUTHENTICATING:
-                self._set_state(SessionState.AUTHENTICATED)
-        elif result.status is not AuthStatus.TWO_FACTOR_REQUIRED or self._result is None:
-            self._result = result
-        return result
-
-    async def _authenticate_connection(self, conn: Connection) -> None:
-        """Log a new connection in: resume with the session token, else the credentials."""
-        token = self._session_token if self._resume else None
-        if token is not None:
-            try:
-                reply = await self._call_on(conn, "WebAuthenticateUser", {"SessionToken": token})
-                resumed = decode_authenticate_result(reply, function="WebAuthenticateUser")
-            except RequestError:
-                resumed = None
-            if resumed is not None and resumed.status is AuthStatus.AUTHENTICATED:
-                # WebAuthenticateUser names no user: keep what the login said.
-                previous = self._result or self._login or resumed
-                self._record(attrs.evolve(previous, session_token=resumed.session_token or token))
-                logger.info("session %s resumed with its session token", self._url)
-                return
-            logger.info("session token refused by %s; logging in again", self._url)
-            self._session_token = None
-        self._result = None
-        if self._credentials is not None:
-            credentials = self._credentials
-            await self._login_steps(
-                lambda function, payload: self._call_on(conn, function, payload),
-                credentials,
-                self._two_factor,
-            )
-
-    def _refused_after_logout(self, conn: Connection, frame: Frame, sent_logged_in: bool) -> bool:
-        """Whether ``frame`` is code 20 to a call sent while this session believed it logged in."""
-        if self._credentials is None or not sent_logged_in or conn is not self._conn:
-            return False
-        payload = frame.payload
-        return (
-            isinstance(payload, dict)
-            and _field(payload, "result") is False
-            and _error_code(payload) == NotAuthorized.error_code
-        )
+        self._login.forget()
+        if self._machine.accepts_calls:
+            self._fire(Trigger.LOGGED_OUT)
 
     def _start_relogin(self, conn: Connection) -> None:
-        """The gateway logged this connection out: log in again on it, in the background."""
+        """The gateway ended the login on ``conn``: log in again on it, in the background."""
+        if self._machine.state is not SessionState.AUTHENTICATED or self._machine.closing:
+            return  # not logged in (any more), or a re-login is under way, or leaving
         self._relogins += 1
-        self._result = None
-        # The gateway ended this login, and its session token with it: a
-        # resume would only be refused, so the re-login uses the credentials.
-        self._session_token = None
-        if self._credentials is None or self._relogging or self._task_group is None:
-            if self._credentials is None:
-                self._set_state(SessionState.CONNECTED)
+        self._login.lost()
+        if self._login.credentials is None:
+            self._fire(Trigger.LOGGED_OUT)
             return
-        self._relogging = True
-        self._unready()
-        self._set_state(SessionState.AUTHENTICATING)
+        self._fire(Trigger.LOGIN_LOST)
         self._start(self._relogin, conn, name="alphapoint re-login")
 
     async def _relogin(self, conn: Connection) -> None:
         try:
-            await self._authenticate_connection(conn)
+            await self._login.log_in_connection(self._call_on(conn), url=self._url)
             await self._resubscribe(conn)
         except AuthenticationError as exc:
             # A password that stopped working will not start again by retrying.
@@ -509,8 +407,6 @@ class Session:
         except AlphaPointError as exc:
             await conn.abort(ConnectionClosed(f"re-login failed: {exc}"))
             return
-        finally:
-            self._relogging = False
         self._install(conn)
 
     # -- events and subscriptions -----------------------------------------
@@ -530,7 +426,7 @@ class Session:
         :class:`EventOverflow` after the events it did receive.
         """
         size = self._event_buffer if buffer is None else buffer
-        return EventStream(self, frozenset(functions), size, match)
+        return EventStream(self._hub, frozenset(functions), size, match)
 
     def subscribe(
         self,
@@ -552,59 +448,46 @@ class Session:
         the unsubscribe call are filled in, and a payload naming an
         ``InstrumentId`` keeps only that instrument's events.
         """
-        body = dict(payload or {})
         known_events, known_unsubscribe = KNOWN_SUBSCRIPTIONS.get(function, (frozenset(), None))
         names = frozenset(events) if events is not None else known_events
         if not names:
-            raise ValueError(f"name the events {function} starts: events=[...]")
+            raise UsageError(f"name the events {function} starts: events=[...]")
         return Subscription(
-            self,
+            self._hub,
             function,
-            body,
+            payload or {},
             events=names,
             unsubscribe=unsubscribe if unsubscribe is not None else known_unsubscribe,
             buffer=self._event_buffer if buffer is None else buffer,
-            match=match if match is not None else instrument_matcher(body),
+            match=match,
+            send=self._send_subscription,
+            cancel=self._send_unsubscribe,
         )
-
-    def _attach(self, stream: EventStream) -> None:
-        if self._terminal is not None or self._closing:
-            raise (
-                self._terminal_error() if self._terminal else SessionClosed("the session is closed")
-            )
-        self._streams.append(stream)
-
-    def _detach(self, stream: EventStream) -> None:
-        if stream in self._streams:
-            self._streams.remove(stream)
 
     async def _send_subscription(self, subscription: Subscription) -> None:
         frame = await self.request(
             subscription.function, subscription.payload, message_type=MessageType.SUBSCRIBE
         )
-        subscription.snapshot = _check_reply(frame)
+        subscription.snapshot = check_reply(frame)
 
     async def _send_unsubscribe(self, subscription: Subscription) -> None:
         conn = self._conn
-        if conn is None or not conn.is_open or subscription.unsubscribe_function is None:
+        unsubscribe = subscription.unsubscribe_function
+        if not self.is_open or conn is None or not conn.is_open or unsubscribe is None:
             return
-        await self._call_on(
-            conn,
-            subscription.unsubscribe_function,
-            subscription.payload,
-            message_type=MessageType.UNSUBSCRIBE,
-            timeout=self._options.close_timeout,
+        call = self._call_on(
+            conn, message_type=MessageType.UNSUBSCRIBE, timeout=self._options.close_timeout
         )
+        await call(unsubscribe, subscription.payload)
 
     async def _resubscribe(self, conn: Connection) -> None:
         """Send every live subscription again on a new (or re-logged-in) connection."""
-        for stream in tuple(self._streams):
+        call = self._call_on(conn, message_type=MessageType.SUBSCRIBE)
+        for stream in self._hub.streams():
             if not isinstance(stream, Subscription):
                 continue
             try:
-                stream.snapshot = await self._call_on(
-                    conn, stream.function, stream.payload, message_type=MessageType.SUBSCRIBE
-                )
+                stream.snapshot = await call(stream.function, stream.payload)
             except RequestError as exc:
                 stream.end(exc)
                 continue
@@ -612,10 +495,8 @@ class Session:
 
     def _on_event(self, conn: Connection, event: Event) -> None:
         """Called by a connection's reader for every event."""
-        for stream in tuple(self._streams):
-            if stream.wants(event):
-                stream.offer(event)
-        if event.function == "LogoutEvent" and conn is self._conn and self.authenticated:
+        self._hub.deliver(event)
+        if event.function == "LogoutEvent" and conn is self._installed:
             logger.info("the gateway logged session %s out", self._url)
             self._start_relogin(conn)
 
@@ -635,7 +516,6 @@ class Session:
 
     async def _open_connection(self) -> Connection:
         """Open, start the connection's task, log in, resubscribe. Raises, leaving nothing open."""
-        assert self._task_group is not None
         options = self._options
         websocket = await open_websocket(
             self._connect_url,
@@ -658,10 +538,10 @@ class Session:
         )
         self._start(conn.run, self._keepalive, name=f"alphapoint connection {self._url}")
         try:
-            if self._credentials is not None or (self._resume and self._session_token):
-                self._set_state(SessionState.AUTHENTICATING)
+            if self._login.automatic:
+                self._fire(Trigger.OPENED)
             self._conn = conn
-            await self._authenticate_connection(conn)
+            await self._login.log_in_connection(self._call_on(conn), url=self._url)
             await self._resubscribe(conn)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -675,46 +555,42 @@ class Session:
         The drop of an installed connection starts the reconnect task (a
         connection that fails while it is set up is the opener's to handle).
         """
-        if conn is not self._conn or self._closing or self._terminal is not None:
+        if conn is not self._conn or not self._machine.open:
             return
         error = conn.error or ConnectionClosed("the connection closed")
         if self._reconnect is None:
             self._finish(error)
-            return
-        self._unready()
-        if conn is self._installed:
+        elif conn is self._installed:
             self._installed = None
             self._start(self._reconnect_after, error, name=f"alphapoint reconnect {self._url}")
+            self._fire(Trigger.DROPPED)
 
-    def _install(self, conn: Connection) -> None:
-        """``conn`` is ready: let calls through."""
+    def _install(self, conn: Connection) -> bool:
+        """``conn`` is logged in and resubscribed: let calls through. False if leaving."""
+        if not self._machine.open:
+            return False
         self._conn = self._installed = conn
         if not conn.is_open:
             self._connection_closed(conn)  # it closed under the login: replace it
-            return
+            return True
         self._up_since = anyio.current_time()
-        self._set_state(
-            SessionState.AUTHENTICATED if self.authenticated else SessionState.CONNECTED
-        )
-        self._ready.set()
-
-    def _unready(self) -> None:
-        if self._ready.is_set():
-            self._ready = anyio.Event()
+        result = self._login.result
+        authenticated = result is not None and result.status is AuthStatus.AUTHENTICATED
+        self._fire(Trigger.READY if authenticated else Trigger.READY_ANONYMOUS)
+        return True
 
     async def _reconnect_after(self, error: BaseException) -> None:
         """The installed connection dropped with ``error``: replace it, with backoff."""
         policy = self._reconnect
         assert policy is not None
         logger.warning("session %s lost its connection: %s", self._url, error)
-        self._result = None
-        self._set_state(SessionState.RECONNECTING)
+        self._login.result = None
         if anyio.current_time() - self._up_since >= policy.reset_after:
             self._attempt = 0
         # max_attempts bounds consecutive *failed* attempts; ``_attempt``
         # (which only reset_after resets) sets the delay.
         failures = 0
-        while not self._closing:
+        while self._machine.open:
             if policy.gives_up(failures):
                 self._finish(error)
                 return
@@ -729,37 +605,39 @@ class Session:
                     self._finish(exc)
                     return
                 logger.warning("reconnecting to %s failed: %s", self._url, exc)
-                self._set_state(SessionState.RECONNECTING)
+                if self._machine.open:
+                    self._fire(Trigger.DROPPED)
                 continue
-            self._install(conn)
+            if not self._install(conn):
+                await conn.aclose(SessionClosed("the session was closed"))
             return
 
     def _finish(self, error: BaseException) -> None:
         """The session has ended for good: fail waiters, end streams, state CLOSED."""
-        if self._terminal is not None:
+        if self._machine.closed:
             return
         self._terminal = error
-        self._ready.set()
-        stream_error = None if isinstance(error, SessionClosed) else error
-        for stream in tuple(self._streams):
-            stream.end(stream_error if isinstance(stream_error, AlphaPointError) else None)
-        self._set_state(SessionState.CLOSED)
-        for changes in tuple(self._state_streams):
-            changes._end()
+        self._fire(Trigger.ENDED)
+        stream_error = error if isinstance(error, AlphaPointError) else None
+        if isinstance(error, SessionClosed):
+            stream_error = None
+        # The error, not a method of the session: the hub keeps it, and must
+        # not keep the session (a reference cycle).
+        self._hub.end(stream_error, attach_error=functools.partial(_ended_error, error))
 
     async def aclose(self) -> None:
         """Log out (unless turned off), close the WebSocket with 1000, stop every task.
 
         Bounded by the close timeout, even when cancelled. Idempotent.
         """
-        if self._closing:
+        if self._machine.closing:
             return
-        self._closing = True
+        self._machine.closing = True
         with anyio.CancelScope(shield=True):
             conn = self._conn
             if conn is not None and conn.is_open and self._logout_on_close and self.authenticated:
                 with contextlib.suppress(AlphaPointError):
-                    await self._call_on(conn, "LogOut", None, timeout=self._options.close_timeout)
+                    await self._call_on(conn, timeout=self._options.close_timeout)("LogOut", None)
             self._finish(SessionClosed("the session was closed"))
             if conn is not None:
                 await conn.aclose(SessionClosed("the session was closed"))
@@ -769,93 +647,43 @@ class Session:
             # so it is skipped when every task has already ended.)
             self._task_group.cancel_scope.cancel()
 
+    # -- the block that owns the session's tasks ------------------------------
 
-class StateChanges:
-    """The states a session enters, as an async iterator; see :meth:`Session.state_changes`."""
+    async def _enter(self) -> None:
+        """Open the task group and the first connection (``async with connect(...)``)."""
+        if self._task_group is not None or self._machine.state is not SessionState.CONNECTING:
+            raise UsageError("a connect(...) object can be entered only once")
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        try:
+            conn = await self._open_connection()
+        except BaseException:
+            self._machine.closing = True
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+            raise
+        self._install(conn)
 
-    def __init__(self, session: Session, buffer: int) -> None:
-        self._session = session
-        # A slow reader loses the oldest states, never the latest.
-        self._inbox: Inbox[SessionState] = Inbox(maxlen=buffer)
-
-    async def __aenter__(self) -> StateChanges:
-        self._session._state_streams.append(self)
-        if self._session._terminal is not None:
-            self._inbox.close()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self in self._session._state_streams:
-            self._session._state_streams.remove(self)
-
-    def __aiter__(self) -> StateChanges:
-        return self
-
-    async def __anext__(self) -> SessionState:
-        return await self._inbox.get()
-
-    def _offer(self, state: SessionState) -> None:
-        self._inbox.put(state)
-
-    def _end(self) -> None:
-        self._inbox.close()
+    async def _exit(self) -> None:
+        """Close, and wait for every task of the session."""
+        assert self._task_group is not None
+        await self.aclose()
+        # Every task of the session is cancelled or done: exit the task group
+        # without handing it the block's exception, so that exception
+        # propagates as it is, never wrapped in an ExceptionGroup.
+        await self._task_group.__aexit__(None, None, None)
 
 
-def _check_reply(frame: Frame) -> Any:
-    """The payload of a reply, or the :class:`RequestError` it stands for."""
-    payload = frame.payload
-    if frame.type is MessageType.ERROR:
-        if isinstance(payload, dict):
-            message = _field(payload, "errormsg")
-            raise RequestError.for_code(
-                frame.function,
-                message if isinstance(message, str) else "error frame",
-                code=_error_code(payload),
-                detail=_field(payload, "detail"),
-            )
-        raise RequestError.for_code(
-            frame.function, payload if isinstance(payload, str) else "error frame", code=None
-        )
-    if isinstance(payload, dict) and _field(payload, "result") is False:
-        code = _error_code(payload)
-        if code != _OPERATION_IN_PROCESS:
-            message = _field(payload, "errormsg")
-            raise RequestError.for_code(
-                frame.function,
-                message if isinstance(message, str) else "",
-                code=code,
-                detail=_field(payload, "detail"),
-            )
-    return payload
-
-
-def _field(payload: dict[str, Any], name: str) -> Any:
-    """A standard-response field, as sent lowercase or capitalised."""
-    if name in payload:
-        return payload[name]
-    return payload.get(name[:1].upper() + name[1:])
-
-
-def _error_code(payload: dict[str, Any]) -> int | None:
-    code = _field(payload, "errorcode")
-    return code if type(code) is int else None
-
-
-async def _two_factor_code(two_factor: TwoFactor) -> str:
-    """The code from a string or from a (sync or async) provider."""
-    if isinstance(two_factor, str):
-        return two_factor
-    code = two_factor()
-    if inspect.isawaitable(code):
-        code = await code
-    if not isinstance(code, str):
-        raise TypeError("the two-factor provider must return a string code")
-    return code
+def _ended_error(terminal: BaseException | None) -> ConnectionClosed:
+    """What a call to an ended session raises: a fresh error, caused by why it ended."""
+    if terminal is None:
+        return SessionClosed("the session is closed")
+    if isinstance(terminal, ConnectionClosed):
+        return terminal.copy()
+    error = SessionClosed(f"the session has ended: {terminal}")
+    error.__cause__ = terminal
+    return error
 
 
 class connect:
@@ -876,7 +704,8 @@ class connect:
     environment's (``HTTPS_PROXY``...), or ``None``. Plain ``ws://`` is allowed
     only to loopback unless ``allow_insecure``. ``event_buffer`` bounds each
     event stream. ``on_state_change`` is called with every new
-    :class:`SessionState`.
+    :class:`SessionState`. ``driver`` picks how bytes move (see
+    :mod:`alphapoint.drivers`; ``"auto"`` is right for nearly everyone).
 
     Exceptions from the block propagate unchanged (never wrapped in an
     ExceptionGroup); leaving the block logs out (unless
@@ -921,33 +750,18 @@ class connect:
                 driver=driver,
             ),
             timeout=timeout,
-            credentials=credentials,
-            two_factor=two_factor,
+            login=Login(credentials, two_factor, resume=resume),
             reconnect=policy,
             keepalive=keepalive,
-            resume=resume,
             logout_on_close=logout_on_close,
             retryable=retryable,
             event_buffer=event_buffer,
             on_state_change=on_state_change,
         )
-        self._task_group: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> Session:
-        session = self._session
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        session._task_group = task_group
-        try:
-            conn = await session._open_connection()
-        except BaseException:
-            session._closing = True
-            task_group.cancel_scope.cancel()
-            await task_group.__aexit__(None, None, None)
-            raise
-        session._install(conn)
-        self._task_group = task_group
-        return session
+        await self._session._enter()
+        return self._session
 
     async def __aexit__(
         self,
@@ -955,9 +769,4 @@ class connect:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._task_group is not None
-        await self._session.aclose()
-        # Every task of the session is cancelled or done: exit the task group
-        # without handing it the block's exception, so that exception
-        # propagates as it is, never wrapped in an ExceptionGroup.
-        await self._task_group.__aexit__(None, None, None)
+        await self._session._exit()

@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import attrs
 
+from .errors import UsageError
+
 __all__ = ["Totp", "hotp"]
 
 _DIGESTS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
@@ -33,12 +35,17 @@ def hotp(key: bytes, counter: int, *, digits: int = 6, algorithm: str = "sha1") 
 def _decode_secret(secret: str) -> bytes:
     cleaned = secret.replace(" ", "").replace("-", "").upper()
     if not cleaned:
-        raise ValueError("TOTP secret is empty")
+        raise UsageError("TOTP secret is empty")
     cleaned += "=" * (-len(cleaned) % 8)
     try:
         return base64.b32decode(cleaned)
     except (binascii.Error, ValueError):
-        raise ValueError("TOTP secret is not valid base32") from None
+        raise UsageError("TOTP secret is not valid base32") from None
+
+
+def _known_algorithm(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in _DIGESTS:
+        raise UsageError(f"algorithm must be one of {', '.join(_DIGESTS)}, not {value!r}")
 
 
 @attrs.frozen
@@ -52,7 +59,7 @@ class Totp:
     secret: str = attrs.field(repr=False)
     digits: int = 6
     period: int = 30
-    algorithm: str = attrs.field(default="sha1", validator=attrs.validators.in_(_DIGESTS))
+    algorithm: str = attrs.field(default="sha1", validator=_known_algorithm)
     clock: Callable[[], float] = attrs.field(default=time.time, repr=False)
     _key: bytes = attrs.field(init=False, repr=False, eq=False)
 

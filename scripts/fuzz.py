@@ -44,11 +44,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import test_properties as properties  # found through the path above
 
+from alphapoint.apex import check_reply
 from alphapoint.connection import describe
 from alphapoint.decoding import decode_authenticate_result, fold_key
 from alphapoint.errors import DecodeError, FrameError, InvalidPayload, RequestError
 from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
-from alphapoint.session import _check_reply
 from alphapoint.testing.faults import login_reply
 
 
@@ -354,7 +354,7 @@ def pipeline(data: bytes) -> None:
     describe(frame)
     if frame.type in (MessageType.REPLY, MessageType.ERROR):
         with contextlib.suppress(RequestError):
-            _check_reply(frame)
+            check_reply(frame)
     with contextlib.suppress(DecodeError):
         decode_authenticate_result(frame.payload)
     try:

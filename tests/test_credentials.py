@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+import alphapoint
 from alphapoint.credentials import ApiKeyCredentials, PasswordCredentials
 from alphapoint.signing import NonceSource, sign
 
@@ -129,14 +130,14 @@ def test_int_user_id_converted_to_str() -> None:
 
 @pytest.mark.parametrize("user_id", [True, False])
 def test_bool_user_id_rejected(user_id: bool) -> None:
-    with pytest.raises(TypeError, match="user_id must be a string"):
+    with pytest.raises(alphapoint.UsageError, match="user_id must be a string"):
         ApiKeyCredentials("k", "s", user_id)
 
 
 def test_other_user_id_types_rejected() -> None:
-    with pytest.raises(TypeError, match="user_id must be a string"):
+    with pytest.raises(alphapoint.UsageError, match="user_id must be a string"):
         ApiKeyCredentials("k", "s", 96.0)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="user_id must be a string"):
+    with pytest.raises(alphapoint.UsageError, match="user_id must be a string"):
         ApiKeyCredentials("k", "s", None)  # type: ignore[arg-type]
 
 

@@ -288,7 +288,7 @@ async def test_two_factor_provider_must_return_a_string(
 ) -> None:
     provider: Any = lambda: 123456  # noqa: E731
     async with alphapoint.connect(alphapoint_gateway.url) as session:
-        with pytest.raises(TypeError, match="string"):
+        with pytest.raises(alphapoint.UsageError, match="string"):
             await session.login(alphapoint_gateway.accounts.two_factor, two_factor=provider)
         assert not session.authenticated
 

@@ -162,7 +162,7 @@ def test_without_max_attempts_it_never_gives_up() -> None:
     ids=repr,
 )
 def test_invalid_backoff_values_raise_value_error(options: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=next(iter(options))):
+    with pytest.raises(alphapoint.UsageError, match=next(iter(options))):
         Backoff(**options)
 
 
@@ -179,7 +179,7 @@ def test_invalid_backoff_values_raise_value_error(options: dict[str, Any]) -> No
     ids=repr,
 )
 def test_invalid_keepalive_values_raise_value_error(options: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=next(iter(options))):
+    with pytest.raises(alphapoint.UsageError, match=next(iter(options))):
         Keepalive(**options)
 
 

@@ -35,13 +35,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from alphapoint.apex import check_reply
 from alphapoint.connection import describe
 from alphapoint.decoding import decode_authenticate_result, fold_key
 from alphapoint.errors import DecodeError, FrameError, InvalidPayload, RequestError
 from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
 from alphapoint.models import AuthenticateResult, User
 from alphapoint.redaction import SECRET_KEYS, redact
-from alphapoint.session import _check_reply
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW_SETTINGS = settings(
@@ -197,7 +197,7 @@ def test_arbitrary_nesting_never_escapes_the_library_errors(
     assert len(line) < 10 * len(text) + 200
     for step in (
         lambda: decode_authenticate_result(frame.payload),
-        lambda: _check_reply(frame),
+        lambda: check_reply(frame),
         lambda: encode_frame(frame),
     ):
         with contextlib.suppress(DecodeError, RequestError, InvalidPayload):
@@ -367,7 +367,7 @@ def test_standard_response_check_raises_only_request_error(
     frame = Frame(message_type, 2, "SendOrder", payload)
     refused: RequestError | None = None
     try:
-        returned = _check_reply(frame)
+        returned = check_reply(frame)
     except RequestError as error:
         refused = error
     if refused is None:

@@ -821,7 +821,7 @@ async def test_a_stream_iterated_without_async_with_raises(
     alphapoint_gateway: GatewayFixture,
 ) -> None:
     async with alphapoint.connect(alphapoint_gateway.url) as session:
-        with pytest.raises(RuntimeError, match="async with"):
+        with pytest.raises(alphapoint.UsageError, match="async with"):
             await collect(session.events("Tick"), [])
 
 
@@ -896,7 +896,7 @@ async def test_event_overflow_when_a_small_buffer_fills(
 
 async def test_event_buffer_must_be_positive(alphapoint_gateway: GatewayFixture) -> None:
     async with alphapoint.connect(alphapoint_gateway.url) as session:
-        with pytest.raises(ValueError, match="buffer"):
+        with pytest.raises(alphapoint.UsageError, match="buffer"):
             session.events(buffer=0)
 
 

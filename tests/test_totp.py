@@ -8,6 +8,7 @@ import hmac
 
 import pytest
 
+import alphapoint
 from alphapoint.totp import Totp, hotp
 
 SHA1_KEY = b"12345678901234567890"
@@ -153,18 +154,18 @@ def test_verify_non_ascii_code_is_false_not_an_error() -> None:
 
 @pytest.mark.parametrize("secret", ["not base32!", "0189", "A", "ÉÉÉÉÉÉÉÉ", "GEZDGNBV1"], ids=repr)
 def test_invalid_base32_is_a_value_error(secret: str) -> None:
-    with pytest.raises(ValueError, match="TOTP secret is not valid base32"):
+    with pytest.raises(alphapoint.UsageError, match="TOTP secret is not valid base32"):
         Totp(secret)
 
 
 @pytest.mark.parametrize("secret", ["", "   ", "--"], ids=repr)
 def test_empty_secret_is_a_value_error(secret: str) -> None:
-    with pytest.raises(ValueError, match="TOTP secret is empty"):
+    with pytest.raises(alphapoint.UsageError, match="TOTP secret is empty"):
         Totp(secret)
 
 
 def test_invalid_secret_error_does_not_show_the_secret() -> None:
-    with pytest.raises(ValueError, match="base32") as info:
+    with pytest.raises(alphapoint.UsageError, match="base32") as info:
         Totp("SECRETVALUE!")
     assert "SECRETVALUE" not in str(info.value)
 
@@ -215,5 +216,5 @@ def test_unpadded_secret_is_accepted(secret: str) -> None:
 
 
 def test_unknown_algorithm_rejected() -> None:
-    with pytest.raises(ValueError, match="algorithm"):
+    with pytest.raises(alphapoint.UsageError, match="algorithm"):
         Totp(_b32(SHA1_KEY), algorithm="md5")

@@ -1,0 +1,163 @@
+"""The session's event hub: owns its event and state streams, and routes to them.
+
+An event reaches only the streams that take it, found in constant time: by
+the event's name, then by the instrument it names. A collector with 1,000
+subscriptions on one session pays for one lookup per event, not for asking
+1,000 streams (docs/performance.md, "dispatch").
+
+Routing rules, as the streams were made:
+
+* a stream with no event names takes every event (its ``match`` decides);
+* a stream keyed by an instrument takes that instrument's events, and the
+  events that name no instrument (array-shaped updates);
+* any other stream takes every event of its names that its ``match`` accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .errors import AlphaPointError
+from .events import EventStream, StateChanges, instrument_key
+from .models import Event
+from .state import SessionState
+
+__all__ = ["EventHub"]
+
+
+class _Route:
+    """The streams that take one event name."""
+
+    __slots__ = ("by_instrument", "unkeyed")
+
+    def __init__(self) -> None:
+        #: Instrument -> the streams keyed by it.
+        self.by_instrument: dict[Any, list[EventStream]] = {}
+        #: Streams that take every instrument (``match`` may still filter).
+        self.unkeyed: list[EventStream] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.by_instrument or self.unkeyed)
+
+
+class EventHub:
+    """Every stream of one session; the session's reader hands it each event."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, _Route] = {}
+        #: Every attached event stream, in the order attached (streams hash by identity).
+        self._attached: dict[EventStream, None] = {}
+        #: Streams that take events of every name.
+        self._everything: list[EventStream] = []
+        self._states: list[StateChanges] = []
+        #: Once the session has ended: what attaching a new stream raises.
+        self._ended: Callable[[], BaseException] | None = None
+
+    # -- event streams ---------------------------------------------------------
+
+    def attach(self, stream: EventStream) -> None:
+        """Route events to ``stream``; raises the session's error once it has ended."""
+        if self._ended is not None:
+            raise self._ended()
+        self._attached[stream] = None
+        if not stream.functions:
+            self._everything.append(stream)
+            return
+        for function in stream.functions:
+            route = self._routes.get(function)
+            if route is None:
+                route = self._routes[function] = _Route()
+            if stream.instrument is None:
+                route.unkeyed.append(stream)
+            else:
+                route.by_instrument.setdefault(stream.instrument, []).append(stream)
+
+    def detach(self, stream: EventStream) -> None:
+        """Stop routing events to ``stream`` (idempotent)."""
+        if self._attached.pop(stream, False) is False:
+            return
+        if not stream.functions:
+            _remove(self._everything, stream)
+            return
+        for function in stream.functions:
+            route = self._routes.get(function)
+            if route is None:
+                continue
+            if stream.instrument is None:
+                _remove(route.unkeyed, stream)
+            else:
+                keyed = route.by_instrument.get(stream.instrument)
+                if keyed is not None:
+                    _remove(keyed, stream)
+                    if not keyed:
+                        del route.by_instrument[stream.instrument]
+            if not route:
+                del self._routes[function]
+
+    def streams(self) -> list[EventStream]:
+        """Every attached stream, in the order attached (to resubscribe after a reconnect)."""
+        return list(self._attached)
+
+    def deliver(self, event: Event) -> None:
+        """Hand ``event`` to every stream that takes it (never blocks)."""
+        route = self._routes.get(event.function)
+        if route is not None:
+            if route.by_instrument:
+                payload = event.payload
+                key = instrument_key(payload) if isinstance(payload, dict) else None
+                if key is None:
+                    # Names no instrument: every keyed stream of this name takes it.
+                    for keyed in tuple(route.by_instrument.values()):
+                        _offer(keyed, event)
+                else:
+                    matching = route.by_instrument.get(key)
+                    if matching is not None:
+                        _offer(matching, event)
+            if route.unkeyed:
+                _offer(route.unkeyed, event)
+        if self._everything:
+            _offer(self._everything, event)
+
+    # -- state streams ---------------------------------------------------------
+
+    def watch(self, changes: StateChanges) -> None:
+        self._states.append(changes)
+        if self._ended is not None:
+            changes.end()
+
+    def unwatch(self, changes: StateChanges) -> None:
+        _remove(self._states, changes)
+
+    def publish_state(self, state: SessionState) -> None:
+        for changes in tuple(self._states):
+            changes.offer(state)
+
+    # -- the end ---------------------------------------------------------------
+
+    def end(
+        self, error: AlphaPointError | None, *, attach_error: Callable[[], BaseException]
+    ) -> None:
+        """The session has ended: every stream ends (with ``error``, if given) after
+        what it holds, and attaching a stream from now on raises ``attach_error()``."""
+        self._ended = attach_error
+        for stream in self.streams():
+            stream.end(error)
+        for changes in tuple(self._states):
+            changes.end()
+
+
+def _offer(streams: list[EventStream], event: Event) -> None:
+    # A copy: a stream that overflows detaches itself while we iterate.
+    for stream in tuple(streams):
+        match = stream.match
+        if match is None or match(event):
+            stream.offer(event)
+
+
+def _remove(streams: list[Any], stream: object) -> None:
+    # By identity: streams define no equality, and removal must not call one.
+    for index, candidate in enumerate(streams):
+        if candidate is stream:
+            del streams[index]
+            return

@@ -1,0 +1,146 @@
+"""What a session knows about its login, and the steps that log a connection in.
+
+A :class:`Login` remembers the credentials and the 2FA provider to log in
+again with, the last result, and the session token to resume with. It does
+no I/O of its own: each step is given ``call``, a checked call on one
+connection, so the same steps log in the user's ready connection
+(:meth:`Session.login`) and a connection the session is still setting up.
+What a reply means is :mod:`alphapoint.apex`'s to say.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+
+from .apex import complete_two_factor, login_error, second_factor_error
+from .credentials import Credentials
+from .decoding import decode_authenticate_result
+from .errors import RequestError, UsageError
+from .models import AuthenticateResult, AuthStatus
+
+__all__ = ["Call", "Login", "TwoFactor", "two_factor_code"]
+
+logger = logging.getLogger("alphapoint.session")
+
+#: A two-factor code, or something that produces one (``Totp(secret)``, a
+#: function that asks a human, an async function that reads a vault). Only a
+#: provider can log in again unattended after a reconnect.
+TwoFactor = str | Callable[[], "str | Awaitable[str]"]
+
+#: A checked APEX call on one connection: (function, payload) -> reply payload.
+Call = Callable[[str, Any], Awaitable[Any]]
+
+
+async def two_factor_code(two_factor: TwoFactor) -> str:
+    """The code from a string or from a (sync or async) provider."""
+    if isinstance(two_factor, str):
+        return two_factor
+    code = two_factor()
+    if inspect.isawaitable(code):
+        code = await code
+    if not isinstance(code, str):
+        raise UsageError("the two-factor provider must return a string code")
+    return code
+
+
+class Login:
+    """A session's login: how to log in again, and what the last login said."""
+
+    def __init__(
+        self, credentials: Credentials | None, two_factor: TwoFactor | None, *, resume: bool
+    ) -> None:
+        #: What a new connection logs in with (None: the session does not log in by itself).
+        self.credentials = credentials
+        self.two_factor = two_factor
+        self.resume = resume
+        #: The last authentication step's result on the current connection.
+        self.result: AuthenticateResult | None = None
+        #: The last successful login's result, which a resume carries over.
+        self.last_login: AuthenticateResult | None = None
+        #: The token a new connection resumes with (WebAuthenticateUser).
+        self.session_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Login credentials={self.credentials!r} resume={self.resume}>"
+
+    @property
+    def automatic(self) -> bool:
+        """Whether a new connection has something to log in (or resume) with."""
+        return self.credentials is not None or (self.resume and self.session_token is not None)
+
+    def record(self, result: AuthenticateResult) -> AuthenticateResult:
+        """Remember the outcome of one authentication step on the current connection."""
+        if result.status is AuthStatus.AUTHENTICATED:
+            self.result = self.last_login = result
+            self.session_token = result.session_token or self.session_token
+        elif result.status is not AuthStatus.TWO_FACTOR_REQUIRED or self.result is None:
+            self.result = result
+        return result
+
+    def lost(self) -> None:
+        """The gateway ended the login (LogoutEvent, code 20), and its token with it:
+        a resume would only be refused, so the next login uses the credentials."""
+        self.result = None
+        self.session_token = None
+
+    def forget(self) -> None:
+        """The user logged out: nothing to log in again with."""
+        self.result = self.last_login = self.session_token = self.credentials = None
+
+    async def authenticate(self, call: Call, credentials: Credentials) -> AuthenticateResult:
+        """One AuthenticateUser, decoded and remembered, whatever it says."""
+        reply = await call("AuthenticateUser", credentials.authenticate_payload())
+        return self.record(decode_authenticate_result(reply, function="AuthenticateUser"))
+
+    async def authenticate_2fa(self, call: Call, code: str) -> AuthenticateResult:
+        """One Authenticate2FA, decoded and remembered, whatever it says."""
+        if not isinstance(code, str):
+            raise UsageError("a two-factor code must be a string")
+        reply = await call("Authenticate2FA", {"Code": code})
+        return self.record(decode_authenticate_result(reply, function="Authenticate2FA"))
+
+    async def log_in(
+        self, call: Call, credentials: Credentials, two_factor: TwoFactor | None
+    ) -> AuthenticateResult:
+        """AuthenticateUser, then Authenticate2FA if asked; the result once logged in.
+
+        Raises the :class:`AuthenticationError` that :mod:`.apex` names otherwise.
+        """
+        result = await self.authenticate(call, credentials)
+        error = login_error(result, can_answer_2fa=two_factor is not None)
+        if error is not None:
+            raise error
+        if result.status is AuthStatus.AUTHENTICATED:
+            return result
+        assert two_factor is not None
+        second = await self.authenticate_2fa(call, await two_factor_code(two_factor))
+        error = second_factor_error(second)
+        if error is not None:
+            raise error
+        return self.record(complete_two_factor(result, second))
+
+    async def log_in_connection(self, call: Call, *, url: str) -> None:
+        """Log a new connection in: resume with the session token, else the credentials."""
+        token = self.session_token if self.resume else None
+        if token is not None:
+            try:
+                reply = await call("WebAuthenticateUser", {"SessionToken": token})
+                resumed = decode_authenticate_result(reply, function="WebAuthenticateUser")
+            except RequestError:
+                resumed = None
+            if resumed is not None and resumed.status is AuthStatus.AUTHENTICATED:
+                # WebAuthenticateUser names no user: keep what the login said.
+                previous = self.result or self.last_login or resumed
+                self.record(attrs.evolve(previous, session_token=resumed.session_token or token))
+                logger.info("session %s resumed with its session token", url)
+                return
+            logger.info("session token refused by %s; logging in again", url)
+            self.session_token = None
+        self.result = None
+        if self.credentials is not None:
+            await self.log_in(call, self.credentials, self.two_factor)
