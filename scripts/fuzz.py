@@ -3,7 +3,7 @@
 Two kinds of input, run through the same checks as tests/test_properties.py:
 
 * hypothesis, with many examples per property (the strategies are those of
-  tests/test_properties.py, imported from it): arbitrary text and bytes,
+  alphapoint.testing.strategies, shared with tests/test_properties.py): arbitrary text and bytes,
   frame-shaped JSON, every message type with any Unicode, arbitrary nesting,
   AuthenticateUser replies in any casing, one field mistyped, standard
   responses;
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
 import sys
 import time
@@ -40,15 +39,12 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-
-import test_properties as properties  # found through the path above
-
 from alphapoint.apex import check_reply
 from alphapoint.connection import describe
 from alphapoint.decoding import decode_authenticate_result, fold_key
 from alphapoint.errors import DecodeError, FrameError, InvalidPayload, RequestError
 from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
+from alphapoint.testing import strategies as properties
 from alphapoint.testing.faults import login_reply
 
 

@@ -32,6 +32,8 @@ from alphapoint.testing import DemoAccounts, demo_gateway
 from alphapoint.testing.config import GatewayConfigError, load_gateway_config
 from alphapoint.testing.pytest_plugin import GatewayFixture
 
+from .helpers import wrong_code
+
 pytestmark = pytest.mark.anyio
 
 #: A session token of the embedded gateway (``secrets.token_hex(16)``), or anything like it.
@@ -119,14 +121,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def wrong_code(secret: str) -> str:
-    """A six-digit code the gateway will not accept now (nor in the adjacent periods)."""
-    totp = alphapoint.Totp(secret)
-    now = totp.clock()
-    valid = {totp.at(now + step * totp.period) for step in range(-2, 3)}
-    return next(code for n in range(10) if (code := f"{n}" * 6) not in valid)
 
 
 # -- authenticate --------------------------------------------------------------

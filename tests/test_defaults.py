@@ -20,7 +20,6 @@ import ssl
 import anyio
 import pytest
 import trustme
-from test_transport import client_context, open_and_ping, server_context, tls_gateway
 
 import alphapoint
 from alphapoint import ConnectError, ConnectionClosed, Keepalive
@@ -28,9 +27,10 @@ from alphapoint.drivers import DEFAULT_MAX_MESSAGE_SIZE, open_websocket
 from alphapoint.frame import Frame, MessageType, encode_frame
 from alphapoint.testing.scripted import ScriptedConnection, serve_script
 
+from .helpers import LIMIT, client_context, open_and_ping, server_context, tls_gateway
+
 pytestmark = pytest.mark.anyio
 
-LIMIT = 10.0
 PONG = {"msg": "PONG"}
 
 
@@ -99,11 +99,6 @@ async def test_default_size_limit_at_its_boundary() -> None:
             await session.call("OverTheLimit")
     assert "size limit" in str(info.value)
     assert f"limit of {DEFAULT_MAX_MESSAGE_SIZE} bytes" in str(info.value)
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
 
 
 async def test_a_custom_context_is_used_as_given(ca: trustme.CA) -> None:

@@ -14,10 +14,9 @@ too (and no fault may make the reader fail, which it would log at ERROR).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -42,13 +41,10 @@ from alphapoint import (
 from alphapoint.testing import faults
 from alphapoint.testing.faults import Fault, FaultyGateway
 
+from .helpers import LIMIT, SHORT, no_reader_failure, no_task_left
+
 pytestmark = pytest.mark.anyio
 
-#: Upper bound, in seconds, on any wait in these tests: a bug fails, never hangs.
-LIMIT = 10.0
-
-#: The timeout of calls that are meant to time out, and of handshakes meant to stall.
-SHORT = 0.2
 
 #: open_timeout of a session whose reconnect meets a stalled handshake: short, yet
 #: ample for a loopback handshake that does finish.
@@ -63,30 +59,6 @@ PONG = {"msg": "PONG"}
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def running_tasks() -> set[tuple[int, str]]:
-    """Every task of the event loop, under asyncio or trio."""
-    return {(task.id, str(task.name)) for task in anyio.get_running_tasks()}
-
-
-@contextlib.asynccontextmanager
-async def no_task_left() -> AsyncIterator[None]:
-    """Fail unless every task started inside the block has ended when it does."""
-    before = running_tasks()
-    yield
-    left = running_tasks() - before
-    assert not left, f"tasks left running: {sorted(name for _, name in left)}"
-
-
-@contextlib.contextmanager
-def no_reader_failure(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Log at DEBUG; fail if anything was logged at ERROR (a failed reader, say)."""
-    caplog.set_level(logging.DEBUG)
-    caplog.set_level(logging.DEBUG, logger="alphapoint")
-    yield
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not errors
 
 
 def managed(url: str, **options: Any) -> alphapoint.connect:

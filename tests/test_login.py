@@ -11,7 +11,6 @@ import base64
 import logging
 import re
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,10 +37,10 @@ from alphapoint.signing import sign
 from alphapoint.testing import Casing, Gateway, GatewayApiKey, GatewayUser
 from alphapoint.testing.pytest_plugin import GatewayFixture
 
+from .helpers import LIMIT, texts_of, wrong_code
+
 pytestmark = pytest.mark.anyio
 
-#: Upper bound, in seconds, on any wait in these tests: a bug fails, never hangs.
-LIMIT = 10.0
 
 ALICE = User(
     user_id=7,
@@ -52,14 +51,6 @@ ALICE = User(
     oms_id=1,
     use_2fa=False,
 )
-
-
-def wrong_code(secret: str) -> str:
-    """A six-digit code that no clock skew the gateway allows can make valid."""
-    totp = Totp(secret)
-    now = time.time()
-    valid = {totp.at(now + step * 30) for step in range(-3, 4)}
-    return next(code for code in (f"{n:06d}" for n in range(1_000_000)) if code not in valid)
 
 
 def assert_logged_in_as_alice(result: AuthenticateResult) -> None:
@@ -435,16 +426,6 @@ async def test_user_id_is_signed_exactly_as_given(alphapoint_gateway: GatewayFix
 
 
 # -- secrets stay secret --------------------------------------------------------------------
-
-
-def texts_of(value: object) -> list[str]:
-    """Every way an object is commonly shown: repr and str, and its result's for errors."""
-    texts = [repr(value), str(value)]
-    if isinstance(value, BaseException):
-        texts += [repr(value.args)]
-    if isinstance(value, AuthenticationError):
-        texts += texts_of(value.result)
-    return texts
 
 
 async def test_no_secret_in_any_repr_message_or_log_record(

@@ -34,10 +34,7 @@ from alphapoint import (
     is_retryable,
 )
 
-
-def no_jitter(cap: float) -> float:
-    return cap
-
+from .helpers import no_jitter
 
 # -- the schedule -----------------------------------------------------------------------
 

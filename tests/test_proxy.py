@@ -12,10 +12,7 @@ import base64
 import contextlib
 import ipaddress
 import secrets
-import socket
 import ssl
-import traceback
-from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -31,10 +28,10 @@ from alphapoint import ConnectError, InvalidURL, SessionState
 from alphapoint.testing import demo_gateway
 from alphapoint.testing.pytest_plugin import GatewayFixture
 
+from .helpers import LIMIT, everything_said, unused_port
+
 pytestmark = pytest.mark.anyio
 
-#: Upper bound, in seconds, on any wait in these tests: a bug fails, never hangs.
-LIMIT = 10.0
 
 PROXY_VARIABLES = (
     "HTTPS_PROXY",
@@ -244,19 +241,6 @@ class Socks5Proxy(Server):
             await client.send(b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
             self.tunnels += 1
             await relay(buffered, client, upstream, self.upstream)
-
-
-@contextlib.contextmanager
-def unused_port() -> Iterator[int]:
-    """A loopback port that is bound, so nobody else takes it, but not listening."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
-def everything_said(error: BaseException) -> str:
-    """The error as a traceback would print it: message, chain, notes."""
-    return "".join(traceback.format_exception(error)) + repr(error)
 
 
 def basic(user: str, password: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -44,14 +44,9 @@ from alphapoint.testing import Gateway, RunningGateway
 from alphapoint.testing.pytest_plugin import GatewayFixture
 from alphapoint.testing.scripted import ScriptedConnection, serve_script
 
+from .helpers import LIMIT, no_jitter, running_tasks, wait_until
+
 pytestmark = pytest.mark.anyio
-
-#: Upper bound, in seconds, on any wait in these tests: a bug fails, never hangs.
-LIMIT = 10.0
-
-
-def no_jitter(cap: float) -> float:
-    return cap
 
 
 #: Reconnect at once, a few milliseconds apart, with no randomness.
@@ -99,13 +94,6 @@ async def all_states(changes: StateChanges) -> list[SessionState]:
     """Every state entered until the session ends."""
     with anyio.fail_after(LIMIT):
         return [state async for state in changes]
-
-
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    """Poll ``predicate``: only for gateway state that has no event to await."""
-    with anyio.fail_after(LIMIT):
-        while not predicate():  # noqa: ASYNC110 - polled state has no event
-            await anyio.sleep(0.005)
 
 
 async def next_event(events: alphapoint.EventStream) -> Event:
@@ -693,10 +681,6 @@ async def test_a_rejected_new_login_ends_the_session(
 
 
 # -- leaving the block ---------------------------------------------------------------------------
-
-
-def running_tasks() -> set[int]:
-    return {task.id for task in anyio.get_running_tasks()}
 
 
 def session_tasks() -> list[str]:

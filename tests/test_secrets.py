@@ -33,7 +33,6 @@ from typing import Any
 import anyio
 import attrs
 import pytest
-from test_login import texts_of, wrong_code
 
 import alphapoint
 from alphapoint import (
@@ -57,9 +56,10 @@ from alphapoint import (
 from alphapoint.testing import Gateway, GatewayApiKey, GatewayUser
 from alphapoint.testing.faults import FaultyGateway, login_reply_with
 
+from .helpers import LIMIT, texts_of, wrong_code
+
 pytestmark = pytest.mark.anyio
 
-LIMIT = 10.0
 QUICK = Backoff(initial=0.01, maximum=0.05)
 
 

@@ -39,24 +39,14 @@ from alphapoint.testing import Gateway, GatewayUser
 from alphapoint.testing.pytest_plugin import GatewayFixture
 from alphapoint.testing.scripted import ScriptedConnection, serve_script
 
+from .helpers import LIMIT, SHORT, wait_until
+
 pytestmark = pytest.mark.anyio
 
-#: Upper bound, in seconds, on any wait in these tests: a bug fails, never hangs.
-LIMIT = 10.0
-
-#: A per-call timeout for calls that are meant to time out.
-SHORT = 0.2
 
 PONG = {"msg": "PONG"}
 
 Script = Callable[[ScriptedConnection], Awaitable[None]]
-
-
-async def wait_until(predicate: Callable[[], bool], *, timeout: float = LIMIT) -> None:
-    """Poll ``predicate`` (only for state that has no event to await)."""
-    with anyio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110 - polled state has no event
-            await anyio.sleep(0.01)
 
 
 def answer_every_request(payload: Any, *, type: MessageType = MessageType.REPLY) -> Script:

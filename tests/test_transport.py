@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import socket
-import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -39,26 +36,23 @@ from alphapoint.drivers.asyncio_protocol import AsyncioWebSocket
 from alphapoint.frame import Frame as ApexFrame
 from alphapoint.frame import decode_frame, encode_frame
 from alphapoint.models import Event
-from alphapoint.testing import demo_gateway
 from alphapoint.testing.pytest_plugin import GatewayFixture
 from alphapoint.testing.scripted import ScriptedConnection, serve_script, serve_tcp
 
+from .helpers import (
+    LIMIT,
+    SHORT,
+    client_context,
+    open_and_ping,
+    server_context,
+    tls_gateway,
+    unused_port,
+)
+
 pytestmark = pytest.mark.anyio
 
-#: Upper bound, in seconds, on any wait in these tests: a bug fails, never hangs.
-LIMIT = 10.0
-
-#: open_timeout for handshakes that are meant to time out.
-SHORT = 0.2
 
 PONG = {"msg": "PONG"}
-
-
-async def open_and_ping(url: str, **options: Any) -> Any:
-    """Connect, call Ping, return its reply (so ``pytest.raises`` wraps one statement)."""
-    with anyio.fail_after(LIMIT):
-        async with alphapoint.connect(url, **options) as session:
-            return await session.call("Ping")
 
 
 async def drain(stream: anyio.abc.ByteStream) -> None:
@@ -134,39 +128,7 @@ class RawPeer:
         self.protocol.send_text(text.encode())
 
 
-@contextlib.contextmanager
-def unused_port() -> Iterator[int]:
-    """A loopback port that is bound, so nobody else takes it, but not listening."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
 # -- TLS ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-def server_context(ca: trustme.CA, *hosts: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*hosts).configure_cert(context)
-    return context
-
-
-def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
-
-
-@contextlib.asynccontextmanager
-async def tls_gateway(context: ssl.SSLContext) -> AsyncIterator[GatewayFixture]:
-    gateway, accounts = demo_gateway()
-    async with gateway.serve(ssl=context) as running:
-        yield GatewayFixture(gateway, accounts, running)
 
 
 async def test_wss_with_a_valid_certificate(ca: trustme.CA) -> None:

@@ -95,6 +95,16 @@ class StreamWebSocket(BaseWebSocket):
         # Concurrent sends share a write anyway (the outbox, below).
         await self._send(Opcode.TEXT, text.encode(), deadline)
 
+    async def send_texts_together(self, texts: list[str]) -> None:
+        """Send several text messages in one write, so that they arrive back to back
+        (a test server's tool: the client then reads them in one read)."""
+        async with self._send_lock:
+            if self._protocol.state is not OPEN:
+                raise self._closed_error("the connection is closed")
+            for text in texts:
+                self._protocol.send_text(text.encode())
+            await self._flush()
+
     async def send_binary(self, data: bytes) -> None:
         """Send one binary message (the gateway's fault injection uses it)."""
         await self._send(Opcode.BINARY, data, math.inf)

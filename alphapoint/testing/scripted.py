@@ -39,6 +39,10 @@ class ScriptedConnection:
     async def send_frame(self, frame: Frame) -> None:
         await self.websocket.send_text(encode_frame(frame))
 
+    async def send_together(self, *frames: Frame) -> None:
+        """Send ``frames`` in one write: the client reads them back to back."""
+        await self.websocket.send_texts_together([encode_frame(frame) for frame in frames])
+
     async def reply(
         self, request: Frame, payload: Any, *, type: MessageType = MessageType.REPLY
     ) -> None:
