@@ -7,6 +7,7 @@ The public surface is re-exported here::
         info = await session.call("GetUserInfo")
 """
 
+from .client import connect
 from .credentials import ApiKeyCredentials, Credentials, PasswordCredentials
 from .errors import (
     AccountLocked,
@@ -39,12 +40,14 @@ from .errors import (
     TwoFactorRequired,
     UsageError,
 )
-from .events import EventStream, Subscription
+from .events import EventStream, StateChanges, Subscription
 from .frame import Frame, MessageType
+from .login import TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
 from .policies import Backoff, Keepalive, full_jitter, is_retryable
-from .session import DEFAULT_TIMEOUT, Session, SessionState, StateChanges, TwoFactor, connect
+from .session import DEFAULT_TIMEOUT, Session, SessionOptions
 from .signing import NonceSource, sign
+from .state import SessionState
 from .totp import Totp
 
 __version__ = "0.1.0"
@@ -90,6 +93,7 @@ __all__ = [
     "ServerError",
     "Session",
     "SessionClosed",
+    "SessionOptions",
     "SessionState",
     "StateChanges",
     "Subscription",

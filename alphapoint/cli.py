@@ -27,11 +27,12 @@ import anyio
 import attrs
 
 from . import __version__
+from .client import connect
 from .credentials import ApiKeyCredentials, Credentials, PasswordCredentials
 from .errors import AlphaPointError, InsecureConnection, InvalidURL
 from .models import AuthenticateResult, AuthStatus
 from .redaction import REDACTED
-from .session import DEFAULT_TIMEOUT, connect
+from .session import DEFAULT_TIMEOUT
 from .testing.accounts import demo_gateway
 from .testing.config import GatewayConfigError, load_gateway_config
 from .testing.gateway import Casing, Gateway

@@ -22,11 +22,12 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
 
+from .apex import check_reply
 from .drivers.base import BaseWebSocket
 from .drivers.loop import EventLike
 from .errors import AlphaPointError, ConnectionClosed, FrameError, ProtocolError, RequestTimeout
@@ -196,6 +197,21 @@ class Connection:
             raise pending.error
         assert pending.frame is not None
         return pending.frame
+
+    def caller(
+        self, *, message_type: MessageType = MessageType.REQUEST, timeout: float | None
+    ) -> Callable[[str, Any], Awaitable[Any]]:
+        """A checked call on this connection: (function, payload) -> the reply's payload,
+        or the :class:`RequestError` it stands for (:func:`alphapoint.apex.check_reply`)."""
+
+        async def call(function: str, payload: Any) -> Any:
+            deadline = math.inf if timeout is None else self.clock() + timeout
+            frame = await self.request(
+                message_type, function, payload, deadline=deadline, timeout=timeout
+            )
+            return check_reply(frame)
+
+        return call
 
     def _register(
         self, function: str, timeout: float | None, deadline: float

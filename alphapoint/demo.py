@@ -12,11 +12,12 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
+from .client import connect
 from .credentials import Credentials, PasswordCredentials
 from .decoding import decode
 from .errors import AlphaPointError, NotAuthorized
 from .models import AuthenticateResult, AuthStatus, User
-from .session import Session, connect
+from .session import Session
 from .testing.accounts import DemoAccounts, demo_gateway
 from .testing.gateway import Gateway
 from .totp import Totp

@@ -23,7 +23,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 
-from .errors import AlphaPointError, EventOverflow, UsageError
+from .errors import AlphaPointError, EventOverflow, RequestError, UsageError
 from .models import Event
 from .state import SessionState
 
@@ -235,6 +235,18 @@ class Subscription(EventStream):
         self.resubscribed = 0
         self._send = send
         self._cancel = cancel
+
+    async def resend(self, call: Callable[[str, Any], Awaitable[Any]]) -> None:
+        """Send the subscription again through ``call`` (a new or re-logged-in connection).
+
+        A refusal ends the stream with that error.
+        """
+        try:
+            self.snapshot = await call(self.function, self.payload)
+        except RequestError as exc:
+            self.end(exc)
+            return
+        self.resubscribed += 1
 
     async def __aenter__(self) -> Subscription:
         self._owner.attach(self)

@@ -22,12 +22,10 @@ did not act on it, so it is sent once more after the re-login.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from types import TracebackType
 from typing import Any, Final
 
 import anyio
@@ -42,13 +40,12 @@ from .errors import (
     AlphaPointError,
     AuthenticationError,
     ConnectionClosed,
-    RequestError,
-    RequestTimeout,
     SessionClosed,
     UsageError,
 )
 from .events import KNOWN_SUBSCRIPTIONS, EventStream, StateChanges, Subscription
 from .frame import Frame, MessageType
+from .gate import Gate
 from .hub import EventHub
 from .login import Call, Login, TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
@@ -56,7 +53,7 @@ from .policies import Backoff, Keepalive, is_retryable
 from .state import SessionState, StateMachine, Trigger
 from .urls import without_user_info
 
-__all__ = ["DEFAULT_TIMEOUT", "Session", "SessionState", "StateChanges", "TwoFactor", "connect"]
+__all__ = ["DEFAULT_TIMEOUT", "Session", "SessionOptions", "SessionState", "StateChanges"]
 
 logger = logging.getLogger("alphapoint.session")
 
@@ -67,16 +64,23 @@ _USE_DEFAULT: Any = object()
 
 
 @attrs.frozen
-class _Options:
-    """How to open each connection (the same every time)."""
+class SessionOptions:
+    """Everything :func:`connect` was told but the login; see there for each."""
 
-    open_timeout: float
-    close_timeout: float
-    ssl: ssl_module.SSLContext | None
-    allow_insecure: bool
-    max_message_size: int | None
-    proxy: str | bool | None
-    driver: Driver
+    timeout: float | None = DEFAULT_TIMEOUT
+    reconnect: Backoff | None = None
+    keepalive: Keepalive | None = Keepalive()  # noqa: RUF009 - frozen, shared safely
+    logout_on_close: bool = True
+    retryable: Callable[[BaseException], bool] = is_retryable
+    event_buffer: int = 1024
+    on_state_change: Callable[[SessionState], None] | None = None
+    open_timeout: float = 10.0
+    close_timeout: float = 5.0
+    ssl: ssl_module.SSLContext | None = None
+    proxy: str | bool | None = True
+    allow_insecure: bool = False
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
+    driver: Driver = "auto"
 
 
 class Session:
@@ -85,38 +89,17 @@ class Session:
     Every method may be called concurrently from many tasks.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        options: _Options,
-        timeout: float | None,
-        login: Login,
-        reconnect: Backoff | None,
-        keepalive: Keepalive | None,
-        logout_on_close: bool,
-        retryable: Callable[[BaseException], bool],
-        event_buffer: int,
-        on_state_change: Callable[[SessionState], None] | None,
-    ) -> None:
+    def __init__(self, url: str, options: SessionOptions, login: Login) -> None:
         self._connect_url = url
         #: The URL as shown in reprs, logs and task names: any user:password@ masked.
         self._url = without_user_info(url)
         self._options = options
-        self._timeout = timeout
+        self._timeout = options.timeout  # read on every call
         self._login = login
-        self._reconnect = reconnect
-        self._keepalive = keepalive
-        self._logout_on_close = logout_on_close
-        self._retryable = retryable
-        self._event_buffer = event_buffer
-        self._on_state_change = on_state_change
         self._machine = StateMachine()
         self._hub = EventHub()
-        #: Set while calls may go through (CONNECTED, AUTHENTICATED) and once CLOSED.
-        self._ready = anyio.Event()
-        #: Why the session is CLOSED, once it is.
-        self._terminal: BaseException | None = None
+        #: Where calls wait: open in CONNECTED and AUTHENTICATED, ended once CLOSED.
+        self._gate = Gate()
         self._task_group: anyio.abc.TaskGroup | None = None
         #: How many of the session's tasks have been started and not yet ended.
         self._running = 0
@@ -188,15 +171,18 @@ class Session:
         state = machine.fire(trigger)
         if state is before:
             return
-        if machine.accepts_calls or state is SessionState.CLOSED:
-            self._ready.set()
-        elif self._ready.is_set():
-            self._ready = anyio.Event()
+        if machine.accepts_calls:
+            assert self._installed is not None
+            assert self._installed.is_open  # a drop moves the state at once
+            self._gate.open(self._installed)
+        elif state is not SessionState.CLOSED:
+            self._gate.shut()
         logger.info("session %s is %s", self._url, state.value)
         self._hub.publish_state(state)
-        if self._on_state_change is not None:
+        on_state_change = self._options.on_state_change
+        if on_state_change is not None:
             try:
-                self._on_state_change(state)
+                on_state_change(state)
             except Exception:
                 logger.exception("on_state_change callback failed")
 
@@ -236,12 +222,12 @@ class Session:
         """
         if timeout is _USE_DEFAULT:
             timeout = self._timeout
-        conn = self._ready_now()
+        conn = self._gate.connection
         if conn is not None:  # the usual case: no wait, no cancel scope
             deadline = math.inf if timeout is None else conn.clock() + timeout
         else:
             deadline = math.inf if timeout is None else anyio.current_time() + timeout
-            conn = await self._wait_ready(function, timeout, deadline)
+            conn = await self._gate.wait(function, timeout, deadline)
         sent_logged_in, relogins = self.authenticated, self._relogins
         frame = await conn.request(
             message_type, function, payload, deadline=deadline, timeout=timeout
@@ -257,65 +243,10 @@ class Session:
         # (one re-login for every call refused at once: the first starts it).
         if self._relogins == relogins:
             self._start_relogin(conn)
-        conn = await self._wait_ready(function, timeout, deadline)
+        conn = await self._gate.wait(function, timeout, deadline)
         return await conn.request(
             message_type, function, payload, deadline=deadline, timeout=timeout
         )
-
-    def _ready_now(self) -> Connection | None:
-        """The installed connection if calls may go through it now."""
-        if self._machine.accepts_calls:
-            conn = self._installed
-            assert conn is not None
-            assert conn.is_open  # a drop moves the state at once
-            return conn
-        return None
-
-    async def _wait_ready(
-        self, function: str, timeout: float | None, deadline: float
-    ) -> Connection:
-        """The installed connection, once calls may go through it, by ``deadline``.
-
-        Raises :class:`RequestTimeout` when the session is not ready in time
-        and the session's error once it has ended.
-        """
-        with anyio.CancelScope(deadline=deadline):
-            while self._terminal is None and not self._ready.is_set():
-                await self._ready.wait()
-        if self._terminal is not None:
-            raise self._terminal_error()
-        conn = self._ready_now()
-        if conn is None:
-            raise RequestTimeout(
-                f"the session was not ready for {function} within {timeout} s",
-                function=function,
-                timeout=timeout,
-            )
-        return conn
-
-    def _terminal_error(self) -> ConnectionClosed:
-        return _ended_error(self._terminal)
-
-    def _call_on(
-        self,
-        conn: Connection,
-        *,
-        message_type: MessageType = MessageType.REQUEST,
-        timeout: float | None = _USE_DEFAULT,
-    ) -> Call:
-        """A checked call on ``conn``, whether or not calls may go through it yet
-        (login, resubscribe, unsubscribe, logout)."""
-        if timeout is _USE_DEFAULT:
-            timeout = self._timeout
-
-        async def call(function: str, payload: Any) -> Any:
-            deadline = math.inf if timeout is None else conn.clock() + timeout
-            frame = await conn.request(
-                message_type, function, payload, deadline=deadline, timeout=timeout
-            )
-            return check_reply(frame)
-
-        return call
 
     # -- authentication ------------------------------------------------------
 
@@ -397,7 +328,7 @@ class Session:
 
     async def _relogin(self, conn: Connection) -> None:
         try:
-            await self._login.log_in_connection(self._call_on(conn), url=self._url)
+            await self._login.log_in_connection(conn.caller(timeout=self._timeout), url=self._url)
             await self._resubscribe(conn)
         except AuthenticationError as exc:
             # A password that stopped working will not start again by retrying.
@@ -425,7 +356,7 @@ class Session:
         ``event_buffer`` by default); a consumer that falls further behind gets
         :class:`EventOverflow` after the events it did receive.
         """
-        size = self._event_buffer if buffer is None else buffer
+        size = self._options.event_buffer if buffer is None else buffer
         return EventStream(self._hub, frozenset(functions), size, match)
 
     def subscribe(
@@ -458,7 +389,7 @@ class Session:
             payload or {},
             events=names,
             unsubscribe=unsubscribe if unsubscribe is not None else known_unsubscribe,
-            buffer=self._event_buffer if buffer is None else buffer,
+            buffer=self._options.event_buffer if buffer is None else buffer,
             match=match,
             send=self._send_subscription,
             cancel=self._send_unsubscribe,
@@ -475,23 +406,17 @@ class Session:
         unsubscribe = subscription.unsubscribe_function
         if not self.is_open or conn is None or not conn.is_open or unsubscribe is None:
             return
-        call = self._call_on(
-            conn, message_type=MessageType.UNSUBSCRIBE, timeout=self._options.close_timeout
+        call = conn.caller(
+            message_type=MessageType.UNSUBSCRIBE, timeout=self._options.close_timeout
         )
         await call(unsubscribe, subscription.payload)
 
     async def _resubscribe(self, conn: Connection) -> None:
         """Send every live subscription again on a new (or re-logged-in) connection."""
-        call = self._call_on(conn, message_type=MessageType.SUBSCRIBE)
+        call = conn.caller(message_type=MessageType.SUBSCRIBE, timeout=self._timeout)
         for stream in self._hub.streams():
-            if not isinstance(stream, Subscription):
-                continue
-            try:
-                stream.snapshot = await call(stream.function, stream.payload)
-            except RequestError as exc:
-                stream.end(exc)
-                continue
-            stream.resubscribed += 1
+            if isinstance(stream, Subscription):
+                await stream.resend(call)
 
     def _on_event(self, conn: Connection, event: Event) -> None:
         """Called by a connection's reader for every event."""
@@ -536,12 +461,12 @@ class Session:
             close_timeout=options.close_timeout,
             number=self._connections,
         )
-        self._start(conn.run, self._keepalive, name=f"alphapoint connection {self._url}")
+        self._start(conn.run, self._options.keepalive, name=f"alphapoint connection {self._url}")
         try:
             if self._login.automatic:
                 self._fire(Trigger.OPENED)
             self._conn = conn
-            await self._login.log_in_connection(self._call_on(conn), url=self._url)
+            await self._login.log_in_connection(conn.caller(timeout=self._timeout), url=self._url)
             await self._resubscribe(conn)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -558,7 +483,7 @@ class Session:
         if conn is not self._conn or not self._machine.open:
             return
         error = conn.error or ConnectionClosed("the connection closed")
-        if self._reconnect is None:
+        if self._options.reconnect is None:
             self._finish(error)
         elif conn is self._installed:
             self._installed = None
@@ -581,7 +506,7 @@ class Session:
 
     async def _reconnect_after(self, error: BaseException) -> None:
         """The installed connection dropped with ``error``: replace it, with backoff."""
-        policy = self._reconnect
+        policy = self._options.reconnect
         assert policy is not None
         logger.warning("session %s lost its connection: %s", self._url, error)
         self._login.result = None
@@ -601,7 +526,7 @@ class Session:
             except Exception as exc:  # noqa: BLE001 - the retry policy decides
                 error = exc
                 failures += 1
-                if not self._retryable(exc):
+                if not self._options.retryable(exc):
                     self._finish(exc)
                     return
                 logger.warning("reconnecting to %s failed: %s", self._url, exc)
@@ -616,14 +541,14 @@ class Session:
         """The session has ended for good: fail waiters, end streams, state CLOSED."""
         if self._machine.closed:
             return
-        self._terminal = error
+        self._gate.end(error)
         self._fire(Trigger.ENDED)
         stream_error = error if isinstance(error, AlphaPointError) else None
         if isinstance(error, SessionClosed):
             stream_error = None
-        # The error, not a method of the session: the hub keeps it, and must
-        # not keep the session (a reference cycle).
-        self._hub.end(stream_error, attach_error=functools.partial(_ended_error, error))
+        # The gate's method, not the session's: the hub keeps it, and must not
+        # keep the session (a reference cycle).
+        self._hub.end(stream_error, attach_error=self._gate.ended_error)
 
     async def aclose(self) -> None:
         """Log out (unless turned off), close the WebSocket with 1000, stop every task.
@@ -635,9 +560,14 @@ class Session:
         self._machine.closing = True
         with anyio.CancelScope(shield=True):
             conn = self._conn
-            if conn is not None and conn.is_open and self._logout_on_close and self.authenticated:
+            if (
+                conn is not None
+                and conn.is_open
+                and self._options.logout_on_close
+                and self.authenticated
+            ):
                 with contextlib.suppress(AlphaPointError):
-                    await self._call_on(conn, timeout=self._options.close_timeout)("LogOut", None)
+                    await conn.caller(timeout=self._options.close_timeout)("LogOut", None)
             self._finish(SessionClosed("the session was closed"))
             if conn is not None:
                 await conn.aclose(SessionClosed("the session was closed"))
@@ -673,100 +603,3 @@ class Session:
         # without handing it the block's exception, so that exception
         # propagates as it is, never wrapped in an ExceptionGroup.
         await self._task_group.__aexit__(None, None, None)
-
-
-def _ended_error(terminal: BaseException | None) -> ConnectionClosed:
-    """What a call to an ended session raises: a fresh error, caused by why it ended."""
-    if terminal is None:
-        return SessionClosed("the session is closed")
-    if isinstance(terminal, ConnectionClosed):
-        return terminal.copy()
-    error = SessionClosed(f"the session has ended: {terminal}")
-    error.__cause__ = terminal
-    return error
-
-
-class connect:
-    """Open a :class:`Session` to ``url``; close it when the block ends.
-
-    Without ``credentials`` this is one connection: when it drops, calls fail
-    with :class:`ConnectionClosed`. With ``credentials`` (and ``two_factor``,
-    ideally a :class:`Totp`) the session logs in on entry and is *managed*: it
-    reconnects with ``reconnect`` (a :class:`Backoff`; ``True`` for the
-    default, ``False`` for none), resumes with the session token first unless
-    ``resume=False``, and logs in again after a LogoutEvent.
-
-    ``timeout`` is every call's default; ``open_timeout`` bounds the TCP, TLS
-    and WebSocket handshakes; ``close_timeout`` bounds closing. ``keepalive``
-    pings after idle time and drops a connection that does not answer
-    (``None`` turns it off). ``ssl`` replaces the default (verifying) TLS
-    context for ``wss://``. ``proxy`` is a proxy URL, ``True`` for the
-    environment's (``HTTPS_PROXY``...), or ``None``. Plain ``ws://`` is allowed
-    only to loopback unless ``allow_insecure``. ``event_buffer`` bounds each
-    event stream. ``on_state_change`` is called with every new
-    :class:`SessionState`. ``driver`` picks how bytes move (see
-    :mod:`alphapoint.drivers`; ``"auto"`` is right for nearly everyone).
-
-    Exceptions from the block propagate unchanged (never wrapped in an
-    ExceptionGroup); leaving the block logs out (unless
-    ``logout_on_close=False``), closes the WebSocket with 1000, and waits for
-    every task the session started.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        credentials: Credentials | None = None,
-        two_factor: TwoFactor | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        reconnect: Backoff | bool | None = None,
-        keepalive: Keepalive | None = Keepalive(),  # noqa: B008 - frozen, shared safely
-        resume: bool = True,
-        logout_on_close: bool = True,
-        retryable: Callable[[BaseException], bool] = is_retryable,
-        open_timeout: float = 10.0,
-        close_timeout: float = 5.0,
-        ssl: ssl_module.SSLContext | None = None,
-        proxy: str | bool | None = True,
-        allow_insecure: bool = False,
-        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-        event_buffer: int = 1024,
-        on_state_change: Callable[[SessionState], None] | None = None,
-        driver: Driver = "auto",
-    ) -> None:
-        if reconnect is None:
-            reconnect = credentials is not None
-        policy = Backoff() if reconnect is True else reconnect or None
-        self._session = Session(
-            url,
-            options=_Options(
-                open_timeout=open_timeout,
-                close_timeout=close_timeout,
-                ssl=ssl,
-                allow_insecure=allow_insecure,
-                max_message_size=max_message_size,
-                proxy=proxy,
-                driver=driver,
-            ),
-            timeout=timeout,
-            login=Login(credentials, two_factor, resume=resume),
-            reconnect=policy,
-            keepalive=keepalive,
-            logout_on_close=logout_on_close,
-            retryable=retryable,
-            event_buffer=event_buffer,
-            on_state_change=on_state_change,
-        )
-
-    async def __aenter__(self) -> Session:
-        await self._session._enter()
-        return self._session
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._session._exit()

@@ -365,10 +365,12 @@ def summarise(rows: list[Row]) -> None:
             )
         if floor is None or floor is row:
             continue
+        # A floor of 0 (a smoke run's RSS growth can read 0 KiB at page
+        # granularity) gives no ratio.
         pairs = [
             (s, f)
             for s, f in zip(row.samples, floor.samples, strict=False)
-            if s is not None and f is not None
+            if s is not None and f is not None and f["value"] and f["cpu"]
         ]
         if pairs:
             row.summary["ratio"] = spread([s["value"] / f["value"] for s, f in pairs])
