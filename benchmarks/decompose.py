@@ -31,6 +31,7 @@ the session (its task group, the login steps and result, its states, closing).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import statistics
@@ -43,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import clients
 from servers import ServerProcess, available_impls
 
-_loads = clients._loads
+_loads = json.loads
 
 
 async def _sansio_stream(url: str) -> tuple[Any, Any]:

@@ -39,6 +39,7 @@ from alphapoint import (
     StateChanges,
     Totp,
 )
+from alphapoint.connection import Connection
 from alphapoint.frame import MessageType
 from alphapoint.testing import Gateway, RunningGateway
 from alphapoint.testing.pytest_plugin import GatewayFixture
@@ -104,16 +105,6 @@ async def next_event(events: alphapoint.EventStream) -> Event:
 def functions(gateway: Gateway) -> list[str]:
     """The functions the gateway was asked for, in order."""
     return [request.function for request in gateway.requests]
-
-
-def forget_logins_behind_the_clients_back(gateway: Gateway) -> None:
-    """The gateway drops every login (and its token) without telling anyone.
-
-    What a gateway that restarted its session store, or expired a login,
-    does: no LogoutEvent, the next call is simply refused with code 20.
-    """
-    for connection in list(gateway._connections.values()):
-        gateway._forget_login(connection)
 
 
 # -- resuming after a restart ----------------------------------------------------------
@@ -373,7 +364,7 @@ async def test_a_call_refused_with_code_20_is_retried_once_after_a_new_login(
     gateway = alphapoint_gateway.gateway
     async with managed(alphapoint_gateway) as session:
         assert (await session.call("GetUserInfo"))["UserName"] == "alice"
-        forget_logins_behind_the_clients_back(gateway)
+        gateway.forget_logins()
         info = await session.call("GetUserInfo")
         assert info["UserName"] == "alice"
         assert session.authenticated
@@ -396,7 +387,7 @@ async def test_several_calls_refused_with_code_20_are_each_retried_once(
     results: list[Any] = []
     async with managed(alphapoint_gateway) as session:
         assert (await session.call("GetUserInfo"))["UserName"] == "alice"
-        forget_logins_behind_the_clients_back(gateway)
+        gateway.forget_logins()
 
         async def get_user_info() -> None:
             results.append(await session.call("GetUserInfo"))
@@ -731,7 +722,9 @@ async def test_a_closed_session_is_freed_without_the_cycle_collector(
         with anyio.fail_after(LIMIT):
             async with managed(alphapoint_gateway, keepalive=Keepalive()) as session:
                 await session.call("Ping")
-        session_ref, conn_ref = weakref.ref(session), weakref.ref(session._conn)
+        (conn,) = [o for o in gc.get_objects() if isinstance(o, Connection)]
+        session_ref, conn_ref = weakref.ref(session), weakref.ref(conn)
+        del conn
         del session
         assert session_ref() is None
         assert conn_ref() is None

@@ -63,19 +63,6 @@ pytestmark = pytest.mark.anyio
 QUICK = Backoff(initial=0.01, maximum=0.05)
 
 
-class RecordingGateway(Gateway):
-    """The embedded gateway, remembering every session token it hands out."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.issued: list[str] = []
-
-    def _log_in(self, connection: Any, user: GatewayUser) -> str:
-        token = super()._log_in(connection, user)
-        self.issued.append(token)
-        return token
-
-
 @attrs.define
 class Seen:
     """Everything captured: objects to show, raised errors, command output."""
@@ -135,7 +122,7 @@ async def managed(
 
 
 async def in_process_flow(
-    gateway: RecordingGateway, url: str, people: dict[str, PasswordCredentials], seen: Seen
+    gateway: Gateway, url: str, people: dict[str, PasswordCredentials], seen: Seen
 ) -> None:
     alice, bob, carol, dave = (people[name] for name in ("alice", "bob", "carol", "dave"))
     key = ApiKeyCredentials(api_key=API_KEY, api_secret=API_SECRET, user_id="7")
@@ -318,7 +305,7 @@ def everything_shown(caplog: pytest.LogCaptureFixture, seen: Seen) -> list[str]:
 async def test_no_secret_anywhere_in_the_whole_flow(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="alphapoint")
-    gateway = RecordingGateway(
+    gateway = Gateway(
         [
             GatewayUser("alice", ALICE_PASSWORD, user_id=7),
             GatewayUser("bob", BOB_PASSWORD, user_id=8, totp_secret=TOTP_SECRET),
@@ -352,7 +339,7 @@ async def test_no_secret_anywhere_in_the_whole_flow(caplog: pytest.LogCaptureFix
     assert len(sent_tokens) >= 4  # resumed sessions
     assert len(sent_codes) >= 5
     assert set(sent_codes) <= set(seen.codes)
-    assert len(gateway.issued) >= 12
+    assert len(gateway.issued_tokens) >= 12
     assert len(gateway.requests_for("LogOut")) >= 2
     messages = [r.getMessage() for r in caplog.records]
     for function in ("AuthenticateUser", "WebAuthenticateUser", "Authenticate2FA"):
@@ -373,7 +360,7 @@ async def test_no_secret_anywhere_in_the_whole_flow(caplog: pytest.LogCaptureFix
         TOTP_SECRET,
         FAULT_SECRET,
         gateway.users["dave"].password,
-        *gateway.issued,
+        *gateway.issued_tokens,
         *signatures,
     ]
     codes = set(seen.codes)

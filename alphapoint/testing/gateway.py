@@ -162,6 +162,8 @@ class Gateway:
         self._tokens: dict[str, _SessionToken] = {}
         self._used_nonces: dict[str, set[str]] = {}
         self._connections: dict[int, _Connection] = {}
+        #: Every session token handed out, in order (tests look for them in output).
+        self.issued_tokens: list[str] = []
         self._numbers = itertools.count(1)
         self._event_seq = itertools.count(2, 2)
         self._handlers: dict[str, Handler] = {
@@ -342,6 +344,15 @@ class Gateway:
         """Forget every session token, as if an hour had passed."""
         self._tokens.clear()
 
+    def forget_logins(self) -> None:
+        """Drop every connection's login (and its token) without telling anyone.
+
+        What a gateway that restarted its session store does: no LogoutEvent;
+        the next call is simply refused with code 20.
+        """
+        for connection in list(self._connections.values()):
+            self._forget_login(connection)
+
     # -- functions ------------------------------------------------------------
 
     def _ping(self, connection: _Connection, payload: dict[str, Any]) -> Any:
@@ -518,6 +529,7 @@ class Gateway:
 
     def _log_in(self, connection: _Connection, user: GatewayUser) -> str:
         token = secrets.token_hex(16)
+        self.issued_tokens.append(token)
         self._tokens[token] = _SessionToken(user, self._clock() + self.session_token_ttl)
         connection.user, connection.token = user, token
         logger.info("connection %d logged in as %s", connection.number, user.username)
