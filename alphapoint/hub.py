@@ -103,15 +103,16 @@ class EventHub:
         """Hand ``event`` to every stream that takes it (never blocks)."""
         route = self._routes.get(event.function)
         if route is not None:
-            if route.by_instrument:
+            by_instrument = route.by_instrument
+            if by_instrument:
                 payload = event.payload
-                key = instrument_key(payload) if isinstance(payload, dict) else None
+                key = instrument_key(payload) if type(payload) is dict else None
                 if key is None:
                     # Names no instrument: every keyed stream of this name takes it.
-                    for keyed in tuple(route.by_instrument.values()):
+                    for keyed in tuple(by_instrument.values()):
                         _offer(keyed, event)
                 else:
-                    matching = route.by_instrument.get(key)
+                    matching = by_instrument.get(key)
                     if matching is not None:
                         _offer(matching, event)
             if route.unkeyed:
@@ -148,6 +149,11 @@ class EventHub:
 
 
 def _offer(streams: list[EventStream], event: Event) -> None:
+    if len(streams) == 1:  # the usual case: one consumer per instrument
+        stream = streams[0]
+        if stream.match is None or stream.match(event):
+            stream.offer(event)
+        return
     # A copy: a stream that overflows detaches itself while we iterate.
     for stream in tuple(streams):
         match = stream.match

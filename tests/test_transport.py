@@ -23,11 +23,14 @@ from websockets.server import ServerProtocol
 
 import alphapoint
 from alphapoint import (
+    CertificateError,
     ConnectError,
     ConnectionClosed,
+    HandshakeRefused,
     InsecureConnection,
     InvalidURL,
     MessageType,
+    NetworkError,
 )
 from alphapoint.connection import Connection
 from alphapoint.drivers import open_websocket
@@ -166,8 +169,9 @@ async def test_wss_wrong_host_name_fails(
 ) -> None:
     async with tls_gateway(server_context(ca, *cert_hosts)) as fixture:
         url = f"wss://{connect_host}:{fixture.running.port}/WSGateway/"
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(CertificateError) as info:
             await open_and_ping(url, ssl=client_context(ca))
+        assert info.value.retryable is False
         message = str(info.value)
         assert "TLS" in message
         assert "certificate" in message.lower()
@@ -177,14 +181,14 @@ async def test_wss_wrong_host_name_fails(
 
 async def test_wss_unknown_ca_fails(ca: trustme.CA) -> None:
     async with tls_gateway(server_context(ca, "localhost")) as fixture:
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(CertificateError) as info:
             await open_and_ping(fixture.url, ssl=client_context(trustme.CA()))
         message = str(info.value)
         assert "TLS" in message
         assert "certificate" in message.lower()
         assert "mismatch" not in message.lower()
         # Without ssl=, the system's CAs are used, and they do not know this CA either.
-        with pytest.raises(ConnectError) as default:
+        with pytest.raises(CertificateError) as default:
             await open_and_ping(fixture.url)
         assert "certificate" in str(default.value).lower()
         assert fixture.gateway.requests == []
@@ -257,7 +261,7 @@ async def test_invalid_url(url: str) -> None:
 
 
 async def test_connection_refused() -> None:
-    with unused_port() as port, pytest.raises(ConnectError) as info:
+    with unused_port() as port, pytest.raises(NetworkError) as info:
         await open_and_ping(f"ws://127.0.0.1:{port}/WSGateway/")
     assert f"127.0.0.1:{port}" in str(info.value)
     assert info.value.retryable
@@ -265,9 +269,10 @@ async def test_connection_refused() -> None:
 
 async def test_server_that_never_answers_the_handshake() -> None:
     async with serve_tcp(drain) as server:
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(NetworkError) as info:
             await open_and_ping(server.url, open_timeout=SHORT)
     assert f"within {SHORT} s" in str(info.value)
+    assert info.value.retryable
     assert server.connections == 1
 
 
@@ -284,10 +289,12 @@ async def test_handshake_refused_with_http_403() -> None:
         await drain(stream)  # the client must not wait for the server to hang up
 
     async with serve_tcp(refuse) as server:
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(HandshakeRefused) as info:
             await open_and_ping(server.url, open_timeout=LIMIT / 2)
     assert "403" in str(info.value)
     assert "within" not in str(info.value)
+    assert info.value.status == 403
+    assert info.value.retryable is False
 
 
 async def test_handshake_answered_with_something_that_is_not_http() -> None:
@@ -297,8 +304,10 @@ async def test_handshake_answered_with_something_that_is_not_http() -> None:
         await drain(stream)  # the client must not wait for the server to hang up
 
     async with serve_tcp(babble) as server:
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(HandshakeRefused) as info:
             await open_and_ping(server.url, open_timeout=LIMIT / 2)
+    assert info.value.status is None
+    assert info.value.retryable is False
     message = str(info.value)
     assert "handshake" in message
     assert "within" not in message
@@ -309,7 +318,7 @@ async def test_server_hanging_up_during_the_handshake() -> None:
         await read_http_request(stream)
 
     async with serve_tcp(hang_up) as server:
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(NetworkError) as info:
             await open_and_ping(server.url, open_timeout=LIMIT / 2)
     assert "handshake" in str(info.value)
     assert "within" not in str(info.value)

@@ -127,6 +127,12 @@ async def open_websocket(
                 f"{status.reason_phrase}",
                 status=status.status_code,
             ) from failure
+        if isinstance(failure.__cause__, EOFError):
+            # The server hung up before answering: the network's doing, as
+            # the stream driver reports it too.
+            raise NetworkError(
+                f"{where} closed the connection during the WebSocket handshake"
+            ) from failure
         raise HandshakeRefused(
             f"WebSocket handshake with {where} failed: {failure}", status=None
         ) from failure
