@@ -31,6 +31,7 @@ from .errors import (
     OperationFailed,
     OperationNotSupported,
     ProtocolError,
+    ReloginStorm,
     RequestError,
     RequestTimeout,
     ResourceNotFound,
@@ -44,7 +45,7 @@ from .events import EventStream, StateChanges, Subscription
 from .frame import Frame, MessageType
 from .login import TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
-from .policies import Backoff, Keepalive, full_jitter, is_retryable
+from .policies import Backoff, Keepalive, Relogin, full_jitter, is_retryable
 from .session import DEFAULT_TIMEOUT, Session, SessionOptions
 from .signing import NonceSource, sign
 from .state import SessionState
@@ -87,6 +88,8 @@ __all__ = [
     "OperationNotSupported",
     "PasswordCredentials",
     "ProtocolError",
+    "Relogin",
+    "ReloginStorm",
     "RequestError",
     "RequestTimeout",
     "ResourceNotFound",

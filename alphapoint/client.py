@@ -14,7 +14,7 @@ from types import TracebackType
 from .credentials import Credentials
 from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver
 from .login import Login, TwoFactor
-from .policies import Backoff, Keepalive, is_retryable
+from .policies import Backoff, Keepalive, Relogin, is_retryable
 from .session import DEFAULT_TIMEOUT, Session, SessionOptions
 from .state import SessionState
 
@@ -29,7 +29,10 @@ class connect:
     ideally a :class:`Totp`) the session logs in on entry and is *managed*: it
     reconnects with ``reconnect`` (a :class:`Backoff`; ``True`` for the
     default, ``False`` for none), resumes with the session token first unless
-    ``resume=False``, and logs in again after a LogoutEvent.
+    ``resume=False``, and logs in again after a LogoutEvent, as ``relogin``
+    (a :class:`Relogin`) allows: backoff between re-logins that follow each
+    other, a cap on logins per minute, and :class:`ReloginStorm` once the
+    gateway keeps ending every login.
 
     ``timeout`` is every call's default; ``open_timeout`` bounds the TCP, TLS
     and WebSocket handshakes; ``close_timeout`` bounds closing. ``keepalive``
@@ -56,6 +59,7 @@ class connect:
         two_factor: TwoFactor | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         reconnect: Backoff | bool | None = None,
+        relogin: Relogin = Relogin(),  # noqa: B008 - frozen, shared safely
         keepalive: Keepalive | None = Keepalive(),  # noqa: B008 - frozen, shared safely
         resume: bool = True,
         logout_on_close: bool = True,
@@ -76,6 +80,7 @@ class connect:
         options = SessionOptions(
             timeout=timeout,
             reconnect=policy,
+            relogin=relogin,
             keepalive=keepalive,
             logout_on_close=logout_on_close,
             retryable=retryable,

@@ -53,6 +53,7 @@ __all__ = [
     "OperationFailed",
     "OperationNotSupported",
     "ProtocolError",
+    "ReloginStorm",
     "RequestError",
     "RequestTimeout",
     "ResourceNotFound",
@@ -345,6 +346,16 @@ class AuthenticationError(AlphaPointError):
 
 class AuthenticationRejected(AuthenticationError):
     """Wrong credentials (or a wrong 2FA code)."""
+
+
+class ReloginStorm(AlphaPointError):
+    """The gateway ended every login soon after it was made, ``in_a_row`` times: the
+    session stopped logging in again rather than storm the gateway (and risk
+    locking the account). See :class:`alphapoint.Relogin`."""
+
+    def __init__(self, message: str, *, in_a_row: int) -> None:
+        super().__init__(message)
+        self.in_a_row = in_a_row
 
 
 class AccountLocked(AuthenticationError):

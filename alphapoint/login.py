@@ -20,7 +20,7 @@ import attrs
 from .apex import complete_two_factor, login_error, second_factor_error
 from .credentials import Credentials
 from .decoding import decode_authenticate_result
-from .errors import RequestError, UsageError
+from .errors import AlphaPointError, TransportError, UsageError
 from .models import AuthenticateResult, AuthStatus
 
 __all__ = ["Call", "Login", "TwoFactor", "two_factor_code"]
@@ -105,12 +105,21 @@ class Login:
         return self.record(decode_authenticate_result(reply, function="Authenticate2FA"))
 
     async def log_in(
-        self, call: Call, credentials: Credentials, two_factor: TwoFactor | None
+        self,
+        call: Call,
+        credentials: Credentials,
+        two_factor: TwoFactor | None,
+        *,
+        pace: Callable[[], Awaitable[None]] | None = None,
     ) -> AuthenticateResult:
         """AuthenticateUser, then Authenticate2FA if asked; the result once logged in.
 
-        Raises the :class:`AuthenticationError` that :mod:`.apex` names otherwise.
+        ``pace`` is awaited just before AuthenticateUser (the session's limit
+        on logins per minute). Raises the :class:`AuthenticationError` that
+        :mod:`.apex` names otherwise.
         """
+        if pace is not None:
+            await pace()
         result = await self.authenticate(call, credentials)
         error = login_error(result, can_answer_2fa=two_factor is not None)
         if error is not None:
@@ -124,14 +133,22 @@ class Login:
             raise error
         return self.record(complete_two_factor(result, second))
 
-    async def log_in_connection(self, call: Call, *, url: str) -> None:
-        """Log a new connection in: resume with the session token, else the credentials."""
+    async def log_in_connection(
+        self, call: Call, *, url: str, pace: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Log a connection in: resume with the session token, else the credentials
+        (``pace`` as for :meth:`log_in`)."""
         token = self.session_token if self.resume else None
         if token is not None:
             try:
                 reply = await call("WebAuthenticateUser", {"SessionToken": token})
                 resumed = decode_authenticate_result(reply, function="WebAuthenticateUser")
-            except RequestError:
+            except TransportError:
+                raise  # the connection is gone: a login on it would fail too
+            except AlphaPointError as exc:
+                # Refused, unreadable, unanswered, or a token that cannot even
+                # be sent: whatever went wrong, the credentials still work.
+                logger.info("resuming on %s failed (%s)", url, type(exc).__name__)
                 resumed = None
             if resumed is not None and resumed.status is AuthStatus.AUTHENTICATED:
                 # WebAuthenticateUser names no user: keep what the login said.
@@ -143,4 +160,4 @@ class Login:
             self.session_token = None
         self.result = None
         if self.credentials is not None:
-            await self.log_in(call, self.credentials, self.two_factor)
+            await self.log_in(call, self.credentials, self.two_factor, pace=pace)

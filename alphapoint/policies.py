@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
 from .errors import AlphaPointError, UsageError
 
-__all__ = ["Backoff", "Keepalive", "full_jitter", "is_retryable"]
+__all__ = ["Backoff", "Keepalive", "Relogin", "full_jitter", "is_retryable"]
 
 
 def full_jitter(cap: float) -> float:
@@ -95,6 +96,56 @@ class Keepalive:
 
     interval: float = attrs.field(default=10.0, validator=_positive)
     timeout: float = attrs.field(default=10.0, validator=_positive)
+
+
+def _count(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not value >= 1:
+        raise UsageError(f"{attribute.name} must be at least 1")
+
+
+def _count_or_none_any(
+    instance: object, attribute: attrs.Attribute[Any], value: int | None
+) -> None:
+    _count_or_none(instance, attribute, value)
+
+
+@attrs.frozen
+class Relogin:
+    """How a managed session logs in again when the gateway ends its login
+    (a LogoutEvent, or code 20 to a call made while logged in), without storming it.
+
+    Gateways lock an account after a few failed logins in a short time, and a
+    gateway that ends every login would otherwise get an AuthenticateUser
+    for every LogoutEvent. So:
+
+    * a re-login after a login that lasted ``stable_after`` seconds goes at
+      once; the *n*-th in a row after logins that did not (from 1) waits
+      ``jitter(min(maximum, initial * multiplier ** (n - 1)))``;
+    * the session sends at most ``per_minute`` automatic AuthenticateUser in
+      any 60 seconds (re-logins and reconnects alike), waiting for the window;
+    * after ``max_in_a_row`` re-logins in a row, each ended within
+      ``stable_after``, it stops and closes with :class:`ReloginStorm`
+      (``None``: never).
+    """
+
+    initial: float = attrs.field(default=1.0, validator=_positive)
+    maximum: float = attrs.field(default=60.0, validator=_positive)
+    multiplier: float = attrs.field(default=2.0, validator=_at_least_one)
+    per_minute: int = attrs.field(default=10, validator=_count)
+    max_in_a_row: int | None = attrs.field(default=5, validator=_count_or_none_any)
+    stable_after: float = attrs.field(default=60.0, validator=_positive)
+    jitter: Callable[[float], float] = attrs.field(default=full_jitter, repr=False)
+
+    def delay(self, in_a_row: int) -> float:
+        """The wait before the re-login that is number ``in_a_row`` in a row (0: at once)."""
+        if in_a_row <= 0:
+            return 0.0
+        backoff = Backoff(self.initial, self.maximum, self.multiplier, jitter=self.jitter)
+        return backoff.delay(in_a_row - 1)
+
+    def gives_up(self, in_a_row: int) -> bool:
+        """Whether re-login number ``in_a_row`` in a row is one too many."""
+        return self.max_in_a_row is not None and in_a_row > self.max_in_a_row
 
 
 def is_retryable(error: BaseException) -> bool:

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import math
 import ssl as ssl_module
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -40,6 +41,7 @@ from .errors import (
     AlphaPointError,
     AuthenticationError,
     ConnectionClosed,
+    ReloginStorm,
     SessionClosed,
     UsageError,
 )
@@ -49,7 +51,7 @@ from .gate import Gate
 from .hub import EventHub
 from .login import Call, Login, TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
-from .policies import Backoff, Keepalive, is_retryable
+from .policies import Backoff, Keepalive, Relogin, is_retryable
 from .state import SessionState, StateMachine, Trigger
 from .urls import without_user_info
 
@@ -69,6 +71,7 @@ class SessionOptions:
 
     timeout: float | None = DEFAULT_TIMEOUT
     reconnect: Backoff | None = None
+    relogin: Relogin = Relogin()  # noqa: RUF009 - frozen, shared safely
     keepalive: Keepalive | None = Keepalive()  # noqa: RUF009 - frozen, shared safely
     logout_on_close: bool = True
     retryable: Callable[[BaseException], bool] = is_retryable
@@ -113,6 +116,13 @@ class Session:
         self._up_since = 0.0
         #: How many times the session found its login gone (LogoutEvent, code 20).
         self._relogins = 0
+        #: Re-logins in a row after logins that did not last (the Relogin policy's n).
+        self._relogins_in_a_row = 0
+        self._logged_in_at = -math.inf
+        #: When the last automatic AuthenticateUser were sent (at most per_minute).
+        self._login_times: deque[float] = deque(maxlen=options.relogin.per_minute)
+        #: A connection being logged in whose login the gateway ended meanwhile.
+        self._lost_in_setup: Connection | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self._url} {self.state.value}>"
@@ -171,6 +181,8 @@ class Session:
         state = machine.fire(trigger)
         if state is before:
             return
+        if state is SessionState.AUTHENTICATED:
+            self._logged_in_at = anyio.current_time()
         if machine.accepts_calls:
             assert self._installed is not None
             assert self._installed.is_open  # a drop moves the state at once
@@ -315,20 +327,53 @@ class Session:
             self._fire(Trigger.LOGGED_OUT)
 
     def _start_relogin(self, conn: Connection) -> None:
-        """The gateway ended the login on ``conn``: log in again on it, in the background."""
+        """The gateway ended the login on ``conn``: log in again on it, in the background,
+        as the :class:`Relogin` policy allows."""
+        if self._machine.state is SessionState.AUTHENTICATING:
+            self._lost_in_setup = conn  # ended while being made: again, once it is
+            return
         if self._machine.state is not SessionState.AUTHENTICATED or self._machine.closing:
-            return  # not logged in (any more), or a re-login is under way, or leaving
+            return  # not logged in (any more), or leaving
+        policy = self._options.relogin
+        lasted = anyio.current_time() - self._logged_in_at >= policy.stable_after
+        self._relogins_in_a_row = 0 if lasted else self._relogins_in_a_row + 1
         self._relogins += 1
         self._login.lost()
         if self._login.credentials is None:
             self._fire(Trigger.LOGGED_OUT)
             return
+        in_a_row = self._relogins_in_a_row
+        if policy.gives_up(in_a_row):
+            error = ReloginStorm(
+                f"the gateway ended {in_a_row} logins in a row within {policy.stable_after} s "
+                "of each: not logging in again",
+                in_a_row=in_a_row,
+            )
+            logger.error("session %s: %s", self._url, error)
+            self._finish(error)
+            self._start(conn.abort, ConnectionClosed(str(error)), name="alphapoint abort")
+            return
         self._fire(Trigger.LOGIN_LOST)
-        self._start(self._relogin, conn, name="alphapoint re-login")
+        self._start(self._relogin, conn, policy.delay(in_a_row), name="alphapoint re-login")
 
-    async def _relogin(self, conn: Connection) -> None:
+    async def _pace(self) -> None:
+        """Wait, if need be, so that at most ``per_minute`` automatic logins go in 60 s."""
+        times = self._login_times
+        if len(times) == times.maxlen:
+            wait = times[0] + 60.0 - anyio.current_time()
+            if wait > 0:
+                logger.warning("session %s: pacing logins, next in %.1f s", self._url, wait)
+                await anyio.sleep(wait)
+        times.append(anyio.current_time())
+
+    async def _relogin(self, conn: Connection, delay: float) -> None:
         try:
-            await self._login.log_in_connection(conn.caller(timeout=self._timeout), url=self._url)
+            if delay > 0:
+                logger.info("session %s logs in again in %.1f s", self._url, delay)
+                await anyio.sleep(delay)
+            await self._login.log_in_connection(
+                conn.caller(timeout=self._timeout), url=self._url, pace=self._pace
+            )
             await self._resubscribe(conn)
         except AuthenticationError as exc:
             # A password that stopped working will not start again by retrying.
@@ -421,9 +466,13 @@ class Session:
     def _on_event(self, conn: Connection, event: Event) -> None:
         """Called by a connection's reader for every event."""
         self._hub.deliver(event)
-        if event.function == "LogoutEvent" and conn is self._installed:
-            logger.info("the gateway logged session %s out", self._url)
+        if event.function != "LogoutEvent":
+            return
+        logger.info("the gateway logged session %s out", self._url)
+        if conn is self._installed:
             self._start_relogin(conn)
+        elif conn is self._conn:
+            self._lost_in_setup = conn  # with the login reply: again, once it is installed
 
     # -- connections ----------------------------------------------------------
 
@@ -466,7 +515,9 @@ class Session:
             if self._login.automatic:
                 self._fire(Trigger.OPENED)
             self._conn = conn
-            await self._login.log_in_connection(conn.caller(timeout=self._timeout), url=self._url)
+            await self._login.log_in_connection(
+                conn.caller(timeout=self._timeout), url=self._url, pace=self._pace
+            )
             await self._resubscribe(conn)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -502,6 +553,9 @@ class Session:
         result = self._login.result
         authenticated = result is not None and result.status is AuthStatus.AUTHENTICATED
         self._fire(Trigger.READY if authenticated else Trigger.READY_ANONYMOUS)
+        if self._lost_in_setup is conn:
+            self._lost_in_setup = None
+            self._start_relogin(conn)
         return True
 
     async def _reconnect_after(self, error: BaseException) -> None:

@@ -34,6 +34,7 @@ from alphapoint import (
     HandshakeRefused,
     NetworkError,
     PasswordCredentials,
+    Relogin,
     RequestTimeout,
     SessionClosed,
     SessionState,
@@ -52,6 +53,7 @@ RECONNECT_OPEN_TIMEOUT = 0.5
 
 #: Reconnect at once (a few milliseconds of jitter), forever.
 QUICK = Backoff(initial=0.01, maximum=0.05)
+QUICK_RELOGIN = Relogin(initial=0.01, maximum=0.05, per_minute=1000, max_in_a_row=None)
 
 CREDENTIALS = PasswordCredentials("alice", "fault-matrix-password")
 
@@ -65,6 +67,7 @@ def managed(url: str, **options: Any) -> alphapoint.connect:
     """A logged-in session that reconnects (and logs in again) at once."""
     options.setdefault("credentials", CREDENTIALS)
     options.setdefault("reconnect", QUICK)
+    options.setdefault("relogin", QUICK_RELOGIN)
     options.setdefault("timeout", LIMIT)
     return alphapoint.connect(url, **options)
 

@@ -34,6 +34,7 @@ from alphapoint import (
     Keepalive,
     NotAuthorized,
     PasswordCredentials,
+    Relogin,
     SessionClosed,
     SessionState,
     StateChanges,
@@ -52,6 +53,8 @@ pytestmark = pytest.mark.anyio
 
 #: Reconnect at once, a few milliseconds apart, with no randomness.
 FAST = Backoff(initial=0.01, maximum=0.05, jitter=no_jitter)
+#: Log in again at once, a few milliseconds apart, however often the gateway logs us out.
+FAST_RELOGIN = Relogin(initial=0.01, maximum=0.05, per_minute=1000, max_in_a_row=None)
 
 RECONNECTING = SessionState.RECONNECTING
 AUTHENTICATING = SessionState.AUTHENTICATING
@@ -68,6 +71,7 @@ def managed(fixture: GatewayFixture, **options: Any) -> alphapoint.connect:
     """A managed session on the fixture's gateway: alice, fast reconnects, no keepalive."""
     options.setdefault("credentials", fixture.accounts.password)
     options.setdefault("reconnect", FAST)
+    options.setdefault("relogin", FAST_RELOGIN)
     options.setdefault("keepalive", None)
     return alphapoint.connect(fixture.url, **options)
 

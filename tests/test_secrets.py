@@ -48,6 +48,7 @@ from alphapoint import (
     InvalidURL,
     NotAuthorized,
     PasswordCredentials,
+    Relogin,
     RequestError,
     SessionState,
     Totp,
@@ -61,6 +62,8 @@ from .helpers import LIMIT, texts_of, wrong_code
 pytestmark = pytest.mark.anyio
 
 QUICK = Backoff(initial=0.01, maximum=0.05)
+#: Log in again at once, a few milliseconds apart, however often the gateway logs us out.
+QUICK_RELOGIN = Relogin(initial=0.01, maximum=0.05, per_minute=1000, max_in_a_row=None)
 
 
 @attrs.define
@@ -113,7 +116,9 @@ async def managed(
     url: str, seen: Seen, credentials: alphapoint.Credentials, **options: Any
 ) -> AsyncIterator[tuple[alphapoint.Session, alphapoint.StateChanges]]:
     async with (
-        alphapoint.connect(url, credentials=credentials, reconnect=QUICK, **options) as session,
+        alphapoint.connect(
+            url, credentials=credentials, reconnect=QUICK, relogin=QUICK_RELOGIN, **options
+        ) as session,
         session.state_changes() as changes,
     ):
         seen.objects.append(session)
