@@ -110,7 +110,10 @@ async def test_a_re_login_that_ends_as_the_user_leaves_does_not_revive_the_sessi
             with anyio.fail_after(LIMIT):
                 async with (
                     alphapoint.connect(
-                        server.url, credentials=credentials, on_state_change=states.append
+                        server.url,
+                        credentials=credentials,
+                        relogin=alphapoint.Relogin(initial=0.001, maximum=0.001),
+                        on_state_change=states.append,
                     ) as session,
                     session.events("Tick") as ticks,
                 ):
