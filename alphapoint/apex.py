@@ -55,22 +55,30 @@ CODE_NOT_ACCEPTED: Final = "The two-factor code was not accepted."
 _MISSING: Any = object()
 
 
+#: The standard-response fields, and how gateways capitalise them.
+_CAPITALISED = {name: name.capitalize() for name in ("result", "errormsg", "errorcode", "detail")}
+
+
 def standard_field(payload: Mapping[Any, Any], name: str) -> Any:
     """A standard-response field in any casing (``name`` folded: ``"errorcode"``), or None.
 
     The lowercase and capitalised spellings are looked up directly (what
-    gateways send); any other casing is found by folding each key.
+    gateways send); any other casing is found by folding each key (on every
+    reply that is not a standard response: so cheaply, by length first).
     """
     value = payload.get(name, _MISSING)
     if value is _MISSING:
-        value = payload.get(name.capitalize(), _MISSING)
-    if value is not _MISSING:
-        return value
-    size = len(name)
-    for key, value in payload.items():
-        if type(key) is str and len(key) >= size and fold_key(key) == name:
-            return value
-    return None
+        value = payload.get(_CAPITALISED.get(name) or name.capitalize(), _MISSING)
+        if value is _MISSING:
+            size = len(name)
+            for key, value in payload.items():
+                if type(key) is str and (
+                    (len(key) == size and key.lower() == name)
+                    or ("_" in key and fold_key(key) == name)
+                ):
+                    return value
+            return None
+    return value
 
 
 def error_code(payload: Mapping[Any, Any]) -> int | None:

@@ -41,6 +41,7 @@ from .errors import (
     AlphaPointError,
     AuthenticationError,
     ConnectionClosed,
+    NotAuthorized,
     ReloginStorm,
     SessionClosed,
     UsageError,
@@ -217,7 +218,7 @@ class Session:
         or with an ``m=5`` error frame; :class:`RequestTimeout`;
         :class:`ConnectionClosed` if the connection drops first.
         """
-        return check_reply(await self.request(function, payload, timeout=timeout))
+        return await self._send(MessageType.REQUEST, function, payload, timeout, check_reply)
 
     async def request(
         self,
@@ -232,6 +233,24 @@ class Session:
         The low-level form of :meth:`call`, for callers that read error frames
         themselves.
         """
+        frame: Frame = await self._send(message_type, function, payload, timeout, None)
+        return frame
+
+    async def _send(
+        self,
+        message_type: MessageType,
+        function: str,
+        payload: Mapping[str, Any] | list[Any] | None,
+        timeout: float | None,
+        check: Callable[[Frame], Any] | None,
+    ) -> Any:
+        """Send once the gate is open; the reply, through ``check`` if given.
+
+        A reply refusing the call with code 20 while the session believed it
+        was logged in means the gateway ended the login: the call was not
+        acted on, so it is sent once more after the re-login (one re-login
+        for every call refused at once: the first starts it).
+        """
         if timeout is _USE_DEFAULT:
             timeout = self._timeout
         conn = self._gate.connection
@@ -240,25 +259,30 @@ class Session:
         else:
             deadline = math.inf if timeout is None else anyio.current_time() + timeout
             conn = await self._gate.wait(function, timeout, deadline)
-        sent_logged_in, relogins = self.authenticated, self._relogins
+        logged_in, relogins = self.authenticated, self._relogins
         frame = await conn.request(
             message_type, function, payload, deadline=deadline, timeout=timeout
         )
-        if not (
-            sent_logged_in
-            and self._login.credentials is not None
-            and conn is self._installed
-            and refused_as_not_logged_in(frame)
-        ):
+        # Checked once: a refusal with code 20 is found by the error it raises.
+        if check is not None:
+            try:
+                return check(frame)
+            except NotAuthorized:
+                if not (frame.type is MessageType.REPLY and self._login_ended(logged_in, conn)):
+                    raise
+        elif not (refused_as_not_logged_in(frame) and self._login_ended(logged_in, conn)):
             return frame
-        # Refused, not acted on: send it once more after the re-login
-        # (one re-login for every call refused at once: the first starts it).
         if self._relogins == relogins:
             self._start_relogin(conn)
         conn = await self._gate.wait(function, timeout, deadline)
-        return await conn.request(
+        frame = await conn.request(
             message_type, function, payload, deadline=deadline, timeout=timeout
         )
+        return frame if check is None else check(frame)
+
+    def _login_ended(self, logged_in: bool, conn: Connection) -> bool:
+        """Whether code 20 to a call sent on ``conn`` means the gateway ended our login."""
+        return logged_in and self._login.credentials is not None and conn is self._installed
 
     # -- authentication ------------------------------------------------------
 

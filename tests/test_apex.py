@@ -1,0 +1,114 @@
+"""The APEX rules (alphapoint.apex): pure functions, tested without a socket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import alphapoint
+from alphapoint.apex import (
+    OPERATION_IN_PROCESS,
+    check_reply,
+    complete_two_factor,
+    error_code,
+    login_error,
+    refused_as_not_logged_in,
+    second_factor_error,
+    standard_field,
+)
+from alphapoint.decoding import fold_key
+from alphapoint.frame import Frame, MessageType
+from alphapoint.models import AuthenticateResult, AuthStatus, User
+from alphapoint.testing.strategies import spelled
+
+
+def reply(payload: Any, *, type: MessageType = MessageType.REPLY) -> Frame:
+    return Frame(type, 2, "SendOrder", payload)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.sampled_from(["result", "errormsg", "errorcode", "detail"]))
+def test_a_standard_field_is_read_in_every_casing_the_decoder_reads(
+    data: st.DataObject, name: str
+) -> None:
+    key = data.draw(spelled(name))
+    assert fold_key(key) == name  # the decoder's rule says it is the same key
+    assert standard_field({"Other": 1, key: "found"}, name) == "found"
+
+
+@pytest.mark.parametrize("key", ["errorcode", "Errorcode", "ErrorCode", "ERRORCODE", "error_code"])
+def test_every_casing_of_errorcode_gives_the_code(key: str) -> None:
+    payload = {"result": False, "errormsg": "Not Authorized", key: 20}
+    with pytest.raises(alphapoint.NotAuthorized) as info:
+        check_reply(reply(payload))
+    assert info.value.code == 20
+    assert error_code(payload) == 20
+    assert refused_as_not_logged_in(reply(payload))
+
+
+def test_a_reply_that_is_not_a_standard_response_is_returned_as_it_is() -> None:
+    for payload in [{"msg": "PONG"}, [], [[1, 2]], {"results": False}, "text", None]:
+        assert check_reply(reply(payload)) is payload
+        assert not refused_as_not_logged_in(reply(payload))
+
+
+def test_operation_in_process_is_not_an_error() -> None:
+    payload = {"result": False, "errormsg": "Operation In Process", "errorcode": 107}
+    assert OPERATION_IN_PROCESS == 107
+    assert check_reply(reply(payload)) is payload
+
+
+def test_error_frames_become_request_errors() -> None:
+    with pytest.raises(alphapoint.RequestError, match="Endpoint Not Found") as info:
+        check_reply(reply("Endpoint Not Found", type=MessageType.ERROR))
+    assert info.value.code is None
+    with pytest.raises(alphapoint.ResourceNotFound) as found:
+        check_reply(
+            reply({"ErrorMsg": "no such", "ErrorCode": 104, "Detail": "x"}, type=MessageType.ERROR)
+        )
+    assert (found.value.message, found.value.detail) == ("no such", "x")
+    # An m=5 with code 20 is an error, but not "logged out": only result: false is.
+    assert not refused_as_not_logged_in(
+        reply({"errormsg": "Not Authorized", "errorcode": 20}, type=MessageType.ERROR)
+    )
+
+
+ALICE = User(user_id=7, user_name="alice")
+FIRST = AuthenticateResult(
+    authenticated=True, requires_2fa=True, two_fa_type="Google", user=ALICE, session_token="t1"
+)
+
+
+def test_login_error_says_what_a_first_reply_means() -> None:
+    assert login_error(AuthenticateResult(authenticated=True), can_answer_2fa=False) is None
+    assert login_error(FIRST, can_answer_2fa=True) is None
+    assert isinstance(login_error(FIRST, can_answer_2fa=False), alphapoint.TwoFactorRequired)
+    assert isinstance(
+        login_error(AuthenticateResult(locked=True), can_answer_2fa=True), alphapoint.AccountLocked
+    )
+    assert isinstance(
+        login_error(AuthenticateResult(), can_answer_2fa=True), alphapoint.AuthenticationRejected
+    )
+
+
+def test_a_login_with_its_second_factor_is_one_result() -> None:
+    second = AuthenticateResult(authenticated=True, session_token="t2", user_id=7)
+    merged = complete_two_factor(FIRST, second)
+    assert merged.status is AuthStatus.AUTHENTICATED
+    assert (merged.user, merged.session_token, merged.user_id) == (ALICE, "t2", 7)
+    assert second_factor_error(second) is None
+
+    refused = AuthenticateResult(authenticated=False, errormsg=None)
+    merged = complete_two_factor(FIRST, refused)
+    assert merged.status is AuthStatus.TWO_FACTOR_REQUIRED
+    assert merged.errormsg == "The two-factor code was not accepted."
+    error = second_factor_error(refused)
+    assert isinstance(error, alphapoint.TwoFactorRequired)
+    assert str(error) == "The two-factor code was not accepted."
+
+    locked = AuthenticateResult(locked=True, errormsg="User is locked")
+    assert complete_two_factor(FIRST, locked).status is AuthStatus.LOCKED
+    assert isinstance(second_factor_error(locked), alphapoint.AccountLocked)
