@@ -15,7 +15,7 @@ payload that fails is decoded again on a detailed one, to name the field.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -29,7 +29,7 @@ from .models import AuthenticateResult, User
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["decode", "decode_authenticate_result", "fold_key"]
+__all__ = ["AUTHENTICATE_ALIASES", "decode", "decode_authenticate_result", "fold_key"]
 
 T = TypeVar("T")
 
@@ -89,7 +89,8 @@ def _make_converter(detailed: bool) -> cattrs.Converter:
         User | None, lambda value, _: None if value is None else user(value, User)
     )
     converter.register_structure_hook(
-        AuthenticateResult, _folding_hook(converter, AuthenticateResult)
+        AuthenticateResult,
+        _folding_hook(converter, AuthenticateResult, aliases=AUTHENTICATE_ALIASES),
     )
     return converter
 
@@ -99,13 +100,26 @@ def _make_converter(detailed: bool) -> cattrs.Converter:
 _PLANS_KEPT = 64
 
 
-def _folding_hook(converter: cattrs.Converter, cls: type[T]) -> Callable[[Any, type], T]:
+#: Other gateways' names for AuthenticateResult's fields (folded): NDAX's login
+#: names a 2FA user's kind and token ``AuthType`` and ``Pending2FaToken``.
+AUTHENTICATE_ALIASES: Mapping[str, str] = {
+    "authtype": "twofatype",
+    "pending2fatoken": "twofatoken",
+}
+
+
+def _folding_hook(
+    converter: cattrs.Converter, cls: type[T], *, aliases: Mapping[str, str] | None = None
+) -> Callable[[Any, type], T]:
     """A structure hook for ``cls`` that reads keys in any casing and skips nulls.
 
     Which field each key names is worked out once per set of keys and kept
     (the "plan"): a gateway sends the same keys in every reply, so a reply
     costs one lookup of its key set. Keys that name no field are left out.
+    ``aliases`` names fields by other (folded) keys; a field's own key wins
+    over an alias when a reply has both.
     """
+    aliases = aliases or {}
     names = {fold_key(f.name) for f in attrs.fields(cls)}  # type: ignore[arg-type]
     renames = {f.name: override(rename=fold_key(f.name)) for f in attrs.fields(cls)}  # type: ignore[arg-type]
     structure = make_dict_structure_fn(cls, converter, **renames)  # type: ignore[arg-type]
@@ -114,7 +128,9 @@ def _folding_hook(converter: cattrs.Converter, cls: type[T]) -> Callable[[Any, t
 
     def plan(keys: tuple[Any, ...]) -> list[tuple[Any, str]]:
         folds = [(key, fold_key(key)) for key in keys if isinstance(key, str)]
-        steps = [(key, name) for key, name in folds if name in names]
+        # Aliases first, so that a field's own key, later, wins.
+        steps = [(key, aliases[name]) for key, name in folds if name in aliases]
+        steps += [(key, name) for key, name in folds if name in names]
         if len(plans) < _PLANS_KEPT:
             plans[keys] = steps
         return steps

@@ -23,7 +23,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 
-from .errors import AlphaPointError, EventOverflow, RequestError, UsageError
+from .errors import AlphaPointError, AlreadySubscribed, EventOverflow, RequestError, UsageError
+from .frame import MessageType
+from .instruments import snapshot_instrument, subscription_key
 from .models import Event
 from .state import SessionState
 
@@ -34,7 +36,6 @@ __all__ = [
     "StateChanges",
     "StreamOwner",
     "Subscription",
-    "instrument_key",
 ]
 
 T = TypeVar("T")
@@ -53,6 +54,9 @@ KNOWN_SUBSCRIPTIONS: Mapping[str, tuple[frozenset[str], str | None]] = {
                 "OrderTradeEvent",
                 "NewOrderRejectEvent",
                 "CancelOrderRejectEvent",
+                "CancelAllOrdersRejectEvent",
+                "CancelReplaceOrderRejectEvent",
+                "PendingDepositUpdate",
                 "TransactionEvent",
                 "DepositTicketUpdateEvent",
                 "WithdrawTicketUpdateEvent",
@@ -118,10 +122,8 @@ class StreamOwner(Protocol):
     def detach(self, stream: EventStream) -> None:
         """Stop routing events to ``stream``."""
 
-
-def instrument_key(payload: Mapping[str, Any]) -> Any:
-    """The instrument a subscription's payload names, by which its events are routed."""
-    return payload.get("InstrumentId")
+    def rekey(self, stream: EventStream, instrument: Any) -> None:
+        """Route ``stream`` by ``instrument`` from now on (``None``: every instrument)."""
 
 
 class EventStream:
@@ -222,30 +224,39 @@ class Subscription(EventStream):
         match: Callable[[Event], bool] | None,
         send: Callable[[Subscription], Awaitable[None]],
         cancel: Callable[[Subscription], Awaitable[None]],
+        message_type: MessageType = MessageType.REQUEST,
     ) -> None:
         payload = dict(payload)
-        # The known subscriptions' events are routed by instrument, unless the
+        # Events are routed by the instrument the payload names, unless the
         # user filters them with a match of their own.
-        instrument = instrument_key(payload) if match is None else None
+        instrument = subscription_key(payload) if match is None else None
         super().__init__(owner, events, buffer, match, instrument=instrument)
         self.function = function
         self.payload = payload
         self.unsubscribe_function = unsubscribe
+        #: How it is sent: ``m=0`` as live gateways expect, or ``m=2`` (then
+        #: unsubscribed with ``m=4``) for gateways that follow the documentation.
+        self.message_type = message_type
         self.snapshot: Any = None
         self.resubscribed = 0
         self._send = send
         self._cancel = cancel
 
-    async def resend(self, call: Callable[[str, Any], Awaitable[Any]]) -> None:
+    async def resend(
+        self, call: Callable[[str, Any], Awaitable[Any]], *, same_connection: bool
+    ) -> None:
         """Send the subscription again through ``call`` (a new or re-logged-in connection).
 
-        A refusal ends the stream with that error.
+        On the connection it was made on (a re-login), code 909 "Already
+        Subscribed" means it still is: live gateways keep a subscription
+        across a re-login. Any other refusal ends the stream with that error.
         """
         try:
             self.snapshot = await call(self.function, self.payload)
         except RequestError as exc:
-            self.end(exc)
-            return
+            if not (same_connection and isinstance(exc, AlreadySubscribed)):
+                self.end(exc)
+                return
         self.resubscribed += 1
 
     async def __aenter__(self) -> Subscription:
@@ -256,6 +267,10 @@ class Subscription(EventStream):
         except BaseException:
             self._owner.detach(self)
             raise
+        if isinstance(self.instrument, tuple):
+            # Subscribed by Symbol: the snapshot says which instrument id that
+            # is; events name the id. If it does not say, take every instrument.
+            self._owner.rekey(self, snapshot_instrument(self.function, self.snapshot))
         return self
 
     async def __aexit__(

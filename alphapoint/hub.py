@@ -8,8 +8,10 @@ subscriptions on one session pays for one lookup per event, not for asking
 Routing rules, as the streams were made:
 
 * a stream with no event names takes every event (its ``match`` decides);
-* a stream keyed by an instrument takes that instrument's events, and the
-  events that name no instrument (array-shaped updates);
+* a stream keyed by an instrument takes that instrument's events (by
+  ``InstrumentId``, or by position in array-shaped updates:
+  :mod:`.instruments`), its part of an array event that carries several, and
+  the events that name no instrument;
 * any other stream takes every event of its names that its ``match`` accepts.
 """
 
@@ -19,7 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import AlphaPointError
-from .events import EventStream, StateChanges, instrument_key
+from .events import EventStream, StateChanges
+from .instruments import MIXED, event_instrument, split_by_instrument
 from .models import Event
 from .state import SessionState
 
@@ -99,18 +102,28 @@ class EventHub:
         """Every attached stream, in the order attached (to resubscribe after a reconnect)."""
         return list(self._attached)
 
+    def rekey(self, stream: EventStream, instrument: Any) -> None:
+        """Route ``stream`` by ``instrument`` from now on (``None``: every instrument)."""
+        if stream in self._attached:
+            self.detach(stream)
+            stream.instrument = instrument
+            self.attach(stream)
+        else:
+            stream.instrument = instrument
+
     def deliver(self, event: Event) -> None:
         """Hand ``event`` to every stream that takes it (never blocks)."""
         route = self._routes.get(event.function)
         if route is not None:
             by_instrument = route.by_instrument
             if by_instrument:
-                payload = event.payload
-                key = instrument_key(payload) if type(payload) is dict else None
+                key = event_instrument(event.function, event.payload)
                 if key is None:
                     # Names no instrument: every keyed stream of this name takes it.
                     for keyed in tuple(by_instrument.values()):
                         _offer(keyed, event)
+                elif key is MIXED:
+                    self._deliver_parts(by_instrument, event)
                 else:
                     matching = by_instrument.get(key)
                     if matching is not None:
@@ -119,6 +132,20 @@ class EventHub:
                 _offer(route.unkeyed, event)
         if self._everything:
             _offer(self._everything, event)
+
+    @staticmethod
+    def _deliver_parts(by_instrument: dict[Any, list[EventStream]], event: Event) -> None:
+        """An array event for several instruments: each keyed stream gets its part."""
+        parts = split_by_instrument(event.function, event.payload)
+        unnamed = parts.pop(None, None)
+        for key, entries in parts.items():
+            matching = by_instrument.get(key)
+            if matching is not None:
+                _offer(matching, Event(event.function, entries, event.seq))
+        if unnamed is not None:
+            part = Event(event.function, unnamed, event.seq)
+            for keyed in tuple(by_instrument.values()):
+                _offer(keyed, part)
 
     # -- state streams ---------------------------------------------------------
 

@@ -63,6 +63,9 @@ class AuthenticateResult:
     user: User | None = None
     #: The top-level ``UserId`` that Authenticate2FA and WebAuthenticateUser send.
     user_id: int | None = None
+    #: What else the gateway says about the pending second factor (NDAX's
+    #: ``AddtlInfo``); kept out of the repr, as it may name where a code went.
+    addtl_info: str | None = attrs.field(default=None, repr=False)
 
     @property
     def status(self) -> AuthStatus:

@@ -398,7 +398,7 @@ class Session:
             await self._login.log_in_connection(
                 conn.caller(timeout=self._timeout), url=self._url, pace=self._pace
             )
-            await self._resubscribe(conn)
+            await self._resubscribe(conn, same_connection=True)
         except AuthenticationError as exc:
             # A password that stopped working will not start again by retrying.
             self._finish(exc)
@@ -437,16 +437,21 @@ class Session:
         unsubscribe: str | None = None,
         buffer: int | None = None,
         match: Callable[[Event], bool] | None = None,
+        message_type: MessageType = MessageType.REQUEST,
     ) -> Subscription:
-        """Subscribe (``m=2``) and iterate over the events it starts.
+        """Subscribe and iterate over the events it starts.
 
         ``async with session.subscribe("SubscribeLevel1", {"OMSId": 1,
         "InstrumentId": 1}) as level1: async for event in level1: ...``. The
-        subscription is sent again after every reconnect and re-login; leaving
-        the block sends the unsubscribe call (``m=4``). For the known
-        subscribe functions (:data:`KNOWN_SUBSCRIPTIONS`) the event names and
-        the unsubscribe call are filled in, and a payload naming an
-        ``InstrumentId`` keeps only that instrument's events.
+        request is an ordinary ``m=0`` call, as live gateways expect (pass
+        ``message_type=MessageType.SUBSCRIBE`` for ``m=2``/``m=4``), and its
+        reply, checked like any call's, is ``snapshot``. It is sent again after
+        every reconnect and re-login; leaving the block sends the unsubscribe
+        call. For the known subscribe functions (:data:`KNOWN_SUBSCRIPTIONS`)
+        the event names and the unsubscribe call are filled in. A payload
+        naming an ``InstrumentId`` (or a ``Symbol``) gets only that
+        instrument's events, object- and array-shaped alike; ``match=``
+        filters by a rule of your own instead.
         """
         known_events, known_unsubscribe = KNOWN_SUBSCRIPTIONS.get(function, (frozenset(), None))
         names = frozenset(events) if events is not None else known_events
@@ -462,30 +467,35 @@ class Session:
             match=match,
             send=self._send_subscription,
             cancel=self._send_unsubscribe,
+            message_type=message_type,
         )
 
     async def _send_subscription(self, subscription: Subscription) -> None:
-        frame = await self.request(
-            subscription.function, subscription.payload, message_type=MessageType.SUBSCRIBE
+        subscription.snapshot = await self._send(
+            subscription.message_type,
+            subscription.function,
+            subscription.payload,
+            _USE_DEFAULT,
+            check_reply,
         )
-        subscription.snapshot = check_reply(frame)
 
     async def _send_unsubscribe(self, subscription: Subscription) -> None:
         conn = self._conn
         unsubscribe = subscription.unsubscribe_function
         if not self.is_open or conn is None or not conn.is_open or unsubscribe is None:
             return
-        call = conn.caller(
-            message_type=MessageType.UNSUBSCRIBE, timeout=self._options.close_timeout
-        )
+        kind = subscription.message_type
+        if kind is MessageType.SUBSCRIBE:
+            kind = MessageType.UNSUBSCRIBE
+        call = conn.caller(message_type=kind, timeout=self._options.close_timeout)
         await call(unsubscribe, subscription.payload)
 
-    async def _resubscribe(self, conn: Connection) -> None:
+    async def _resubscribe(self, conn: Connection, *, same_connection: bool) -> None:
         """Send every live subscription again on a new (or re-logged-in) connection."""
-        call = conn.caller(message_type=MessageType.SUBSCRIBE, timeout=self._timeout)
         for stream in self._hub.streams():
             if isinstance(stream, Subscription):
-                await stream.resend(call)
+                call = conn.caller(message_type=stream.message_type, timeout=self._timeout)
+                await stream.resend(call, same_connection=same_connection)
 
     def _on_event(self, conn: Connection, event: Event) -> None:
         """Called by a connection's reader for every event."""
@@ -542,7 +552,7 @@ class Session:
             await self._login.log_in_connection(
                 conn.caller(timeout=self._timeout), url=self._url, pace=self._pace
             )
-            await self._resubscribe(conn)
+            await self._resubscribe(conn, same_connection=False)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await conn.abort(ConnectionClosed("the connection was abandoned"))

@@ -50,6 +50,7 @@ RESULT_KEYS = {
     "errormsg",
     "user",
     "user_id",
+    "addtl_info",
     "status",
 }
 

@@ -12,7 +12,15 @@
 
 from .accounts import DemoAccounts, demo_gateway
 from .config import GatewayConfigError, load_gateway_config
-from .gateway import Casing, Gateway, GatewayApiKey, GatewayUser, LoggedRequest, RunningGateway
+from .gateway import (
+    Casing,
+    Gateway,
+    GatewayApiKey,
+    GatewayUser,
+    LoggedRequest,
+    RunningGateway,
+    TwoFactorKeys,
+)
 
 __all__ = [
     "Casing",
@@ -23,6 +31,7 @@ __all__ = [
     "GatewayUser",
     "LoggedRequest",
     "RunningGateway",
+    "TwoFactorKeys",
     "demo_gateway",
     "load_gateway_config",
 ]

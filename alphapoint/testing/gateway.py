@@ -15,11 +15,12 @@ from __future__ import annotations
 import enum
 import hmac
 import itertools
+import json
 import logging
 import secrets
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -32,6 +33,7 @@ from ..drivers.anyio_stream import StreamWebSocket
 from ..drivers.server import accept_websocket
 from ..errors import ConnectionClosed, FrameError
 from ..frame import Frame, MessageType, decode_frame, encode_frame
+from ..instruments import MIXED, event_instrument, split_by_instrument
 from ..signing import sign
 from ..totp import Totp
 
@@ -42,12 +44,35 @@ __all__ = [
     "GatewayUser",
     "LoggedRequest",
     "RunningGateway",
+    "TwoFactorKeys",
 ]
 
 logger = logging.getLogger("alphapoint.testing.gateway")
 
 NOT_AUTHORIZED = 20
 INVALID_REQUEST = 100
+RESOURCE_NOT_FOUND = 104
+ALREADY_SUBSCRIBED = 909
+
+#: Symbols the gateway knows unless told others (Bitazza accepts them in place of ids).
+DEFAULT_SYMBOLS: Mapping[str, int] = {"BTCUSD": 1, "ETHUSD": 2}
+
+_UNKNOWN: Any = object()
+
+
+def _instruments_named(function: str, payload: Any) -> set[Any]:
+    """The instruments an event names (empty: it names none, so every subscriber gets it)."""
+    instrument = event_instrument(function, payload)
+    if instrument is MIXED:
+        return {key for key in split_by_instrument(function, payload) if key is not None}
+    return set() if instrument is None or isinstance(instrument, tuple) else {instrument}
+
+
+class TwoFactorKeys(enum.Enum):
+    """How a 2FA user's login reply names the second factor."""
+
+    APEX = "apex"  #: ``TwoFAType``, ``TwoFAToken`` (the documentation, most gateways)
+    NDAX = "ndax"  #: ``AuthType``, ``Pending2FaToken``, ``AddtlInfo`` (NDAX's login)
 
 
 class Casing(enum.Enum):
@@ -138,6 +163,8 @@ class Gateway:
         oms_id: int = 1,
         session_token_ttl: float = 3600.0,
         two_factor_reply_authenticated: bool = True,
+        two_factor_keys: TwoFactorKeys = TwoFactorKeys.APEX,
+        symbols: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.users: dict[str, GatewayUser] = {}
@@ -154,6 +181,10 @@ class Gateway:
         #: Answer a 2FA user's AuthenticateUser with ``Authenticated: true`` *and*
         #: ``Requires2FA: true``, as some live gateways do (the trap clients fall into).
         self.two_factor_reply_authenticated = two_factor_reply_authenticated
+        #: How a 2FA user's login reply names the kind and token of the second factor.
+        self.two_factor_keys = two_factor_keys
+        #: Instrument symbols a subscription may name instead of an ``InstrumentId``.
+        self.symbols: dict[str, int] = dict(DEFAULT_SYMBOLS if symbols is None else symbols)
         #: Whether Ping is answered; turn off to simulate a half-open connection.
         self.answer_pings = True
         #: Every request received, in order.
@@ -290,15 +321,18 @@ class Gateway:
     async def publish(self, function: str, payload: Any) -> int:
         """Push an event to the connections subscribed to it; returns how many got it.
 
-        ``function`` is an event name (``Level1UpdateEvent``...); a payload
-        with an ``InstrumentId`` reaches only the subscribers to that instrument.
+        ``function`` is an event name (``Level1UpdateEvent``...). An object
+        naming an ``InstrumentId`` reaches only the subscribers to that
+        instrument; so does an array-shaped update (Level2, trades, ticker)
+        whose entries name it in their field (an update whose entries name
+        several reaches the subscribers to any of them, whole, as it came).
         """
         subscribe = _EVENT_SOURCES.get(function)
-        instrument = payload.get("InstrumentId") if isinstance(payload, dict) else None
+        named = _instruments_named(function, payload)
         sent = 0
         for connection in list(self._connections.values()):
             wanted = connection.subscriptions.get(subscribe or "")
-            if wanted is None or (instrument is not None and instrument not in wanted):
+            if wanted is None or (named and not named & wanted):
                 continue
             try:
                 await connection.websocket.send_text(
@@ -373,18 +407,22 @@ class Gateway:
             )
         if user.totp_secret:
             connection.awaiting_2fa = user
-            return self._cased(
-                {
-                    "Authenticated": self.two_factor_reply_authenticated,
-                    "User": self._user_record(user),
-                    "Locked": False,
-                    "Requires2FA": True,
-                    "EnforceEnable2FA": False,
-                    "TwoFAType": "Google",
-                    "TwoFAToken": "",
-                    "errormsg": None,
-                }
-            )
+            reply: dict[str, Any] = {
+                "Authenticated": self.two_factor_reply_authenticated,
+                "User": self._user_record(user),
+                "Locked": False,
+                "Requires2FA": True,
+                "EnforceEnable2FA": False,
+            }
+            if self.two_factor_keys is TwoFactorKeys.NDAX:
+                # NDAX's names, with a token for the pending second step.
+                reply.update(
+                    {"AuthType": "Google", "Pending2FaToken": secrets.token_hex(8), "AddtlInfo": ""}
+                )
+            else:
+                reply.update({"TwoFAType": "Google", "TwoFAToken": ""})
+            reply["errormsg"] = None
+            return self._cased(reply)
         token = self._log_in(connection, user)
         return self._cased(
             {
@@ -498,16 +536,29 @@ class Gateway:
         def handle(connection: _Connection, payload: dict[str, Any]) -> Any:
             if connection.user is None:
                 return _standard(False, "Not Authorized", NOT_AUTHORIZED, None)
-            instrument = payload.get("InstrumentId")
-            connection.subscriptions.setdefault(subscribe, set()).add(instrument)
+            instrument = self._instrument(payload)
+            if instrument is _UNKNOWN:
+                return _standard(False, "Resource Not Found", RESOURCE_NOT_FOUND, None)
+            held = connection.subscriptions.setdefault(subscribe, set())
+            if instrument in held:
+                # As live gateways answer: the first subscription keeps delivering.
+                detail = json.dumps(payload, separators=(",", ":"))
+                return _standard(False, "Already Subscribed.", ALREADY_SUBSCRIBED, detail)
+            held.add(instrument)
             return self._snapshot(subscribe, instrument)
 
         return handle
 
+    def _instrument(self, payload: dict[str, Any]) -> Any:
+        """The instrument id a subscribe payload names (by id or by symbol)."""
+        if "InstrumentId" not in payload and "Symbol" in payload:
+            return self.symbols.get(payload["Symbol"], _UNKNOWN)
+        return payload.get("InstrumentId")
+
     def _unsubscriber(self, subscribe: str) -> Handler:
         def handle(connection: _Connection, payload: dict[str, Any]) -> Any:
             instruments = connection.subscriptions.get(subscribe, set())
-            instruments.discard(payload.get("InstrumentId"))
+            instruments.discard(self._instrument(payload))
             if not instruments:
                 connection.subscriptions.pop(subscribe, None)
             return _standard(True, None, 0, None)
@@ -538,8 +589,9 @@ class Gateway:
     def _forget_login(self, connection: _Connection) -> None:
         if connection.token is not None:
             self._tokens.pop(connection.token, None)
+        # The socket's subscriptions outlive its login, as on live gateways: a
+        # subscribe sent again after a new login is answered 909.
         connection.user = connection.token = connection.awaiting_2fa = None
-        connection.subscriptions.clear()
 
     def _user_record(self, user: GatewayUser) -> dict[str, Any]:
         return {

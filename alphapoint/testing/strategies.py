@@ -98,6 +98,7 @@ WIRE_KEYS = {
     "errormsg": "errormsg",
     "user": "User",
     "user_id": "UserId",
+    "addtl_info": "AddtlInfo",
 }
 USER_WIRE_KEYS = {
     "user_id": "UserId",
@@ -134,6 +135,7 @@ results = st.builds(
     errormsg=optional_text,
     user=st.none() | users,
     user_id=st.none() | ids,
+    addtl_info=optional_text,
 )
 
 
@@ -218,6 +220,7 @@ KINDS = {
     "errormsg": "str",
     "user": "object",
     "user_id": "int",
+    "addtl_info": "str",
     "user.user_id": "int",
     "user.user_name": "str",
     "user.email": "str",
