@@ -43,20 +43,27 @@ class _Mixed:
 MIXED: Final = _Mixed()
 
 
+def _id(value: Any) -> Any:
+    """An instrument id as a key: ``"82"`` (as some gateways send ids) is ``82``."""
+    if type(value) is str and value.isascii() and value.isdigit():
+        return int(value)
+    return value
+
+
 def subscription_key(payload: Mapping[str, Any]) -> Any:
     """The instrument a subscribe payload names: its ``InstrumentId``, else its
     ``Symbol`` (as ``("Symbol", symbol)``, until the snapshot says which id it is),
     else ``None``."""
     instrument = payload.get("InstrumentId")
     if instrument is not None:
-        return instrument
+        return _id(instrument)
     symbol = payload.get("Symbol")
     return None if symbol is None else ("Symbol", symbol)
 
 
 def _entry_instrument(entry: Any, position: int) -> Any:
     if type(entry) is list and len(entry) > position:
-        return entry[position]
+        return _id(entry[position])
     return None
 
 
@@ -64,9 +71,9 @@ def event_instrument(function: str, payload: Any) -> Any:
     """The instrument an event names: a key, ``None`` (it names none), or :data:`MIXED`."""
     if type(payload) is dict:
         instrument = payload.get("InstrumentId")
-        if instrument is None and "Symbol" in payload:
-            return ("Symbol", payload["Symbol"])
-        return instrument
+        if instrument is None:
+            return ("Symbol", payload["Symbol"]) if "Symbol" in payload else None
+        return instrument if type(instrument) is int else _id(instrument)
     position = ARRAY_FIELDS.get(function)
     if position is None or type(payload) is not list or not payload:
         return None

@@ -6,6 +6,7 @@ give them), and once each with no URL at all (the script's in-process demo gatew
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ import attrs
 import pytest
 from anyio.streams.text import TextReceiveStream
 
+from alphapoint.testing import Gateway
 from alphapoint.testing.pytest_plugin import GatewayFixture
 
 pytestmark = pytest.mark.anyio
@@ -209,18 +211,40 @@ async def test_account_check_all_ok_exits_0(alphapoint_gateway: GatewayFixture) 
     assert run.stdout.splitlines()[-1] == "1 of 1 account(s) ok"
 
 
+async def publish_level1(gateway: Gateway, instruments: list[int]) -> None:
+    """A market for the example's subscriptions: an update per instrument every 10 ms."""
+    for tick in itertools.count():
+        for instrument in instruments:
+            update = {"OMSId": 1, "InstrumentId": instrument, "LastTradedPx": float(tick)}
+            await gateway.publish("Level1UpdateEvent", update)
+        await anyio.sleep(0.01)
+
+
 async def test_market_data(alphapoint_gateway: GatewayFixture) -> None:
-    run = await run_example(
-        "market_data",
-        alphapoint_gateway.url,
-        "--sessions",
-        "3",
-        "--pings",
-        "2",
-        **api_key_env(alphapoint_gateway),
-    )
+    async with anyio.create_task_group() as market:
+        market.start_soon(publish_level1, alphapoint_gateway.gateway, [5, 9])
+        run = await run_example(
+            "market_data",
+            alphapoint_gateway.url,
+            "--instruments",
+            "5,9",
+            "--updates",
+            "2",
+            "--sessions",
+            "3",
+            "--pings",
+            "2",
+            **api_key_env(alphapoint_gateway),
+        )
+        market.cancel_scope.cancel()
     assert run.code == 0, run.stderr
     lines = run.stdout.splitlines()
+    assert re.fullmatch(r"instrument 5: 2 Level1 update\(s\), last price [\d.]+", lines[0])
+    assert re.fullmatch(r"instrument 9: 2 Level1 update\(s\), last price [\d.]+", lines[1]) or (
+        re.fullmatch(r"instrument 9: 2 Level1 update\(s\), last price [\d.]+", lines[0])
+    )
+    assert "market data: every update reached its own instrument's consumer" in lines[2]
+    lines = lines[3:]
     for number in (1, 2, 3):
         assert re.fullmatch(
             rf"session {number}: alice \(user id 7\): 2/2 Ping\(s\) answered PONG "
@@ -230,8 +254,8 @@ async def test_market_data(alphapoint_gateway: GatewayFixture) -> None:
     assert lines[3] == "3 of 3 session(s) succeeded"
     gateway = alphapoint_gateway.gateway
     logins = gateway.requests_for("AuthenticateUser")
-    assert len({request.connection for request in logins}) == 3
-    assert len({request.payload["Nonce"] for request in logins}) == 3
+    assert len({request.connection for request in logins}) == 4  # the watcher and 3
+    assert len({request.payload["Nonce"] for request in logins}) == 4
     assert len(gateway.requests_for("Ping")) == 6
     assert_clean(run, secrets_of(alphapoint_gateway))
 
@@ -245,7 +269,17 @@ async def test_market_data(alphapoint_gateway: GatewayFixture) -> None:
             1,  # the demo checks a locked, a 2FA and an unknown account on purpose
             ["ok", "needs 2FA", "locked", "rejected", "1 of 4 account(s) ok"],
         ),
-        ("market_data", 0, ["3/3 Ping(s) answered PONG", "3 of 3 session(s) succeeded"]),
+        (
+            "market_data",
+            0,
+            [
+                "instrument 1: 3 Level1 update(s)",
+                "instrument 2: 3 Level1 update(s)",
+                "every update reached its own instrument's consumer",
+                "3/3 Ping(s) answered PONG",
+                "3 of 3 session(s) succeeded",
+            ],
+        ),
     ],
 )
 async def test_examples_run_without_a_url(name: str, code: int, expected: list[str]) -> None:
