@@ -44,11 +44,13 @@ logger = logging.getLogger("alphapoint.connection")
 class _Pending:
     """One call waiting for its reply, and until when (anyio's clock)."""
 
-    __slots__ = ("deadline", "error", "event", "frame", "function", "sent", "timeout")
+    __slots__ = ("deadline", "error", "event", "frame", "function", "on_reply", "sent", "timeout")
 
     def __init__(
         self, function: str, timeout: float | None, deadline: float, event: EventLike
     ) -> None:
+        #: Called with the reply frame where it is read, before any later frame.
+        self.on_reply: Callable[[Frame], None] | None = None
         self.function = function
         self.timeout = timeout
         self.deadline = deadline
@@ -161,16 +163,21 @@ class Connection:
         *,
         deadline: float = math.inf,
         timeout: float | None = None,
+        on_reply: Callable[[Frame], None] | None = None,
     ) -> Frame:
         """Send one frame and wait for the reply frame with its ``i``.
 
         Raises :class:`RequestTimeout` if no reply has come by ``deadline``
         (on :meth:`clock`; ``timeout`` is what its message names). Cancelling
-        it forgets the call (a late reply is then dropped).
+        it forgets the call (a late reply is then dropped). ``on_reply`` is
+        called with the reply where the reader reads it, so that what it does
+        takes effect before any frame that came after the reply (a
+        subscription learning which instrument it is, before its events).
         """
         if self._error is not None:
             raise self.closed_error()
         seq, pending = self._register(function, timeout, deadline)
+        pending.on_reply = on_reply
         request = Frame(message_type, seq, function, {} if payload is None else payload)
         text = encode_frame(request)
         if logger.isEnabledFor(logging.DEBUG):
@@ -337,6 +344,8 @@ class Connection:
                 logger.debug("reply to %s i=%d matches no pending call", frame.function, frame.seq)
             else:
                 pending.frame = frame
+                if pending.on_reply is not None:
+                    pending.on_reply(frame)
                 pending.event.set()
             return False
         self._backlog.append(frame)

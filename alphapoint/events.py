@@ -24,7 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import anyio
 
 from .errors import AlphaPointError, AlreadySubscribed, EventOverflow, RequestError, UsageError
-from .frame import MessageType
+from .frame import Frame, MessageType
 from .instruments import snapshot_instrument, subscription_key
 from .models import Event
 from .state import SessionState
@@ -267,11 +267,16 @@ class Subscription(EventStream):
         except BaseException:
             self._owner.detach(self)
             raise
-        if isinstance(self.instrument, tuple):
-            # Subscribed by Symbol: the snapshot says which instrument id that
-            # is; events name the id. If it does not say, take every instrument.
-            self._owner.rekey(self, snapshot_instrument(self.function, self.snapshot))
         return self
+
+    def replied(self, frame: Frame) -> None:
+        """The subscribe call's reply, where it was read (before any later event).
+
+        Subscribed by Symbol: the snapshot says which instrument id that is,
+        and events name the id; if it does not say, take every instrument.
+        """
+        if isinstance(self.instrument, tuple) and frame.type is MessageType.REPLY:
+            self._owner.rekey(self, snapshot_instrument(self.function, frame.payload))
 
     async def __aexit__(
         self,

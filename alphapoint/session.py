@@ -243,6 +243,8 @@ class Session:
         payload: Mapping[str, Any] | list[Any] | None,
         timeout: float | None,
         check: Callable[[Frame], Any] | None,
+        *,
+        on_reply: Callable[[Frame], None] | None = None,
     ) -> Any:
         """Send once the gate is open; the reply, through ``check`` if given.
 
@@ -261,7 +263,7 @@ class Session:
             conn = await self._gate.wait(function, timeout, deadline)
         logged_in, relogins = self.authenticated, self._relogins
         frame = await conn.request(
-            message_type, function, payload, deadline=deadline, timeout=timeout
+            message_type, function, payload, deadline=deadline, timeout=timeout, on_reply=on_reply
         )
         # Checked once: a refusal with code 20 is found by the error it raises.
         if check is not None:
@@ -276,7 +278,7 @@ class Session:
             self._start_relogin(conn)
         conn = await self._gate.wait(function, timeout, deadline)
         frame = await conn.request(
-            message_type, function, payload, deadline=deadline, timeout=timeout
+            message_type, function, payload, deadline=deadline, timeout=timeout, on_reply=on_reply
         )
         return frame if check is None else check(frame)
 
@@ -477,6 +479,7 @@ class Session:
             subscription.payload,
             _USE_DEFAULT,
             check_reply,
+            on_reply=subscription.replied,
         )
 
     async def _send_unsubscribe(self, subscription: Subscription) -> None:
