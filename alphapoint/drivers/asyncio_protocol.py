@@ -29,7 +29,14 @@ from websockets.protocol import CLOSED, OPEN
 from websockets.uri import WebSocketURI
 
 from ..errors import NetworkError
-from .base import BaseWebSocket, OnAlarm, OnMessage, OnWakeup
+from .base import (
+    DEFAULT_MAX_FRAGMENTS,
+    DEFAULT_MAX_SEND_BUFFER,
+    BaseWebSocket,
+    OnAlarm,
+    OnMessage,
+    OnWakeup,
+)
 
 __all__ = ["AsyncioWebSocket", "open_asyncio_websocket"]
 
@@ -40,10 +47,29 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
     ``run()`` must be called by a single task; ``send_text()`` may be called
     from any number of tasks (a write never waits unless the peer stopped
     reading, so there is no lock).
+
+    A sender waits while the transport's buffer is over its high-water mark;
+    the answers to what the gateway sends (pongs, a close echo) cannot wait,
+    as they are written where the read is handled. A gateway that sends and
+    does not read would make them pile up without end: more than
+    ``max_send_buffer`` bytes of them added while the buffer is full drop the
+    connection.
     """
 
-    def __init__(self, protocol: ClientProtocol, *, close_timeout: float) -> None:
-        super().__init__(protocol, close_timeout=close_timeout)
+    def __init__(
+        self,
+        protocol: ClientProtocol,
+        *,
+        close_timeout: float,
+        max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+        max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+    ) -> None:
+        super().__init__(
+            protocol,
+            close_timeout=close_timeout,
+            max_fragments=max_fragments,
+            max_send_buffer=max_send_buffer,
+        )
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         #: Done once the handshake response (or something that is not one) came.
@@ -66,6 +92,9 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         #: Senders waiting for the transport's buffer to drain.
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
+        #: Bytes the reads added to the buffer since it last went over its
+        #: high-water mark (pongs, a close echo): bounded by max_send_buffer.
+        self._answers_waiting = 0
 
     # -- asyncio's callbacks --------------------------------------------------
 
@@ -106,6 +135,7 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        self._answers_waiting = 0
         self._set_drained()
 
     # -- reading --------------------------------------------------------------
@@ -119,7 +149,7 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
             elif self._protocol.handshake_exc is not None:
                 self._handshake.set_result(None)  # not HTTP: the opener reports it
         self._process(events)
-        self._write_queued()  # pongs, a close echo, EOF
+        self._write_queued(answers=True)  # pongs, a close echo, EOF
         self._check_parser()
         if self._failure is not None or self._protocol.state is CLOSED:
             # Closed, or we failed it (bad frame, oversize, bad UTF-8): the
@@ -239,8 +269,13 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
             self._protocol.send_close(code, reason)
             self._write_queued()
 
-    def _write_queued(self) -> None:
-        """Write what the protocol has queued; websockets asks for EOF with a final b""."""
+    def _write_queued(self, *, answers: bool = False) -> None:
+        """Write what the protocol has queued; websockets asks for EOF with a final b"".
+
+        ``answers``: written after a read (pongs, a close echo), which cannot
+        wait for the buffer to drain, so they are counted against
+        ``max_send_buffer`` while it is full.
+        """
         chunks = self._protocol.data_to_send()
         transport = self._transport
         if not chunks or transport is None or transport.is_closing():
@@ -248,11 +283,25 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         data = b"".join(chunks)
         if data:
             transport.write(data)
+            if answers and self._paused:
+                self._answers_waiting += len(data)
+                if self._answers_waiting > self._max_send_buffer:
+                    self._not_reading(transport)
+                    return
         if not chunks[-1]:
             if transport.can_write_eof():
                 transport.write_eof()
             else:
                 transport.close()  # TLS cannot half-close
+
+    def _not_reading(self, transport: asyncio.Transport) -> None:
+        """Answers pile up past ``max_send_buffer``: the gateway is not reading. Drop it."""
+        if self._lost is None:
+            self._lost = (
+                f"the gateway stopped reading (more than {self._max_send_buffer} bytes of "
+                f"answers to it, pongs, waiting to be sent)"
+            )
+        transport.abort()
 
     # -- closing --------------------------------------------------------------
 
@@ -275,6 +324,8 @@ async def open_asyncio_websocket(
     *,
     ssl: ssl_module.SSLContext | None,
     close_timeout: float,
+    max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+    max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
 ) -> AsyncioWebSocket:
     """Connect, send the handshake request ``protocol`` holds, and read the response.
 
@@ -283,7 +334,12 @@ async def open_asyncio_websocket(
     :class:`NetworkError`; on any error the connection is closed.
     """
     loop = asyncio.get_running_loop()
-    websocket = AsyncioWebSocket(protocol, close_timeout=close_timeout)
+    websocket = AsyncioWebSocket(
+        protocol,
+        close_timeout=close_timeout,
+        max_fragments=max_fragments,
+        max_send_buffer=max_send_buffer,
+    )
     await loop.create_connection(
         lambda: websocket,
         uri.host,
