@@ -32,7 +32,7 @@ from alphapoint import (
     RequestTimeout,
 )
 from alphapoint.connection import UNREADABLE_LOG_INTERVAL
-from alphapoint.drivers import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_SEND_BUFFER
+from alphapoint.drivers import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_SEND_BUFFER, Driver
 from alphapoint.errors import PayloadError
 from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
 from alphapoint.testing.faults import login_reply
@@ -52,7 +52,7 @@ PONG = {"msg": "PONG"}
 
 #: The drivers to run the transport-level tests with. Under trio both are
 #: the anyio stream driver; under asyncio "auto" is the protocol driver.
-DRIVERS = ["auto", "anyio"]
+DRIVERS: list[Driver] = ["auto", "anyio"]
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -119,10 +119,13 @@ async def test_a_message_of_empty_fragments_that_never_ends_fails_the_connection
         await peer.read_until_close()
 
     with anyio.fail_after(LIMIT), peak_memory() as peak:
-        async with no_task_left(), serve_raw(script) as server:
-            async with alphapoint.connect(server.url) as session:
-                with pytest.raises(ConnectionClosed) as info:
-                    await session.call("Ping", timeout=None)
+        async with (
+            no_task_left(),
+            serve_raw(script) as server,
+            alphapoint.connect(server.url) as session,
+        ):
+            with pytest.raises(ConnectionClosed) as info:
+                await session.call("Ping", timeout=None)
     assert f"more than {DEFAULT_MAX_FRAGMENTS} fragments" in str(info.value)
     assert peak.bytes < 16 * MiB, peak.bytes
 
@@ -140,10 +143,13 @@ async def test_too_many_fragments_are_refused_with_close_code_1008() -> None:
         closes.append(await peer.read_until_close())
 
     with anyio.fail_after(LIMIT):
-        async with no_task_left(), serve_raw(script) as server:
-            async with alphapoint.connect(server.url) as session:
-                with pytest.raises(ConnectionClosed) as info:
-                    await session.call("Ping", timeout=None)
+        async with (
+            no_task_left(),
+            serve_raw(script) as server,
+            alphapoint.connect(server.url) as session,
+        ):
+            with pytest.raises(ConnectionClosed) as info:
+                await session.call("Ping", timeout=None)
     assert "fragments" in str(info.value)
     assert [c.close_code if c is not None else None for c in closes] == [1008]
 
@@ -188,24 +194,27 @@ def ping_flood(started: anyio.Event | None = None) -> Any:
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
-async def test_a_gateway_that_floods_pings_and_never_reads_is_dropped(driver: str) -> None:
+async def test_a_gateway_that_floods_pings_and_never_reads_is_dropped(driver: Driver) -> None:
     """The pongs cannot be written: the connection is dropped with a message that
     says so, and memory stays bounded (asyncio: at most max_send_buffer of
     pongs wait; anyio: the reader waits for room, at most close_timeout)."""
     with anyio.fail_after(LIMIT), peak_memory() as peak:
-        async with no_task_left(), serve_raw(ping_flood()) as server:
-            async with alphapoint.connect(
+        async with (
+            no_task_left(),
+            serve_raw(ping_flood()) as server,
+            alphapoint.connect(
                 server.url, close_timeout=SHORT, keepalive=None, driver=driver
-            ) as session:
-                with pytest.raises(ConnectionClosed) as info:
-                    await session.call("Ping", timeout=None)
-                assert not session.is_open
+            ) as session,
+        ):
+            with pytest.raises(ConnectionClosed) as info:
+                await session.call("Ping", timeout=None)
+            assert not session.is_open
     assert "the gateway stopped reading" in str(info.value)
     assert peak.bytes < DEFAULT_MAX_SEND_BUFFER + 32 * MiB, peak.bytes
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
-async def test_leaving_the_block_while_the_gateway_floods_pings_is_bounded(driver: str) -> None:
+async def test_leaving_the_block_while_the_gateway_floods_pings_is_bounded(driver: Driver) -> None:
     """Before: under trio, the close waited for the send lock, which the reader
     held while blocked writing a pong, for ever. Now every exit is bounded by
     close_timeout, whatever the gateway does."""
@@ -250,7 +259,9 @@ async def test_a_flood_of_unreadable_text_is_counted_not_kept_and_logged_sparing
         await peer.handshake()
         request = await next_request(peer)
         # 50,000 one-byte text messages, then the reply.
-        await peer.send(frame(Opcode.TEXT, b"x") * flood + frame(Opcode.TEXT, reply_text(request, PONG)))
+        await peer.send(
+            frame(Opcode.TEXT, b"x") * flood + frame(Opcode.TEXT, reply_text(request, PONG))
+        )
         await peer.read_until_close()
 
     caplog.set_level(logging.WARNING, logger="alphapoint")
@@ -280,10 +291,13 @@ async def test_calls_keep_their_deadlines_under_a_flood_of_unreadable_text() -> 
             await peer.send(batch)
 
     with anyio.fail_after(LIMIT):
-        async with no_task_left(), serve_raw(script) as server:
-            async with alphapoint.connect(server.url, close_timeout=SHORT) as session:
-                with pytest.raises(RequestTimeout) as info:
-                    await session.call("Ping", timeout=SHORT)
+        async with (
+            no_task_left(),
+            serve_raw(script) as server,
+            alphapoint.connect(server.url, close_timeout=SHORT) as session,
+        ):
+            with pytest.raises(RequestTimeout) as info:
+                await session.call("Ping", timeout=SHORT)
     assert "unreadable message(s), the last: frame is not JSON" in str(info.value)
 
 
@@ -370,12 +384,15 @@ async def test_an_id_beyond_64_bits_is_refused_by_the_model_naming_the_field() -
 async def test_a_reply_in_loose_json_fails_its_call_at_once(payload_text: str, path: str) -> None:
     """Not a timeout: the envelope says which call it answers, so that call fails."""
     with anyio.fail_after(LIMIT):
-        async with no_task_left(), serve_raw(answering(payload_text)) as server:
-            async with alphapoint.connect(server.url) as session:
-                with pytest.raises(PayloadError) as info:
-                    await session.call("GetSomething", timeout=None)
-                assert session.protocol_errors == 1
-                assert session.is_open
+        async with (
+            no_task_left(),
+            serve_raw(answering(payload_text)) as server,
+            alphapoint.connect(server.url) as session,
+        ):
+            with pytest.raises(PayloadError) as info:
+                await session.call("GetSomething", timeout=None)
+            assert session.protocol_errors == 1
+            assert session.is_open
     assert info.value.path == path
 
 
@@ -391,8 +408,11 @@ async def test_a_frame_with_a_key_twice_is_unreadable() -> None:
         await peer.read_until_close()
 
     with anyio.fail_after(LIMIT):
-        async with no_task_left(), serve_raw(script) as server:
-            async with alphapoint.connect(server.url) as session:
-                with pytest.raises(RequestTimeout) as info:
-                    await session.call("Ping", timeout=SHORT)
+        async with (
+            no_task_left(),
+            serve_raw(script) as server,
+            alphapoint.connect(server.url) as session,
+        ):
+            with pytest.raises(RequestTimeout) as info:
+                await session.call("Ping", timeout=SHORT)
     assert "frame key 'i': the key is given more than once" in str(info.value)
