@@ -123,9 +123,14 @@ def decode_frame(message: str | bytes) -> Frame:
             raise FrameError("frame is not valid UTF-8") from None
     try:
         outer, end = _scan(message, 0)
-    except (StopIteration, ValueError, RecursionError):
+    except (StopIteration, json.JSONDecodeError, RecursionError) as exc:
+        if not (isinstance(exc, StopIteration) and message[:1].isspace()):
+            # Not JSON at all (the common case of garbage): said cheaply.
+            raise FrameError(f"frame is not JSON ({len(message)} characters)") from None
         outer = end = None
-    if end != len(message):  # not strict JSON, or white space around it: see why
+    except ValueError:  # NaN, Infinity, an integer too long: named below
+        outer = end = None
+    if end != len(message):  # refused, or white space around it: see why
         outer = _strict_envelope(message)
     if type(outer) is not dict:
         raise FrameError(f"frame is a JSON {_json_type(outer)}, not an object")
@@ -158,7 +163,13 @@ def decode_frame(message: str | bytes) -> Frame:
         _strict_envelope(message)
     try:
         payload, end = _scan(o, 0)
-    except (StopIteration, ValueError, RecursionError):
+    except (StopIteration, json.JSONDecodeError, RecursionError) as exc:
+        if not (isinstance(exc, StopIteration) and o[:1].isspace()):
+            if message_type is MessageType.ERROR:
+                return Frame(message_type, i, n, o)  # "Endpoint Not Found"
+            raise FrameError(f"payload 'o' of {_shown(n)} (m={m}, i={i}) is not JSON") from None
+        end = None
+    except ValueError:  # NaN, Infinity, an integer too long: named below
         end = None
     if end != len(o) or (colons and not (type(payload) is dict and len(payload) == colons)):
         payload = _strict_payload(o, message_type, i, n)
