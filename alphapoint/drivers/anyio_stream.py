@@ -45,7 +45,14 @@ from websockets.uri import WebSocketURI
 
 from ..errors import NetworkError
 from ..proxy import open_proxy_stream, wrap_tls
-from .base import DEFAULT_MAX_FRAGMENTS, BaseWebSocket, OnAlarm, OnMessage, OnWakeup
+from .base import (
+    DEFAULT_MAX_FRAGMENTS,
+    READ_SLICE,
+    BaseWebSocket,
+    OnAlarm,
+    OnMessage,
+    OnWakeup,
+)
 
 __all__ = ["READ_SIZE", "StreamWebSocket", "open_stream_websocket"]
 
@@ -318,24 +325,34 @@ class StreamWebSocket(BaseWebSocket):
                 self._answers_queued = False
                 async with self._send_lock:
                     await self._write_answers(self._protocol.data_to_send())
-            data = b""
-            if self._protocol.close_expected():
-                # Closing: the peer has a bounded time to finish its half.
-                with anyio.move_on_after(self._close_timeout):
+            if self._unread:
+                # The rest of a large read, a slice at a time (READ_SLICE),
+                # giving the other tasks (the alarm) a turn in between.
+                await anyio.lowlevel.checkpoint()
+                self._protocol.receive_data(self._next_slice())
+            else:
+                data = b""
+                if self._protocol.close_expected():
+                    # Closing: the peer has a bounded time to finish its half.
+                    with anyio.move_on_after(self._close_timeout):
+                        data = await self._read()
+                else:
                     data = await self._read()
-            else:
-                data = await self._read()
-            if data:
-                self.last_received = self.clock()
-                self._protocol.receive_data(data)
-            else:
-                self._protocol.receive_eof()
+                if data:
+                    self.last_received = self.clock()
+                    if len(data) > READ_SLICE:
+                        self._unread, self._unread_at = data, 0
+                        data = self._next_slice()
+                    self._protocol.receive_data(data)
+                else:
+                    self._protocol.receive_eof()
             self._process(self._protocol.events_received())
             await self._flush_after_read()
             self._check_parser()
             if self._failure is not None:
                 # We failed the connection (bad frame, oversize, bad UTF-8):
                 # the close frame is sent; do not wait for the peer.
+                self._unread, self._unread_at = b"", 0
                 await self.abort()
                 self._protocol.receive_eof()
 

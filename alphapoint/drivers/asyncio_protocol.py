@@ -32,6 +32,7 @@ from ..errors import NetworkError
 from .base import (
     DEFAULT_MAX_FRAGMENTS,
     DEFAULT_MAX_SEND_BUFFER,
+    READ_SLICE,
     BaseWebSocket,
     OnAlarm,
     OnMessage,
@@ -103,8 +104,36 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_received = self.clock()
-        self._protocol.receive_data(data)
+        if len(data) <= READ_SLICE:
+            self._protocol.receive_data(data)
+            self._after_read()
+            return
+        # A large read: a slice now, the rest in later turns of the loop, with
+        # reading paused meanwhile (the bytes wait in the kernel, not here).
+        self._unread, self._unread_at = data, 0
+        self._feed_slice()
+
+    def _feed_slice(self) -> None:
+        """Feed the next slice of a large read; schedule the next, or resume reading."""
+        transport = self._transport
+        if self._ended or transport is None:
+            return  # connection_lost fed what was left
+        self._protocol.receive_data(self._next_slice())
         self._after_read()
+        if transport.is_closing():
+            self._unread, self._unread_at = b"", 0  # failed or closed: nothing more is read
+        elif self._unread:
+            transport.pause_reading()
+            self._loop.call_soon(self._feed_slice)
+        elif not transport.is_reading():
+            transport.resume_reading()
+
+    def _feed_unread(self) -> None:
+        """Feed what is left of a large read, at once (the connection is ending)."""
+        if self._unread and self._protocol.state is not CLOSED:
+            data, at = self._unread, self._unread_at
+            self._unread, self._unread_at = b"", 0
+            self._protocol.receive_data(data[at:])
 
     def eof_received(self) -> None:
         # The closing handshake never needs to write after EOF; returning
@@ -118,6 +147,8 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
             # Say why in the ConnectionClosed message ("Connection reset by peer").
             self._lost = exc.strerror or type(exc).__name__
         if self._protocol.state is not CLOSED:
+            if self._failure is None:
+                self._feed_unread()
             self._protocol.receive_eof()
             self._process(self._protocol.events_received())
         if self._close_timer is not None:

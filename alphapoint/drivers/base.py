@@ -48,6 +48,7 @@ __all__ = [
     "DEFAULT_MAX_FRAGMENTS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_SEND_BUFFER",
+    "READ_SLICE",
     "BaseWebSocket",
     "EventLike",
     "OnAlarm",
@@ -66,6 +67,13 @@ DEFAULT_MAX_MESSAGE_SIZE = 4 * 2**20
 #: would go on for ever. 4,096 lets a 4 MiB message come in 1 KiB fragments;
 #: more fail the connection with close code 1008.
 DEFAULT_MAX_FRAGMENTS = 4096
+
+#: The most bytes fed to websockets' parser at once. A read of many small
+#: messages (a flood of garbage, say) is handled a slice at a time, giving the
+#: event loop (and so the alarm: calls' deadlines) a turn between slices: a
+#: read of 256 KiB of two-byte frames would otherwise be some 130,000 messages
+#: handled in one go. Reads of this size or less (nearly every reply) are fed whole.
+READ_SLICE = 16384
 
 #: The most bytes of answers (pongs, a close echo) that may wait to be sent
 #: while the send buffer is full. A sender waits for room; an answer cannot,
@@ -120,6 +128,9 @@ class BaseWebSocket(ABC):
         self._fragment_count = 0
         #: Secret values to scrub from what the gateway says (close reasons), if any.
         self.secrets: SecretSet | None = None
+        #: A large read not yet fed to the parser (see READ_SLICE), and how far in.
+        self._unread = b""
+        self._unread_at = 0
         #: Why the connection failed, when this side failed it.
         self._failure: ProtocolError | None = None
         #: The OS error that ended the stream under a read, if one did.
@@ -183,6 +194,14 @@ class BaseWebSocket(ABC):
         """Close the connection now, without any handshake. Idempotent."""
 
     # -- frames to messages ---------------------------------------------------
+
+    def _next_slice(self) -> bytes:
+        """The next :data:`READ_SLICE` bytes of the large read being fed."""
+        data, at = self._unread, self._unread_at
+        self._unread_at = end = at + READ_SLICE
+        if end >= len(data):
+            self._unread, self._unread_at = b"", 0
+        return data[at:end]
 
     def _process(self, frames: list[Any]) -> None:
         """Assemble message frames into messages; control frames need nothing here.
