@@ -72,8 +72,11 @@ DEFAULT_MAX_FRAGMENTS = 4096
 #: messages (a flood of garbage, say) is handled a slice at a time, giving the
 #: event loop (and so the alarm: calls' deadlines) a turn between slices: a
 #: read of 256 KiB of two-byte frames would otherwise be some 130,000 messages
-#: handled in one go. Reads of this size or less (nearly every reply) are fed whole.
-READ_SLICE = 16384
+#: handled in one go, close to a second. A slice of 4 KiB is at most 2,048
+#: messages; a large reply costs one more turn of the loop per 4 KiB, which
+#: did not show in the time to receive a 1.2 MB reply (docs/reliability.md).
+#: Reads of this size or less (nearly every reply) are fed whole.
+READ_SLICE = 4096
 
 #: The most bytes of answers (pongs, a close echo) that may wait to be sent
 #: while the send buffer is full. A sender waits for room; an answer cannot,
