@@ -391,7 +391,15 @@ class Connection:
         if isinstance(error, PayloadError) and error.message_type in _REPLY_TYPES:
             pending = self._pending.pop(error.seq, None)
             if pending is not None:
-                pending.error = error
+                # A copy of its own: the caller's traceback must not end up in
+                # last_protocol_error (a reference cycle through the caller's frames).
+                pending.error = PayloadError(
+                    str(error),
+                    path=error.path,
+                    function=error.function,
+                    seq=error.seq,
+                    message_type=error.message_type,
+                )
                 pending.event.set()
         self.protocol_errors += 1
         self.last_protocol_error = error
