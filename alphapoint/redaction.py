@@ -14,6 +14,7 @@ none. :class:`SecretSet` holds the secret values the client sent, and
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -94,15 +95,15 @@ class SecretSet:
     #: Values shorter than this are not kept.
     MIN_LENGTH = 4
 
-    __slots__ = ("_forms", "_kept", "_recent", "recent")
+    __slots__ = ("_kept", "_pattern", "_recent", "recent")
 
     def __init__(self, values: Iterable[str] = (), *, recent: int = 32) -> None:
         #: How many ``recent=True`` values are kept.
         self.recent = recent
         self._kept: set[str] = set()
         self._recent: deque[str] = deque(maxlen=recent)
-        #: Every form of every value, longest first; empty when there is none.
-        self._forms: list[str] = []
+        #: Every form of every value, longest first, as one pattern; None when empty.
+        self._pattern: re.Pattern[str] | None = None
         for value in values:
             self.add(value)
 
@@ -123,23 +124,24 @@ class SecretSet:
             forms.add(repr(secret)[1:-1])  # as inside a repr()'d string
             forms.add(json.dumps(secret)[1:-1])  # as inside a JSON string
             forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
-        # Longest first: a value that contains another is replaced whole.
-        self._forms = sorted((f for f in forms if len(f) >= self.MIN_LENGTH), key=len, reverse=True)
+        # Longest first: a value that contains another is replaced whole. One
+        # pass: a value that happens to be part of "<redacted>" is not
+        # replaced again inside what was just put in.
+        ordered = sorted((f for f in forms if len(f) >= self.MIN_LENGTH), key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered)))
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret replaced by ``"<redacted>"``."""
-        if not self._forms:
+        pattern = self._pattern
+        if pattern is None:
             return text
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, REDACTED)
-        return text
+        return pattern.sub(REDACTED, text)
 
     def __len__(self) -> int:
         return len(self._kept) + len(self._recent)
 
     def __bool__(self) -> bool:
-        return bool(self._forms)
+        return self._pattern is not None
 
     def __contains__(self, value: object) -> bool:
         return value in self._kept or value in self._recent

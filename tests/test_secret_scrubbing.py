@@ -251,3 +251,10 @@ async def secret_echoed_by_the_gateway_never_shows(caplog: pytest.LogCaptureFixt
                     pass
     assert info.value.reason == f"wrong {REDACTED}"
     assert password not in everything_shown(info.value, caplog)
+
+
+def test_one_pass_never_scrubs_inside_the_marker_it_put_in() -> None:
+    """A value that is part of the marker itself ("dact" in "<redacted>"): one pass
+    replaces what the text held, not what the pass put in."""
+    secrets = SecretSet([PASSWORD, "dact"])
+    assert secrets.scrub(f"{PASSWORD} and dact") == f"{REDACTED} and {REDACTED}"

@@ -134,8 +134,10 @@ class BaseWebSocket(ABC):
         #: A large read not yet fed to the parser (see READ_SLICE), and how far in.
         self._unread = b""
         self._unread_at = 0
-        #: Why the connection failed, when this side failed it.
+        #: Why the connection failed, when this side failed it (and whether
+        #: its message was scrubbed of secrets yet).
         self._failure: ProtocolError | None = None
+        self._failure_scrubbed = False
         #: The OS error that ended the stream under a read, if one did.
         self._lost: str | None = None
         #: anyio's clock (``anyio.current_time()``), and a maker of the event a
@@ -280,7 +282,8 @@ class BaseWebSocket(ABC):
         if secrets:
             # The gateway's words (a close reason may echo a password).
             reason = secrets.scrub(reason)
-            if self._failure is not None:
+            if self._failure is not None and not self._failure_scrubbed:
+                self._failure_scrubbed = True
                 self._failure.args = tuple(
                     secrets.scrub(a) if isinstance(a, str) else a for a in self._failure.args
                 )
