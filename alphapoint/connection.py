@@ -30,15 +30,27 @@ import anyio
 from .apex import check_reply
 from .drivers.base import BaseWebSocket
 from .drivers.loop import EventLike
-from .errors import AlphaPointError, ConnectionClosed, FrameError, ProtocolError, RequestTimeout
+from .errors import (
+    AlphaPointError,
+    ConnectionClosed,
+    FrameError,
+    PayloadError,
+    ProtocolError,
+    RequestTimeout,
+)
 from .frame import Frame, MessageType, decode_frame, encode_frame
 from .models import Event
 from .policies import Keepalive
-from .redaction import redact
+from .redaction import SecretSet, redact
 
-__all__ = ["Connection"]
+__all__ = ["UNREADABLE_LOG_INTERVAL", "Connection"]
 
 logger = logging.getLogger("alphapoint.connection")
+
+#: Messages that cannot be read are logged at WARNING at most once in this
+#: many seconds per connection; the others are counted, and the count is
+#: logged when the interval ends (or the connection does).
+UNREADABLE_LOG_INTERVAL = 1.0
 
 
 class _Pending:
@@ -115,8 +127,14 @@ class Connection:
         on_closed: Callable[[Connection], None] | None = None,
         close_timeout: float = 5.0,
         number: int = 1,
+        secrets: SecretSet | None = None,
     ) -> None:
         self._ws = websocket
+        #: Secret values this client sent: scrubbed from the gateway's words
+        #: (close reasons, malformed frames) in errors and log records.
+        self._secrets = secrets
+        if secrets is not None:
+            websocket.secrets = secrets
         self._url = url
         self._on_event = on_event
         self._on_closed = on_closed
@@ -129,11 +147,16 @@ class Connection:
         self._reader_done = anyio.Event()
         #: The keepalive, while run() runs with one.
         self._pinger: _Pinger | None = None
-        #: Frames (and unreadable messages) left by the read for the reader task.
-        self._backlog: deque[Frame | bytes | ProtocolError] = deque()
-        #: Messages that could not be read as APEX frames, and the last one's error.
+        #: Events left by the read for the reader task (a read's worth at most).
+        self._backlog: deque[Frame] = deque()
+        #: Messages that could not be read as APEX frames, and the last one's
+        #: error: counts, not the messages (a flood of them must not pile up).
         self.protocol_errors = 0
         self.last_protocol_error: ProtocolError | None = None
+        #: Unreadable messages not logged yet (see UNREADABLE_LOG_INTERVAL),
+        #: and when the next may be.
+        self._unlogged = 0
+        self._log_unreadable_at = -math.inf
 
     @property
     def is_open(self) -> bool:
@@ -181,7 +204,7 @@ class Connection:
         request = Frame(message_type, seq, function, {} if payload is None else payload)
         text = encode_frame(request)
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("> %s", describe(request))
+            logger.debug("> %s", describe(request, self._secrets))
         try:
             await self._ws.send_text(text, deadline=deadline, coalesce=len(self._pending) > 1)
             pending.sent = True
@@ -238,6 +261,8 @@ class Connection:
 
         Returns when to ring next: the earliest deadline, or the keepalive's next look.
         """
+        if self._unlogged and now >= self._log_unreadable_at:
+            self._log_unlogged(now)
         pinger = self._pinger
         if pinger is not None and self._error is None and not await pinger.check(now):
             return math.inf  # the gateway did not answer: the connection is dropped
@@ -248,6 +273,8 @@ class Connection:
         wake = min((p.deadline for p in self._pending.values()), default=math.inf)
         if self._pinger is not None:
             wake = min(wake, self._pinger.wake_at())
+        if self._unlogged:
+            wake = min(wake, self._log_unreadable_at)
         return wake
 
     async def _send_ping(self, deadline: float, timeout: float) -> _Pending:
@@ -310,6 +337,8 @@ class Connection:
             with anyio.CancelScope(shield=True):
                 await self._ws.abort()
         finally:
+            if self._unlogged:
+                self._log_unlogged(self.clock())
             # Also when cancelled: the owner is shutting down; no call may hang.
             self.fail(ConnectionClosed("the connection was closed"))
             self._reader_done.set()
@@ -320,68 +349,118 @@ class Connection:
             self._pinger = None
 
     def _on_message(self, message: str | bytes) -> bool:
-        """Resolve a reply's call right where it was read; leave the rest for the task.
+        """Resolve a reply's call right where it was read; leave events for the task.
 
         Under asyncio this runs in the socket's read callback, so the caller
         wakes up without a hop through the reader task. Events (which reach
-        user code and may start a re-login) and unreadable messages go to the
-        backlog, for :meth:`_on_wakeup`.
+        user code and may start a re-login) go to the backlog, for
+        :meth:`_on_wakeup`. A message that cannot be read is counted and
+        logged here, and nothing of it is kept.
         """
         if isinstance(message, bytes):
-            self._backlog.append(message)
-            return True
+            self._unreadable(
+                FrameError(f"the gateway sent a binary message ({len(message)} bytes)")
+            )
+            return False
         try:
             frame = decode_frame(message)
         except FrameError as exc:
-            self._backlog.append(exc)
-            return True
+            self._unreadable(exc)
+            return False
         kind = frame.type
         if kind is MessageType.REPLY or kind is MessageType.ERROR:
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("< %s", describe(frame))
+                logger.debug("< %s", describe(frame, self._secrets))
             pending = self._pending.pop(frame.seq, None)
             if pending is None:
-                logger.debug("reply to %s i=%d matches no pending call", frame.function, frame.seq)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "reply to %s i=%d matches no pending call",
+                        self._shown(frame.function),
+                        frame.seq,
+                    )
             else:
                 pending.frame = frame
                 if pending.on_reply is not None:
                     pending.on_reply(frame)
                 pending.event.set()
             return False
-        self._backlog.append(frame)
-        return True
+        if kind is MessageType.EVENT:
+            self._backlog.append(frame)
+            return True
+        self._unreadable(FrameError(f"the gateway sent a client message type m={int(kind)}"))
+        return False
 
     def _on_wakeup(self) -> None:
-        """Handle what the reads left in the backlog (in the reader task)."""
+        """Hand the events the reads left in the backlog to the owner (in the reader task)."""
         backlog = self._backlog
         while backlog:
             item = backlog.popleft()
-            if isinstance(item, ProtocolError):
-                self._protocol_error(item)
-            elif isinstance(item, bytes):
-                self._protocol_error(
-                    FrameError(f"the gateway sent a binary message ({len(item)} bytes)")
-                )
-            elif isinstance(item, Frame):
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("< %s", describe(item))
-                if item.type is MessageType.EVENT:
-                    self._on_event(self, Event(item.function, item.payload, item.seq))
-                else:
-                    self._protocol_error(
-                        FrameError(f"the gateway sent a client message type m={int(item.type)}")
-                    )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("< %s", describe(item, self._secrets))
+            self._on_event(self, Event(item.function, item.payload, item.seq))
 
-    def _protocol_error(self, error: ProtocolError) -> None:
-        """A message that is not APEX: count it and log it; the connection goes on.
+    def _unreadable(self, error: ProtocolError) -> None:
+        """A message that is not APEX: count it, log it (rate-limited); the connection goes on.
 
         The gateway answers nothing to text it cannot read, so neither do we;
         a call whose reply was lost this way times out, and its timeout error
-        says what was received instead.
+        says what was received instead. A reply whose envelope was read but
+        whose payload is refused (:class:`PayloadError`) fails its call at once.
         """
+        error.__traceback__ = None  # its frames hold the message: keep none of it
+        if self._secrets:
+            error.args = tuple(
+                self._secrets.scrub(a) if isinstance(a, str) else a for a in error.args
+            )
+        if isinstance(error, PayloadError) and error.message_type in _REPLY_TYPES:
+            pending = self._pending.pop(error.seq, None)
+            if pending is not None:
+                # A copy of its own: the caller's traceback must not end up in
+                # last_protocol_error (a reference cycle through the caller's frames).
+                pending.error = PayloadError(
+                    str(error),
+                    path=error.path,
+                    function=error.function,
+                    seq=error.seq,
+                    message_type=error.message_type,
+                )
+                pending.event.set()
         self.protocol_errors += 1
         self.last_protocol_error = error
-        logger.warning("ignoring a message from %s: %s", self._url, error)
+        now = self.clock()
+        if now >= self._log_unreadable_at:
+            self._log_unreadable_at = now + UNREADABLE_LOG_INTERVAL
+            unlogged, self._unlogged = self._unlogged, 0
+            if unlogged:
+                logger.warning(
+                    "ignoring a message from %s: %s (and %d earlier one(s) not logged)",
+                    self._url,
+                    error,
+                    unlogged,
+                )
+            else:
+                logger.warning("ignoring a message from %s: %s", self._url, error)
+        else:
+            self._unlogged += 1
+            self._ws.set_alarm(self._log_unreadable_at)
+
+    def _log_unlogged(self, now: float) -> None:
+        """Log how many unreadable messages went unlogged since the last record."""
+        unlogged, self._unlogged = self._unlogged, 0
+        self._log_unreadable_at = now + UNREADABLE_LOG_INTERVAL
+        logger.warning(
+            "ignored %d more unreadable message(s) from %s without logging each; the last: %s",
+            unlogged,
+            self._url,
+            self.last_protocol_error,
+        )
+
+    def _shown(self, text: str) -> str:
+        """Text from the gateway for a log record: scrubbed, and cut if it is long."""
+        if self._secrets:
+            text = self._secrets.scrub(text)
+        return text if len(text) <= 100 else f"<{len(text)} characters>"
 
     # -- ending ---------------------------------------------------------------
 
@@ -419,10 +498,12 @@ class Connection:
         """
         with anyio.CancelScope(shield=True):
             self.fail(error)
-            with contextlib.suppress(ConnectionClosed):
-                await self._ws.send_close(code, reason)
-            # The reader drains the socket until the peer's close frame and EOF.
+            # One bound for all of it, whatever the gateway does: sending the
+            # close frame may wait for the send lock or for room to write.
             with anyio.move_on_after(self._close_timeout):
+                with contextlib.suppress(ConnectionClosed):
+                    await self._ws.send_close(code, reason)
+                # The reader drains the socket until the peer's close frame and EOF.
                 await self._reader_done.wait()
             await self._ws.abort()
 
@@ -431,6 +512,15 @@ def _no_events(conn: Connection, event: Event) -> None:
     """A closed connection's ``on_event``: it reads no more events."""
 
 
-def describe(frame: Frame) -> str:
-    """A frame for a DEBUG log line, with secrets redacted."""
-    return f"m={int(frame.type)} i={frame.seq} n={frame.function} o={redact(frame.payload)!r}"
+_REPLY_TYPES = (int(MessageType.REPLY), int(MessageType.ERROR))
+
+
+def describe(frame: Frame, secrets: SecretSet | None = None) -> str:
+    """A frame for a DEBUG log line, with secrets redacted.
+
+    Secret fields are redacted by name (:func:`redact`); with ``secrets``,
+    every secret value is also scrubbed wherever it appears (a gateway may
+    echo a password under any key, or in the function name).
+    """
+    text = f"m={int(frame.type)} i={frame.seq} n={frame.function} o={redact(frame.payload)!r}"
+    return secrets.scrub(text) if secrets else text

@@ -55,12 +55,20 @@ def _strict_bool(value: Any, _: type) -> bool:
     return value
 
 
+#: Integer fields (ids) hold 64-bit signed integers, as on the gateways.
+_INT_RANGE = 2**63
+
+
 def _strict_int(value: Any, _: type) -> int:
     if type(value) is int:
-        return value
+        if -_INT_RANGE <= value < _INT_RANGE:
+            return value
+        raise _WrongType("expected a 64-bit integer, got a number out of range")
     # Ids are sometimes sent as decimal strings ("UserId": "96").
     if type(value) is str and value.isascii() and value.isdigit():
-        return int(value)
+        if len(value) <= 19 and int(value) < _INT_RANGE:
+            return int(value)
+        raise _WrongType("expected a 64-bit integer, got a string of digits out of range")
     raise _WrongType(f"expected an integer, got {_a(value)}")
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "NotAuthorized",
     "OperationFailed",
     "OperationNotSupported",
+    "PayloadError",
     "ProtocolError",
     "ReloginStorm",
     "RequestError",
@@ -191,6 +192,27 @@ class DecodeError(ProtocolError):
     def __init__(self, message: str, *, path: str = "") -> None:
         super().__init__(message)
         self.path = path
+
+
+class PayloadError(FrameError, DecodeError):
+    """A frame whose envelope is valid but whose payload ``o`` is JSON this library refuses.
+
+    Python's JSON reader takes what JSON does not allow (``NaN``,
+    ``Infinity``) and lets the last of two equal keys win (``{"Authenticated":
+    false, "Authenticated": true}``); this library refuses both, and an
+    integer too long to read (``10**5000``). ``path`` names the field as sent (``User.UserId``,
+    ``[3].Price``); the message names it too, never its value. A reply with
+    such a payload fails its call with this error at once.
+    """
+
+    def __init__(
+        self, message: str, *, path: str, function: str, seq: int, message_type: int
+    ) -> None:
+        super().__init__(message, path=path)
+        #: The envelope of the frame: its ``n``, ``i`` and ``m``.
+        self.function = function
+        self.seq = seq
+        self.message_type = message_type
 
 
 # -- timeouts ----------------------------------------------------------------

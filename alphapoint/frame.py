@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import enum
 import json
+import json.scanner
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from .errors import FrameError, InvalidPayload
+from .errors import FrameError, InvalidPayload, PayloadError
 
 __all__ = ["Frame", "MessageType", "decode_frame", "encode_frame", "json_type"]
 
@@ -31,8 +33,35 @@ class MessageType(enum.IntEnum):
 
 _TYPES = {t.value: t for t in MessageType}
 
+#: ``i`` is a 64-bit signed integer on every gateway; outside this range it is refused.
+_SEQ_RANGE = 2**63
+
+#: Names and keys of more characters than this are not quoted in error messages.
+_SHOWN = 100
+
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-_loads = json.JSONDecoder().decode
+
+
+class _Loose(ValueError):
+    """JSON that Python's reader takes and this library refuses: NaN, Infinity."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _Loose(name)
+
+
+#: The hot path's reader: the C scanner itself (``JSONDecoder.decode`` adds two
+#: regular-expression matches for white space, which cost more than a small
+#: frame's whole parse), refusing NaN and Infinity (which costs nothing until
+#: one comes). Duplicate keys are ruled out by counting colons (see
+#: :func:`decode_frame`). A float beyond the range of floats (``1e400``)
+#: reads as an infinity, as in Python (RFC 8259 lets a reader set the range
+#: of its numbers); checking every float for it would cost a Python call per
+#: float, a third more for a Level2 snapshot (docs/reliability.md), and
+#: :func:`encode_frame` refuses to send it back.
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder(parse_constant=_refuse_constant)  # type: ignore[arg-type]
+)
 
 
 @attrs.frozen(slots=True)
@@ -78,8 +107,14 @@ def decode_frame(message: str | bytes) -> Frame:
 
     Raises :class:`FrameError`, and nothing else, for anything that is not a
     valid frame: non-JSON text, a JSON value that is not an object, a missing
-    or mistyped key, an unknown message type, or an ``o`` that is not JSON
-    (legal only for ``m=5``, where it becomes a string payload).
+    or mistyped key, an unknown message type, an ``i`` beyond 64 bits, or an
+    ``o`` that is not JSON (legal only for ``m=5``, where it becomes a string
+    payload). JSON is read strictly, in the envelope and in ``o`` alike: a
+    key given twice, ``NaN``, ``Infinity`` or an integer too long to read
+    (more digits than ``int()`` takes) is refused, naming the field; in
+    ``o`` that is a :class:`PayloadError` (a :class:`FrameError` and a
+    :class:`DecodeError`), except for ``m=5``, whose ``o`` then stays the
+    raw string.
     """
     if isinstance(message, bytes):
         try:
@@ -87,33 +122,184 @@ def decode_frame(message: str | bytes) -> Frame:
         except UnicodeDecodeError:
             raise FrameError("frame is not valid UTF-8") from None
     try:
-        outer = _loads(message)
-    except (ValueError, RecursionError):
-        raise FrameError(f"frame is not JSON ({len(message)} characters)") from None
-    if not isinstance(outer, dict):
+        outer, end = _scan(message, 0)
+    except (StopIteration, json.JSONDecodeError, RecursionError) as exc:
+        if not (isinstance(exc, StopIteration) and message[:1].isspace()):
+            # Not JSON at all (the common case of garbage): said cheaply.
+            raise FrameError(f"frame is not JSON ({len(message)} characters)") from None
+        outer = end = None
+    except ValueError:  # NaN, Infinity, an integer too long: named below
+        outer = end = None
+    if end != len(message):  # refused, or white space around it: see why
+        outer = _strict_envelope(message)
+    if type(outer) is not dict:
         raise FrameError(f"frame is a JSON {json_type(outer)}, not an object")
     try:
         m, i, n, o = outer["m"], outer["i"], outer["n"], outer["o"]
     except KeyError as exc:
-        raise FrameError(f"frame has no {exc.args[0]!r} key") from None
+        raise FrameError(f"frame has no {_shown(exc.args[0])} key") from None
     if type(m) is not int:
         raise FrameError(f"frame key 'm' is a JSON {json_type(m)}, not an integer")
     message_type = _TYPES.get(m)
     if message_type is None:
-        raise FrameError(f"frame has unknown message type m={m}")
+        shown = m if -_SEQ_RANGE <= m < _SEQ_RANGE else "out of range"
+        raise FrameError(f"frame has unknown message type m={shown}")
     if type(i) is not int:
         raise FrameError(f"frame key 'i' is a JSON {json_type(i)}, not an integer")
+    if not -_SEQ_RANGE <= i < _SEQ_RANGE:
+        raise FrameError("frame key 'i' is out of range (not a 64-bit integer)")
     if not isinstance(n, str):
         raise FrameError(f"frame key 'n' is a JSON {json_type(n)}, not a string")
     if not isinstance(o, str):
-        raise FrameError(f"frame key 'o' of {n!r} is a JSON {json_type(o)}, not a string")
+        raise FrameError(f"frame key 'o' of {_shown(n)} is a JSON {json_type(o)}, not a string")
+    # Duplicate keys, which json lets the last win, without a hook per object:
+    # every key is followed by one colon, so a document with no more colons
+    # than the keys its objects hold has no key twice. Below, for the
+    # envelope: its own keys plus the colons inside ``o`` (and none hidden
+    # in \u escapes); for ``o``: a flat object, or no colon at all. Anything
+    # else is checked key by key (nested objects, colons inside strings).
+    colons = o.count(":")
+    if message.count(":") != len(outer) + colons or "\\u" in message:
+        _strict_envelope(message)
     try:
-        payload = _loads(o)
-    except (ValueError, RecursionError):
-        if message_type is not MessageType.ERROR:
-            raise FrameError(f"payload 'o' of {n!r} (m={m}, i={i}) is not JSON") from None
-        payload = o
+        payload, end = _scan(o, 0)
+    except (StopIteration, json.JSONDecodeError, RecursionError) as exc:
+        if not (isinstance(exc, StopIteration) and o[:1].isspace()):
+            if message_type is MessageType.ERROR:
+                return Frame(message_type, i, n, o)  # "Endpoint Not Found"
+            raise FrameError(f"payload 'o' of {_shown(n)} (m={m}, i={i}) is not JSON") from None
+        end = None
+    except ValueError:  # NaN, Infinity, an integer too long: named below
+        end = None
+    if end != len(o) or (colons and not (type(payload) is dict and len(payload) == colons)):
+        payload = _strict_payload(o, message_type, i, n)
     return Frame(message_type, i, n, payload)
+
+
+# -- the cold path: strict JSON that says what it refuses, and where ----------
+
+
+class _Refused:
+    """What the strict reader found in place of a value: why it is refused."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class _Twice(dict[str, Any]):
+    """An object in which ``key`` was given more than once."""
+
+    key: str = ""
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    twice = _Twice(value)
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            twice.key = key
+            break
+        seen.add(key)
+    return twice
+
+
+def _constant(name: str) -> _Refused:
+    return _Refused(f"{name} is not JSON")
+
+
+def _int(text: str) -> int | _Refused:
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() reads (sys.get_int_max_str_digits())
+        return _Refused(f"an integer of {len(text.lstrip('-'))} digits, too long to read")
+
+
+_strict_decode = json.JSONDecoder(
+    object_pairs_hook=_pairs, parse_constant=_constant, parse_int=_int
+).decode
+
+
+def _refusal(value: Any) -> tuple[str, str] | None:
+    """The path and the reason of the first refused value in ``value``, if any.
+
+    Walks without recursion: a document may be nested as deep as the JSON
+    reader allows.
+    """
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if type(item) is _Refused:
+            return path, item.reason
+        if isinstance(item, dict):
+            if type(item) is _Twice:
+                return _join(path, item.key), "the key is given more than once"
+            stack.extend((v, _join(path, k)) for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{n}]") for n, v in reversed(list(enumerate(item))))
+    return None
+
+
+def _join(path: str, key: str) -> str:
+    key = key if len(key) <= _SHOWN else f"<a key of {len(key)} characters>"
+    return f"{path}.{key}" if path else key
+
+
+def _strict_envelope(message: str) -> Any:
+    """The envelope read strictly; raises :class:`FrameError` naming what it refuses."""
+    try:
+        outer = _strict_decode(message)
+    except (ValueError, RecursionError):
+        raise FrameError(f"frame is not JSON ({len(message)} characters)") from None
+    refused = _refusal(outer)
+    if refused is not None:
+        path, reason = refused
+        raise FrameError(f"frame key {_shown(path)}: {reason}")
+    return outer
+
+
+def _strict_payload(o: str, message_type: MessageType, i: int, n: str) -> Any:
+    """``o`` read strictly; raises :class:`PayloadError` naming the field it refuses.
+
+    An ``m=5`` frame's ``o`` that is not (strict) JSON is its raw text.
+    """
+    try:
+        payload = _strict_decode(o)
+    except (ValueError, RecursionError):
+        if message_type is MessageType.ERROR:
+            return o
+        raise FrameError(
+            f"payload 'o' of {_shown(n)} (m={int(message_type)}, i={i}) is not JSON"
+        ) from None
+    refused = _refusal(payload)
+    if refused is None:
+        return payload
+    if message_type is MessageType.ERROR:
+        return o
+    path, reason = refused
+    where = f"field {_shown(path)}" if path else "the payload"
+    raise PayloadError(
+        f"payload 'o' of {_shown(n)} (m={int(message_type)}, i={i}): {where}: {reason}",
+        path=path,
+        function=n,
+        seq=i,
+        message_type=int(message_type),
+    )
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for an error message, or only its length if it is long.
+
+    Never a part of it: a secret in it is either shown whole (and scrubbed by
+    the connection's :class:`~alphapoint.redaction.SecretSet`) or not at all.
+    """
+    if len(text) <= _SHOWN:
+        return repr(text)
+    return f"<{len(text)} characters>"
 
 
 def json_type(value: object) -> str:

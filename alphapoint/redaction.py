@@ -3,15 +3,25 @@
 Frames are logged at DEBUG; a payload passes through :func:`redact` first, so
 passwords, signatures, API secrets, session tokens and 2FA codes never reach a
 log record. Keys are matched in any casing.
+
+What the gateway sends back is another matter: a gateway may echo a password
+in a close reason, an error message or a function name, under any key or
+none. :class:`SecretSet` holds the secret values the client sent, and
+:meth:`SecretSet.scrub` replaces each of them wherever it appears in a text
+(an exception's message, a log line) before that text is shown.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from .decoding import fold_key
 
-__all__ = ["MAX_DEPTH", "NESTED", "REDACTED", "SECRET_KEYS", "redact"]
+__all__ = ["MAX_DEPTH", "NESTED", "REDACTED", "SECRET_KEYS", "SecretSet", "redact"]
 
 REDACTED = "<redacted>"
 
@@ -64,3 +74,77 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
     if isinstance(value, (list, tuple)):  # json.dumps sends a tuple as an array
         return [redact(item, _depth=_depth + 1) for item in value]
     return value
+
+
+class SecretSet:
+    """The secret values a client sent, to be scrubbed from text the gateway sent back.
+
+    ``add(value)`` keeps a value for the set's life (a password, an API
+    secret); ``add(value, recent=True)`` keeps it among the last
+    :attr:`recent` such values (a signature, a session token, a 2FA code: a
+    session makes new ones at every login, and the old ones are dead). Values
+    shorter than :data:`MIN_LENGTH` characters are ignored: scrubbing them
+    would blank out ordinary words and numbers and protect nothing. Each value
+    is also scrubbed as it appears inside a quoted string (``repr`` and JSON
+    escapes), as in a log line that shows a close reason or a frame.
+
+    :meth:`scrub` costs one truthiness test when the set is empty. The set
+    never shows its values: its ``repr`` gives only how many it holds.
+    """
+
+    #: Values shorter than this are not kept.
+    MIN_LENGTH = 4
+
+    __slots__ = ("_kept", "_pattern", "_recent", "recent")
+
+    def __init__(self, values: Iterable[str] = (), *, recent: int = 32) -> None:
+        #: How many ``recent=True`` values are kept.
+        self.recent = recent
+        self._kept: set[str] = set()
+        self._recent: deque[str] = deque(maxlen=recent)
+        #: Every form of every value, longest first, as one pattern; None when empty.
+        self._pattern: re.Pattern[str] | None = None
+        for value in values:
+            self.add(value)
+
+    def add(self, value: str | None, *, recent: bool = False) -> None:
+        """Scrub ``value`` from now on; ``None``, ``""`` and short values are ignored."""
+        if not isinstance(value, str) or len(value) < self.MIN_LENGTH:
+            return
+        if recent:
+            if value in self._recent or value in self._kept:
+                return
+            self._recent.append(value)  # the oldest goes, once there are ``recent``
+        else:
+            self._recent = deque((v for v in self._recent if v != value), maxlen=self.recent)
+            self._kept.add(value)
+        forms: set[str] = set()
+        for secret in (*self._kept, *self._recent):
+            forms.add(secret)
+            forms.add(repr(secret)[1:-1])  # as inside a repr()'d string
+            forms.add(json.dumps(secret)[1:-1])  # as inside a JSON string
+            forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+        # Longest first: a value that contains another is replaced whole. One
+        # pass: a value that happens to be part of "<redacted>" is not
+        # replaced again inside what was just put in.
+        ordered = sorted((f for f in forms if len(f) >= self.MIN_LENGTH), key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered)))
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret replaced by ``"<redacted>"``."""
+        pattern = self._pattern
+        if pattern is None:
+            return text
+        return pattern.sub(REDACTED, text)
+
+    def __len__(self) -> int:
+        return len(self._kept) + len(self._recent)
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._kept or value in self._recent
+
+    def __repr__(self) -> str:
+        return f"<SecretSet of {len(self)} value(s)>"

@@ -110,7 +110,10 @@ def hypothesis_targets(examples: int) -> list[Target]:
         (
             "encode/decode round trip: every type, any Unicode",
             st.tuples(
-                st.sampled_from(MessageType), st.integers(), p.any_text, p.json_of(p.any_text)
+                st.sampled_from(MessageType),
+                st.integers(-(2**63), 2**63 - 1),  # beyond 64 bits, ``i`` is refused
+                p.any_text,
+                p.json_of(p.any_text),
             ),
             lambda args: inner["test_every_frame_round_trips_through_bytes_or_is_refused"](*args),
             examples,

@@ -9,8 +9,10 @@ raise DecodeError. These go further:
   surrogates included: those must raise InvalidPayload, never a
   UnicodeEncodeError from the socket);
 * decoding is idempotent: what decodes re-encodes to text that decodes to the
-  same frame (``m=5`` raw-string payloads included), except NaN and Infinity,
-  which decoding reads (as Python's json does) and encoding refuses;
+  same frame (``m=5`` raw-string payloads included), except a float beyond
+  the range of floats (``1e400``), which decoding reads as an infinity (as
+  Python's json does) and encoding refuses (NaN and Infinity are refused by
+  both);
 * arbitrary nesting, thousands deep, in the frame or its payload, never
   raises anything but the library's errors, in decoding, in the reply
   decoders, or in the DEBUG log line of the frame;
@@ -86,7 +88,12 @@ def _has_non_finite(value: Any) -> bool:
 
 
 @SETTINGS
-@given(st.sampled_from(MessageType), st.integers(), any_text, json_of(any_text))
+@given(
+    st.sampled_from(MessageType),
+    st.integers(-(2**63), 2**63 - 1),  # beyond 64 bits, ``i`` is refused
+    any_text,
+    json_of(any_text),
+)
 def test_every_frame_round_trips_through_bytes_or_is_refused(
     message_type: MessageType, seq: int, function: str, payload: Any
 ) -> None:
@@ -113,8 +120,8 @@ def test_decoding_is_idempotent(message: str | bytes) -> None:
     try:
         text = encode_frame(frame)
     except InvalidPayload:
-        # Like Python's json, decoding reads NaN and Infinity; encoding refuses
-        # to send what is not JSON.
+        # Like Python's json, decoding reads 1e400 as an infinity; encoding
+        # refuses to send what is not JSON. (NaN and Infinity are refused.)
         assert _has_non_finite(frame.payload)
         return
     again = decode_frame(text)

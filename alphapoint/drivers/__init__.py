@@ -14,12 +14,19 @@ one it has:
 ============================  ==================================================
 """
 
-from .base import DEFAULT_MAX_MESSAGE_SIZE, BaseWebSocket
+from .base import (
+    DEFAULT_MAX_FRAGMENTS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_SEND_BUFFER,
+    BaseWebSocket,
+)
 from .choose import DRIVERS, Driver, open_websocket
 from .loop import Loop, current_loop
 
 __all__ = [
+    "DEFAULT_MAX_FRAGMENTS",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_SEND_BUFFER",
     "DRIVERS",
     "BaseWebSocket",
     "Driver",

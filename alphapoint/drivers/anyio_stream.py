@@ -15,7 +15,13 @@ Rules it keeps (each one a bug in a naive driver):
   ``OSError`` become ``receive_eof()`` here, and :class:`ConnectionClosed` for
   the caller;
 * a TLS stream cannot half-close, so it is closed instead;
-* waiting for the peer's half of a closing handshake is bounded.
+* waiting for the peer's half of a closing handshake is bounded;
+* a write of the reader's (pongs, a close echo) that cannot finish within
+  ``close_timeout`` means the gateway stopped reading: the connection is
+  dropped (the reader, blocked in that write, reads nothing meanwhile, so the
+  answers waiting are at most a read's worth);
+* starting the closing handshake waits for the send lock, which the reader
+  may hold, at most ``close_timeout``: then the connection is dropped.
 """
 
 from __future__ import annotations
@@ -39,7 +45,14 @@ from websockets.uri import WebSocketURI
 
 from ..errors import NetworkError
 from ..proxy import open_proxy_stream, wrap_tls
-from .base import BaseWebSocket, OnAlarm, OnMessage, OnWakeup
+from .base import (
+    DEFAULT_MAX_FRAGMENTS,
+    READ_SLICE,
+    BaseWebSocket,
+    OnAlarm,
+    OnMessage,
+    OnWakeup,
+)
 
 __all__ = ["READ_SIZE", "StreamWebSocket", "open_stream_websocket"]
 
@@ -64,8 +77,9 @@ class StreamWebSocket(BaseWebSocket):
         *,
         close_timeout: float = 5.0,
         frames: list[Any] | None = None,
+        max_fragments: int = DEFAULT_MAX_FRAGMENTS,
     ) -> None:
-        super().__init__(protocol, close_timeout=close_timeout)
+        super().__init__(protocol, close_timeout=close_timeout, max_fragments=max_fragments)
         self._stream = stream
         # fast_acquire: taking a free lock does not yield to the event loop
         # (the write under it does), which saves a loop iteration per send.
@@ -173,10 +187,24 @@ class StreamWebSocket(BaseWebSocket):
             self._write_deadline = math.inf
 
     async def send_close(self, code: int = 1000, reason: str = "") -> None:
-        async with self._send_lock:
-            if self._protocol.state is OPEN:
-                self._protocol.send_close(code, reason)
-                await self._flush()
+        """Start the closing handshake, within ``close_timeout``, or drop the connection.
+
+        The send lock may be held for ever by a writer the gateway does not
+        read from (the reader, writing a pong): closing never waits for it
+        longer than ``close_timeout``.
+        """
+        with anyio.move_on_after(self._close_timeout):
+            async with self._send_lock:
+                if self._protocol.state is OPEN:
+                    self._protocol.send_close(code, reason)
+                    await self._flush()
+                return
+        if self._lost is None:
+            self._lost = (
+                f"the gateway stopped reading (the close frame could not be sent "
+                f"within {self._close_timeout} s)"
+            )
+        await self.abort()
 
     async def _flush(self, *, quiet: bool = False) -> None:
         """Write what the protocol has queued, in one write. Call with the send lock held.
@@ -196,12 +224,27 @@ class StreamWebSocket(BaseWebSocket):
         """
         if self._send_lock.locked():
             async with self._send_lock:
-                await self._flush(quiet=True)
+                await self._write_answers(self._protocol.data_to_send())
             return
         chunks = self._protocol.data_to_send()
         if chunks:
             async with self._send_lock:
-                await self._write(chunks, quiet=True)
+                await self._write_answers(chunks)
+
+    async def _write_answers(self, chunks: list[bytes]) -> None:
+        """Write the reader's answers (pongs, a close echo). Call with the send lock held.
+
+        Within ``close_timeout``: a gateway that does not read them is
+        dropped by the alarm, as for a request that outlives its deadline.
+        """
+        if not chunks:
+            return
+        self._write_deadline = deadline = self.clock() + self._close_timeout
+        self.set_alarm(deadline)
+        try:
+            await self._write(chunks, quiet=True)
+        finally:
+            self._write_deadline = math.inf
 
     async def _write(self, chunks: list[bytes], *, quiet: bool) -> None:
         """Write ``chunks`` taken from the protocol. Call with the send lock held."""
@@ -291,25 +334,35 @@ class StreamWebSocket(BaseWebSocket):
                 # close echo, a pong) must not wait for this read.
                 self._answers_queued = False
                 async with self._send_lock:
-                    await self._flush(quiet=True)
-            data = b""
-            if self._protocol.close_expected():
-                # Closing: the peer has a bounded time to finish its half.
-                with anyio.move_on_after(self._close_timeout):
+                    await self._write_answers(self._protocol.data_to_send())
+            if self._unread:
+                # The rest of a large read, a slice at a time (READ_SLICE),
+                # giving the other tasks (the alarm) a turn in between.
+                await anyio.lowlevel.checkpoint()
+                self._protocol.receive_data(self._next_slice())
+            else:
+                data = b""
+                if self._protocol.close_expected():
+                    # Closing: the peer has a bounded time to finish its half.
+                    with anyio.move_on_after(self._close_timeout):
+                        data = await self._read()
+                else:
                     data = await self._read()
-            else:
-                data = await self._read()
-            if data:
-                self.last_received = self.clock()
-                self._protocol.receive_data(data)
-            else:
-                self._protocol.receive_eof()
+                if data:
+                    self.last_received = self.clock()
+                    if len(data) > READ_SLICE:
+                        self._unread, self._unread_at = data, 0
+                        data = self._next_slice()
+                    self._protocol.receive_data(data)
+                else:
+                    self._protocol.receive_eof()
             self._process(self._protocol.events_received())
             await self._flush_after_read()
             self._check_parser()
             if self._failure is not None:
                 # We failed the connection (bad frame, oversize, bad UTF-8):
                 # the close frame is sent; do not wait for the peer.
+                self._unread, self._unread_at = b"", 0
                 await self.abort()
                 self._protocol.receive_eof()
 
@@ -346,6 +399,7 @@ async def open_stream_websocket(
     ssl: ssl_module.SSLContext | None,
     proxy: Proxy | None,
     close_timeout: float,
+    max_fragments: int = DEFAULT_MAX_FRAGMENTS,
 ) -> StreamWebSocket:
     """Connect (through ``proxy`` if given), send the handshake request ``protocol``
     holds, and read the response.
@@ -377,7 +431,9 @@ async def open_stream_websocket(
         if stream is not None:
             await anyio.aclose_forcefully(stream)
         raise
-    return StreamWebSocket(protocol, stream, close_timeout=close_timeout, frames=frames)
+    return StreamWebSocket(
+        protocol, stream, close_timeout=close_timeout, frames=frames, max_fragments=max_fragments
+    )
 
 
 async def _read_handshake(protocol: ClientProtocol, stream: anyio.abc.ByteStream) -> list[Any]:

@@ -29,7 +29,15 @@ from websockets.protocol import CLOSED, OPEN
 from websockets.uri import WebSocketURI
 
 from ..errors import NetworkError
-from .base import BaseWebSocket, OnAlarm, OnMessage, OnWakeup
+from .base import (
+    DEFAULT_MAX_FRAGMENTS,
+    DEFAULT_MAX_SEND_BUFFER,
+    READ_SLICE,
+    BaseWebSocket,
+    OnAlarm,
+    OnMessage,
+    OnWakeup,
+)
 
 __all__ = ["AsyncioWebSocket", "open_asyncio_websocket"]
 
@@ -40,10 +48,29 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
     ``run()`` must be called by a single task; ``send_text()`` may be called
     from any number of tasks (a write never waits unless the peer stopped
     reading, so there is no lock).
+
+    A sender waits while the transport's buffer is over its high-water mark;
+    the answers to what the gateway sends (pongs, a close echo) cannot wait,
+    as they are written where the read is handled. A gateway that sends and
+    does not read would make them pile up without end: more than
+    ``max_send_buffer`` bytes of them added while the buffer is full drop the
+    connection.
     """
 
-    def __init__(self, protocol: ClientProtocol, *, close_timeout: float) -> None:
-        super().__init__(protocol, close_timeout=close_timeout)
+    def __init__(
+        self,
+        protocol: ClientProtocol,
+        *,
+        close_timeout: float,
+        max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+        max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+    ) -> None:
+        super().__init__(
+            protocol,
+            close_timeout=close_timeout,
+            max_fragments=max_fragments,
+            max_send_buffer=max_send_buffer,
+        )
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         #: Done once the handshake response (or something that is not one) came.
@@ -66,6 +93,9 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         #: Senders waiting for the transport's buffer to drain.
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
+        #: Bytes the reads added to the buffer since it last went over its
+        #: high-water mark (pongs, a close echo): bounded by max_send_buffer.
+        self._answers_waiting = 0
 
     # -- asyncio's callbacks --------------------------------------------------
 
@@ -74,8 +104,36 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_received = self.clock()
-        self._protocol.receive_data(data)
+        if len(data) <= READ_SLICE:
+            self._protocol.receive_data(data)
+            self._after_read()
+            return
+        # A large read: a slice now, the rest in later turns of the loop, with
+        # reading paused meanwhile (the bytes wait in the kernel, not here).
+        self._unread, self._unread_at = data, 0
+        self._feed_slice()
+
+    def _feed_slice(self) -> None:
+        """Feed the next slice of a large read; schedule the next, or resume reading."""
+        transport = self._transport
+        if self._ended or transport is None:
+            return  # connection_lost fed what was left
+        self._protocol.receive_data(self._next_slice())
         self._after_read()
+        if transport.is_closing():
+            self._unread, self._unread_at = b"", 0  # failed or closed: nothing more is read
+        elif self._unread:
+            transport.pause_reading()
+            self._loop.call_soon(self._feed_slice)
+        elif not transport.is_reading():
+            transport.resume_reading()
+
+    def _feed_unread(self) -> None:
+        """Feed what is left of a large read, at once (the connection is ending)."""
+        if self._unread and self._protocol.state is not CLOSED:
+            data, at = self._unread, self._unread_at
+            self._unread, self._unread_at = b"", 0
+            self._protocol.receive_data(data[at:])
 
     def eof_received(self) -> None:
         # The closing handshake never needs to write after EOF; returning
@@ -89,6 +147,8 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
             # Say why in the ConnectionClosed message ("Connection reset by peer").
             self._lost = exc.strerror or type(exc).__name__
         if self._protocol.state is not CLOSED:
+            if self._failure is None:
+                self._feed_unread()
             self._protocol.receive_eof()
             self._process(self._protocol.events_received())
         if self._close_timer is not None:
@@ -106,6 +166,7 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        self._answers_waiting = 0
         self._set_drained()
 
     # -- reading --------------------------------------------------------------
@@ -119,7 +180,7 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
             elif self._protocol.handshake_exc is not None:
                 self._handshake.set_result(None)  # not HTTP: the opener reports it
         self._process(events)
-        self._write_queued()  # pongs, a close echo, EOF
+        self._write_queued(answers=True)  # pongs, a close echo, EOF
         self._check_parser()
         if self._failure is not None or self._protocol.state is CLOSED:
             # Closed, or we failed it (bad frame, oversize, bad UTF-8): the
@@ -239,8 +300,13 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
             self._protocol.send_close(code, reason)
             self._write_queued()
 
-    def _write_queued(self) -> None:
-        """Write what the protocol has queued; websockets asks for EOF with a final b""."""
+    def _write_queued(self, *, answers: bool = False) -> None:
+        """Write what the protocol has queued; websockets asks for EOF with a final b"".
+
+        ``answers``: written after a read (pongs, a close echo), which cannot
+        wait for the buffer to drain, so they are counted against
+        ``max_send_buffer`` while it is full.
+        """
         chunks = self._protocol.data_to_send()
         transport = self._transport
         if not chunks or transport is None or transport.is_closing():
@@ -248,11 +314,25 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         data = b"".join(chunks)
         if data:
             transport.write(data)
+            if answers and self._paused:
+                self._answers_waiting += len(data)
+                if self._answers_waiting > self._max_send_buffer:
+                    self._not_reading(transport)
+                    return
         if not chunks[-1]:
             if transport.can_write_eof():
                 transport.write_eof()
             else:
                 transport.close()  # TLS cannot half-close
+
+    def _not_reading(self, transport: asyncio.Transport) -> None:
+        """Answers pile up past ``max_send_buffer``: the gateway is not reading. Drop it."""
+        if self._lost is None:
+            self._lost = (
+                f"the gateway stopped reading (more than {self._max_send_buffer} bytes of "
+                f"answers to it, pongs, waiting to be sent)"
+            )
+        transport.abort()
 
     # -- closing --------------------------------------------------------------
 
@@ -275,6 +355,8 @@ async def open_asyncio_websocket(
     *,
     ssl: ssl_module.SSLContext | None,
     close_timeout: float,
+    max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+    max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
 ) -> AsyncioWebSocket:
     """Connect, send the handshake request ``protocol`` holds, and read the response.
 
@@ -283,7 +365,12 @@ async def open_asyncio_websocket(
     :class:`NetworkError`; on any error the connection is closed.
     """
     loop = asyncio.get_running_loop()
-    websocket = AsyncioWebSocket(protocol, close_timeout=close_timeout)
+    websocket = AsyncioWebSocket(
+        protocol,
+        close_timeout=close_timeout,
+        max_fragments=max_fragments,
+        max_send_buffer=max_send_buffer,
+    )
     await loop.create_connection(
         lambda: websocket,
         uri.host,

@@ -33,7 +33,7 @@ import math
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from websockets.frames import Opcode
 from websockets.protocol import CLOSED, OPEN, Protocol
@@ -41,8 +41,14 @@ from websockets.protocol import CLOSED, OPEN, Protocol
 from ..errors import ConnectionClosed, ProtocolError
 from .loop import EventLike, native_clock_and_event
 
+if TYPE_CHECKING:
+    from ..redaction import SecretSet
+
 __all__ = [
+    "DEFAULT_MAX_FRAGMENTS",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_SEND_BUFFER",
+    "READ_SLICE",
     "BaseWebSocket",
     "EventLike",
     "OnAlarm",
@@ -54,6 +60,31 @@ __all__ = [
 #: The largest incoming message accepted, in bytes (APEX replies are small;
 #: large snapshots fit well under this).
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 2**20
+
+#: The most frames one incoming message may come in. websockets bounds the
+#: bytes of a fragmented message (``max_message_size`` counts them all), but
+#: not the frames: a message of empty continuation frames that never sets FIN
+#: would go on for ever. 4,096 lets a 4 MiB message come in 1 KiB fragments;
+#: more fail the connection with close code 1008.
+DEFAULT_MAX_FRAGMENTS = 4096
+
+#: The most bytes fed to websockets' parser at once. A read of many small
+#: messages (a flood of garbage, say) is handled a slice at a time, giving the
+#: event loop (and so the alarm: calls' deadlines) a turn between slices: a
+#: read of 256 KiB of two-byte frames would otherwise be some 130,000 messages
+#: handled in one go, close to a second. A slice of 4 KiB is at most 2,048
+#: messages; a large reply costs one more turn of the loop per 4 KiB, which
+#: did not show in the time to receive a 1.2 MB reply (docs/reliability.md).
+#: Reads of this size or less (nearly every reply) are fed whole.
+READ_SLICE = 4096
+
+#: The most bytes of answers (pongs, a close echo) that may wait to be sent
+#: while the send buffer is full. A sender waits for room; an answer cannot,
+#: as it is written where the read is handled: a gateway that floods pings and
+#: never reads would make pongs pile up without end (under asyncio: the anyio
+#: driver's reader waits for room, and so reads no more, which bounds them to
+#: a read's worth). More than this drops the connection.
+DEFAULT_MAX_SEND_BUFFER = 4 * 2**20
 
 #: Handles one message where it was read; true asks for an ``OnWakeup`` call.
 OnMessage = Callable[[str | bytes], bool]
@@ -80,14 +111,33 @@ websockets_logger = _QuietLogger(logging.getLogger("alphapoint.websockets"), {})
 class BaseWebSocket(ABC):
     """One WebSocket connection's protocol state, whatever moves its bytes."""
 
-    def __init__(self, protocol: Protocol, *, close_timeout: float) -> None:
+    def __init__(
+        self,
+        protocol: Protocol,
+        *,
+        close_timeout: float,
+        max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+        max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+    ) -> None:
         self._protocol = protocol
         self._close_timeout = close_timeout
+        self._max_fragments = max_fragments
+        self._max_send_buffer = max_send_buffer
         self._messages: deque[str | bytes] = deque()
-        self._fragments: list[bytes] = []
+        #: The message being assembled: its bytes so far (not a list of
+        #: fragments: an empty fragment costs nothing), its opcode, its frames.
+        self._fragments = bytearray()
         self._fragment_opcode: Opcode | None = None
-        #: Why the connection failed, when this side failed it.
+        self._fragment_count = 0
+        #: Secret values to scrub from what the gateway says (close reasons), if any.
+        self.secrets: SecretSet | None = None
+        #: A large read not yet fed to the parser (see READ_SLICE), and how far in.
+        self._unread = b""
+        self._unread_at = 0
+        #: Why the connection failed, when this side failed it (and whether
+        #: its message was scrubbed of secrets yet).
         self._failure: ProtocolError | None = None
+        self._failure_scrubbed = False
         #: The OS error that ended the stream under a read, if one did.
         self._lost: str | None = None
         #: anyio's clock (``anyio.current_time()``), and a maker of the event a
@@ -150,8 +200,20 @@ class BaseWebSocket(ABC):
 
     # -- frames to messages ---------------------------------------------------
 
+    def _next_slice(self) -> bytes:
+        """The next :data:`READ_SLICE` bytes of the large read being fed."""
+        data, at = self._unread, self._unread_at
+        self._unread_at = end = at + READ_SLICE
+        if end >= len(data):
+            self._unread, self._unread_at = b"", 0
+        return data[at:end]
+
     def _process(self, frames: list[Any]) -> None:
-        """Assemble message frames into messages; control frames need nothing here."""
+        """Assemble message frames into messages; control frames need nothing here.
+
+        websockets' ``max_size`` bounds the bytes of a message, fragments
+        included; the number of fragments is bounded here.
+        """
         for frame in frames:
             opcode = frame.opcode
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
@@ -159,15 +221,29 @@ class BaseWebSocket(ABC):
                     self._deliver(opcode, frame.data)
                 else:
                     self._fragment_opcode = opcode
-                    self._fragments = [frame.data]
+                    self._fragments = bytearray(frame.data)
+                    self._fragment_count = 1
             elif opcode is Opcode.CONT and self._fragment_opcode is not None:
-                self._fragments.append(frame.data)
+                self._fragment_count += 1
+                if self._fragment_count > self._max_fragments:
+                    self._too_many_fragments()
+                    return  # the connection is failed: nothing more is read
+                self._fragments += frame.data
                 if frame.fin:
-                    data = b"".join(self._fragments)
-                    opcode, self._fragments, self._fragment_opcode = self._fragment_opcode, [], None
+                    data, opcode = self._fragments, self._fragment_opcode
+                    self._fragments, self._fragment_opcode = bytearray(), None
                     self._deliver(opcode, data)
 
-    def _deliver(self, opcode: Opcode, data: bytes) -> None:
+    def _too_many_fragments(self) -> None:
+        self._fragments, self._fragment_opcode = bytearray(), None
+        if self._failure is None:
+            self._failure = ProtocolError(
+                f"the peer sent a message in more than {self._max_fragments} fragments"
+            )
+            if self._protocol.state is OPEN:
+                self._protocol.fail(1008, "too many fragments")
+
+    def _deliver(self, opcode: Opcode, data: bytes | bytearray) -> None:
         if opcode is Opcode.BINARY:
             self._messages.append(bytes(data))
             return
@@ -202,6 +278,15 @@ class BaseWebSocket(ABC):
             code, reason = int(received.code), received.reason
         else:
             code, reason = None, ""
+        secrets = self.secrets
+        if secrets:
+            # The gateway's words (a close reason may echo a password).
+            reason = secrets.scrub(reason)
+            if self._failure is not None and not self._failure_scrubbed:
+                self._failure_scrubbed = True
+                self._failure.args = tuple(
+                    secrets.scrub(a) if isinstance(a, str) else a for a in self._failure.args
+                )
         if self._failure is not None:
             message = f"{message}: {self._failure}"
         elif code is not None:

@@ -22,7 +22,13 @@ from ..proxy import proxy_for
 from ..urls import check_secure, is_loopback, parse_url
 from .anyio_stream import open_stream_websocket
 from .asyncio_protocol import open_asyncio_websocket
-from .base import DEFAULT_MAX_MESSAGE_SIZE, BaseWebSocket, websockets_logger
+from .base import (
+    DEFAULT_MAX_FRAGMENTS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_SEND_BUFFER,
+    BaseWebSocket,
+    websockets_logger,
+)
 from .loop import current_loop
 
 __all__ = ["DRIVERS", "Driver", "open_websocket"]
@@ -63,6 +69,8 @@ async def open_websocket(
     proxy: str | bool | None = None,
     user_agent: str | None = None,
     driver: Driver = "auto",
+    max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+    max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
 ) -> BaseWebSocket:
     """Connect to ``url`` and complete the WebSocket handshake within ``open_timeout``.
 
@@ -74,6 +82,12 @@ async def open_websocket(
     ``proxy`` is a proxy URL (``http://``, ``https://``, ``socks5://``...),
     ``True`` to take it from the environment (``HTTPS_PROXY``, ``NO_PROXY``...;
     never for loopback hosts), or ``None`` for a direct connection.
+
+    What a gateway may make this side hold is bounded: ``max_message_size``
+    bytes per message, fragments included; ``max_fragments`` frames per
+    message (1008 past it); ``max_send_buffer`` bytes of answers (pongs)
+    waiting while the gateway does not read (asyncio driver; the anyio
+    driver's reader waits instead, for at most ``close_timeout``).
 
     Raises :class:`NetworkError`, :class:`CertificateError`,
     :class:`HandshakeRefused` (all :class:`ConnectError`), or
@@ -97,11 +111,21 @@ async def open_websocket(
         with anyio.fail_after(open_timeout):
             if chosen == "asyncio":
                 websocket = await open_asyncio_websocket(
-                    uri, protocol, ssl=context, close_timeout=close_timeout
+                    uri,
+                    protocol,
+                    ssl=context,
+                    close_timeout=close_timeout,
+                    max_fragments=max_fragments,
+                    max_send_buffer=max_send_buffer,
                 )
             else:
                 websocket = await open_stream_websocket(
-                    uri, protocol, ssl=context, proxy=via, close_timeout=close_timeout
+                    uri,
+                    protocol,
+                    ssl=context,
+                    proxy=via,
+                    close_timeout=close_timeout,
+                    max_fragments=max_fragments,
                 )
     except TimeoutError:
         raise NetworkError(f"no WebSocket connection to {where} within {open_timeout} s") from None
