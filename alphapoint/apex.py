@@ -34,6 +34,7 @@ from .errors import (
 )
 from .frame import Frame, MessageType
 from .models import AuthenticateResult, AuthStatus
+from .redaction import SecretSet
 
 __all__ = [
     "OPERATION_IN_PROCESS",
@@ -87,32 +88,50 @@ def error_code(payload: Mapping[Any, Any]) -> int | None:
     return code if type(code) is int else None
 
 
-def check_reply(frame: Frame) -> Any:
-    """The payload of a reply frame, or raise the :class:`RequestError` it stands for."""
+def check_reply(frame: Frame, secrets: SecretSet | None = None) -> Any:
+    """The payload of a reply frame, or raise the :class:`RequestError` it stands for.
+
+    The gateway's words in the error (``errormsg``, ``detail``, an ``m=5``
+    text) are scrubbed of ``secrets``: a gateway may echo what it was sent.
+    """
     payload = frame.payload
     if frame.type is MessageType.ERROR:
         if isinstance(payload, dict):
-            raise _refusal(frame.function, payload, default="error frame")
-        raise RequestError.for_code(
-            frame.function, payload if isinstance(payload, str) else "error frame", code=None
-        )
+            raise _refusal(frame.function, payload, "error frame", secrets)
+        text = payload if isinstance(payload, str) else "error frame"
+        raise RequestError.for_code(frame.function, _scrubbed(text, secrets), code=None)
     if (
         isinstance(payload, dict)
         and standard_field(payload, "result") is False
         and error_code(payload) != OPERATION_IN_PROCESS
     ):
-        raise _refusal(frame.function, payload, default="")
+        raise _refusal(frame.function, payload, "", secrets)
     return payload
 
 
-def _refusal(function: str, payload: Mapping[Any, Any], *, default: str) -> RequestError:
+def _refusal(
+    function: str, payload: Mapping[Any, Any], default: str, secrets: SecretSet | None
+) -> RequestError:
     message = standard_field(payload, "errormsg")
     return RequestError.for_code(
         function,
-        message if isinstance(message, str) else default,
+        _scrubbed(message if isinstance(message, str) else default, secrets),
         code=error_code(payload),
-        detail=standard_field(payload, "detail"),
+        detail=_scrubbed(standard_field(payload, "detail"), secrets),
     )
+
+
+def _scrubbed(value: Any, secrets: SecretSet | None) -> Any:
+    """``value`` (a string, or JSON made of strings) without ``secrets``."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return secrets.scrub(value)
+    if isinstance(value, dict):
+        return {key: _scrubbed(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(item, secrets) for item in value]
+    return value
 
 
 def refused_as_not_logged_in(frame: Frame) -> bool:

@@ -239,7 +239,7 @@ class Connection:
             frame = await self.request(
                 message_type, function, payload, deadline=deadline, timeout=timeout
             )
-            return check_reply(frame)
+            return check_reply(frame, self._secrets)
 
         return call
 

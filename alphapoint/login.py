@@ -18,10 +18,12 @@ from typing import Any
 import attrs
 
 from .apex import complete_two_factor, login_error, second_factor_error
-from .credentials import Credentials
+from .credentials import ApiKeyCredentials, Credentials, PasswordCredentials
 from .decoding import decode_authenticate_result
 from .errors import AlphaPointError, TransportError, UsageError
 from .models import AuthenticateResult, AuthStatus
+from .redaction import SecretSet
+from .totp import Totp
 
 __all__ = ["Call", "Login", "TwoFactor", "two_factor_code"]
 
@@ -54,9 +56,10 @@ class Login:
     def __init__(
         self, credentials: Credentials | None, two_factor: TwoFactor | None, *, resume: bool
     ) -> None:
-        #: What a new connection logs in with (None: the session does not log in by itself).
-        self.credentials = credentials
-        self.two_factor = two_factor
+        #: What a new connection logs in with (None: the session does not log in by
+        #: itself), and its 2FA provider: set by :meth:`remember`.
+        self.credentials: Credentials | None = None
+        self.two_factor: TwoFactor | None = None
         self.resume = resume
         #: The last authentication step's result on the current connection.
         self.result: AuthenticateResult | None = None
@@ -64,6 +67,20 @@ class Login:
         self.last_login: AuthenticateResult | None = None
         #: The token a new connection resumes with (WebAuthenticateUser).
         self.session_token: str | None = None
+        #: Every secret this login has sent or been given, to scrub from what the
+        #: gateway sends back (its connections scrub with it too).
+        self.secrets = SecretSet()
+        self.remember(credentials, two_factor)
+
+    def remember(self, credentials: Credentials | None, two_factor: TwoFactor | None) -> None:
+        """Log in again with these, from now on; their secrets are scrubbed for good."""
+        self.credentials, self.two_factor = credentials, two_factor
+        if isinstance(credentials, PasswordCredentials):
+            self.secrets.add(credentials.password)
+        elif isinstance(credentials, ApiKeyCredentials):
+            self.secrets.add(credentials.api_secret)
+        if isinstance(two_factor, Totp):
+            self.secrets.add(two_factor.secret)
 
     def __repr__(self) -> str:
         return f"<Login credentials={self.credentials!r} resume={self.resume}>"
@@ -74,7 +91,16 @@ class Login:
         return self.credentials is not None or (self.resume and self.session_token is not None)
 
     def record(self, result: AuthenticateResult) -> AuthenticateResult:
-        """Remember the outcome of one authentication step on the current connection."""
+        """Remember the outcome of one authentication step on the current connection.
+
+        Its tokens are secrets from now on, and the gateway's message is
+        scrubbed of every secret (a gateway may echo a password in it).
+        """
+        secrets = self.secrets
+        secrets.add(result.session_token, recent=True)
+        secrets.add(result.two_fa_token, recent=True)
+        if result.errormsg and secrets:
+            result = attrs.evolve(result, errormsg=secrets.scrub(result.errormsg))
         if result.status is AuthStatus.AUTHENTICATED:
             self.result = self.last_login = result
             self.session_token = result.session_token or self.session_token
@@ -89,18 +115,22 @@ class Login:
         self.session_token = None
 
     def forget(self) -> None:
-        """The user logged out: nothing to log in again with."""
+        """The user logged out: nothing to log in again with (the secrets stay scrubbed)."""
         self.result = self.last_login = self.session_token = self.credentials = None
 
     async def authenticate(self, call: Call, credentials: Credentials) -> AuthenticateResult:
         """One AuthenticateUser, decoded and remembered, whatever it says."""
-        reply = await call("AuthenticateUser", credentials.authenticate_payload())
+        payload = credentials.authenticate_payload()
+        self.secrets.add(payload.get("Password"))
+        self.secrets.add(payload.get("Signature"), recent=True)
+        reply = await call("AuthenticateUser", payload)
         return self.record(decode_authenticate_result(reply, function="AuthenticateUser"))
 
     async def authenticate_2fa(self, call: Call, code: str) -> AuthenticateResult:
         """One Authenticate2FA, decoded and remembered, whatever it says."""
         if not isinstance(code, str):
             raise UsageError("a two-factor code must be a string")
+        self.secrets.add(code, recent=True)
         reply = await call("Authenticate2FA", {"Code": code})
         return self.record(decode_authenticate_result(reply, function="Authenticate2FA"))
 

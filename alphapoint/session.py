@@ -218,7 +218,7 @@ class Session:
         or with an ``m=5`` error frame; :class:`RequestTimeout`;
         :class:`ConnectionClosed` if the connection drops first.
         """
-        return await self._send(MessageType.REQUEST, function, payload, timeout, check_reply)
+        return await self._send(MessageType.REQUEST, function, payload, timeout, checked=True)
 
     async def request(
         self,
@@ -233,7 +233,7 @@ class Session:
         The low-level form of :meth:`call`, for callers that read error frames
         themselves.
         """
-        frame: Frame = await self._send(message_type, function, payload, timeout, None)
+        frame: Frame = await self._send(message_type, function, payload, timeout, checked=False)
         return frame
 
     async def _send(
@@ -242,11 +242,12 @@ class Session:
         function: str,
         payload: Mapping[str, Any] | list[Any] | None,
         timeout: float | None,
-        check: Callable[[Frame], Any] | None,
         *,
+        checked: bool,
         on_reply: Callable[[Frame], None] | None = None,
     ) -> Any:
-        """Send once the gate is open; the reply, through ``check`` if given.
+        """Send once the gate is open; the reply frame, or its payload if ``checked``
+        (:func:`~alphapoint.apex.check_reply`, scrubbed of the login's secrets).
 
         A reply refusing the call with code 20 while the session believed it
         was logged in means the gateway ended the login: the call was not
@@ -266,9 +267,9 @@ class Session:
             message_type, function, payload, deadline=deadline, timeout=timeout, on_reply=on_reply
         )
         # Checked once: a refusal with code 20 is found by the error it raises.
-        if check is not None:
+        if checked:
             try:
-                return check(frame)
+                return check_reply(frame, self._login.secrets)
             except NotAuthorized:
                 if not (frame.type is MessageType.REPLY and self._login_ended(logged_in, conn)):
                     raise
@@ -280,7 +281,7 @@ class Session:
         frame = await conn.request(
             message_type, function, payload, deadline=deadline, timeout=timeout, on_reply=on_reply
         )
-        return frame if check is None else check(frame)
+        return check_reply(frame, self._login.secrets) if checked else frame
 
     def _login_ended(self, logged_in: bool, conn: Connection) -> bool:
         """Whether code 20 to a call sent on ``conn`` means the gateway ended our login."""
@@ -339,7 +340,7 @@ class Session:
         except AuthenticationError as exc:
             self._user_step(exc.result)
             raise
-        login.credentials, login.two_factor = credentials, two_factor
+        login.remember(credentials, two_factor)
         return self._user_step(result)
 
     async def logout(self, *, timeout: float | None = _USE_DEFAULT) -> None:
@@ -478,7 +479,7 @@ class Session:
             subscription.function,
             subscription.payload,
             _USE_DEFAULT,
-            check_reply,
+            checked=True,
             on_reply=subscription.replied,
         )
 
@@ -546,6 +547,7 @@ class Session:
             on_closed=self._connection_closed,
             close_timeout=options.close_timeout,
             number=self._connections,
+            secrets=self._login.secrets,
         )
         self._start(conn.run, self._options.keepalive, name=f"alphapoint connection {self._url}")
         try:

@@ -17,6 +17,8 @@ then (see its docstring).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import math
@@ -36,7 +38,9 @@ from alphapoint.drivers import open_websocket
 from alphapoint.frame import Frame, decode_frame, encode_frame
 from alphapoint.models import Event
 from alphapoint.redaction import REDACTED, SecretSet
+from alphapoint.testing.faults import login_reply
 from alphapoint.testing.hostile import Opcode, RawPeer, frame, serve_raw
+from alphapoint.testing.scripted import ScriptedConnection, serve_script
 
 pytestmark = pytest.mark.anyio
 
@@ -230,15 +234,9 @@ async def test_without_a_secret_set_nothing_is_scrubbed() -> None:
     assert info.value.reason == "plain words"
 
 
-async def secret_echoed_by_the_gateway_never_shows(caplog: pytest.LogCaptureFixture) -> None:
+async def test_secret_echoed_by_the_gateway_never_shows(caplog: pytest.LogCaptureFixture) -> None:
     """End to end through :func:`alphapoint.connect`: the gateway closes a login
-    with the password in its close reason.
-
-    Not collected yet: it passes once the session gives its connection the
-    SecretSet of its credentials. Enable it then with::
-
-        test_secret_echoed_by_the_gateway_never_shows = secret_echoed_by_the_gateway_never_shows
-    """
+    with the password in its close reason."""
     caplog.set_level(logging.DEBUG)
     password = PASSWORD[:20]
     credentials = alphapoint.PasswordCredentials("alice", password)
@@ -258,3 +256,93 @@ def test_one_pass_never_scrubs_inside_the_marker_it_put_in() -> None:
     replaces what the text held, not what the pass put in."""
     secrets = SecretSet([PASSWORD, "dact"])
     assert secrets.scrub(f"{PASSWORD} and dact") == f"{REDACTED} and {REDACTED}"
+
+
+# -- the session's own secrets, echoed back in what it reads ----------------------------------
+
+
+def echoing(how: str) -> Callable[[ScriptedConnection], Any]:
+    """A gateway that repeats a secret it was sent (or gave) in a refusal or close."""
+
+    async def script(connection: ScriptedConnection) -> None:
+        token = "tok-" + "7f3a9c2e5b1d4f60"
+        while True:
+            try:
+                request = await connection.receive_frame()
+            except ConnectionClosed:
+                return
+            payload = request.payload if isinstance(request.payload, dict) else {}
+            sent = payload.get("Password") or payload.get("Signature") or payload.get("Code")
+            if request.function == "AuthenticateUser" and how == "login errormsg":
+                await connection.reply(
+                    request, {"Authenticated": False, "errormsg": f"bad credentials {sent}"}
+                )
+            elif request.function == "AuthenticateUser" and how == "2fa errormsg":
+                await connection.reply(
+                    request, {"Authenticated": True, "Requires2FA": True, "TwoFAType": "Google"}
+                )
+            elif request.function == "Authenticate2FA":
+                await connection.reply(
+                    request, {"Authenticated": False, "errormsg": f"code {sent} is wrong"}
+                )
+            elif request.function == "AuthenticateUser":
+                await connection.reply(request, login_reply(token))
+            elif how == "call detail":
+                refusal = {"result": False, "errormsg": "no", "errorcode": 100}
+                await connection.reply(request, {**refusal, "detail": f"session {token}"})
+            elif how == "m=5 text":
+                await connection.reply(request, f"unknown session {token}", type=MessageType.ERROR)
+            elif how == "close reason":
+                await connection.close(4000, f"session {token} expired")
+            else:
+                await connection.reply(request, {"result": True, "errorcode": 0})
+
+    return script
+
+
+API_KEY = alphapoint.ApiKeyCredentials(
+    api_key="k3y-echo", api_secret="s3cr3t-key-9", user_id="7", nonces=lambda: "1234567890"
+)
+#: hex(HMAC-SHA256(secret, nonce + user_id + api_key)), worked out here, not by the library.
+API_SIGNATURE = hmac.new(b"s3cr3t-key-9", b"12345678907k3y-echo", hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("how", "credentials"),
+    [
+        ("login errormsg", alphapoint.PasswordCredentials("alice", PASSWORD)),
+        ("login errormsg", API_KEY),
+        ("2fa errormsg", alphapoint.PasswordCredentials("alice", PASSWORD)),
+        ("call detail", alphapoint.PasswordCredentials("alice", PASSWORD)),
+        ("m=5 text", alphapoint.PasswordCredentials("alice", PASSWORD)),
+        ("close reason", alphapoint.PasswordCredentials("alice", PASSWORD)),
+    ],
+)
+async def test_no_secret_the_session_sent_or_got_shows_when_the_gateway_echoes_it(
+    how: str, credentials: alphapoint.Credentials, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secrets = ["tok-7f3a9c2e5b1d4f60", "246810"]
+    if isinstance(credentials, alphapoint.PasswordCredentials):
+        secrets.append(credentials.password)
+    else:
+        secrets += [credentials.api_secret, API_SIGNATURE]
+    raised: list[BaseException] = []
+    async with serve_script(echoing(how)) as server:
+        with anyio.fail_after(LIMIT):
+            try:
+                async with alphapoint.connect(
+                    server.url,
+                    credentials=credentials,
+                    two_factor="246810",
+                    reconnect=alphapoint.Backoff(initial=0.01, max_attempts=0),
+                    close_timeout=SHORT,
+                ) as session:
+                    await session.call("GetUserInfo")
+            except alphapoint.AlphaPointError as exc:
+                raised.append(exc)
+    assert raised, "the gateway's refusal raised nothing"
+    shown = everything_shown(raised[0], caplog)
+    for secret in secrets:
+        assert secret not in shown, (how, secret)
+    assert REDACTED in shown
