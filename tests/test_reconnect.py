@@ -39,6 +39,7 @@ from alphapoint import (
     StateChanges,
     Totp,
 )
+from alphapoint.drivers import Driver
 from alphapoint.frame import MessageType
 from alphapoint.testing import Gateway, RunningGateway
 from alphapoint.testing.pytest_plugin import GatewayFixture
@@ -709,13 +710,13 @@ def session_tasks() -> list[str]:
 
 
 async def test_a_session_runs_its_connection_and_a_reconnect_only_after_a_drop(
-    anyio_backend_name: str, alphapoint_gateway: GatewayFixture
+    driver: Driver, alphapoint_gateway: GatewayFixture
 ) -> None:
     """No supervisor waits in the background: a connected session is its
-    connection's task (under trio also the anyio driver's alarm task, since its
+    connection's task (on the anyio driver also its alarm task, since its
     reader is busy reading), and a reconnect task exists only from a drop until
     the next connection is in."""
-    steady = ["connection"] if anyio_backend_name == "asyncio" else ["alarm", "connection"]
+    steady = ["connection"] if driver == "asyncio" else ["alarm", "connection"]
     at_state: dict[SessionState, list[str]] = {}
 
     def on_state_change(state: SessionState) -> None:
