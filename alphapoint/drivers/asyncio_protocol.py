@@ -80,6 +80,12 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
     def eof_received(self) -> None:
         # The closing handshake never needs to write after EOF; returning
         # None lets the transport close (TLS cannot half-close anyway).
+        if not self._handshake.done():
+            # No response, or part of one, then EOF: a lost connection (as
+            # the anyio driver says), not an answer that is not HTTP.
+            self._handshake.set_exception(
+                NetworkError("the server closed the connection during the handshake")
+            )
         self._protocol.receive_eof()
         self._after_read()
 
