@@ -12,10 +12,15 @@ A test that depends on the driver asks the ``driver`` fixture which one a
 direct connection takes, never the backend's name.
 
 ``deaf_gateway_url`` is a WebSocket server that stops reading at the socket.
+
+``python -m pytest --shuffle SEED`` runs the tests in an order drawn from SEED
+(the flake hunt, ``scripts/flake_hunt.py``, passes a new one each run); the
+same SEED gives the same order again.
 """
 
 from __future__ import annotations
 
+import random
 import socket
 import sys
 import threading
@@ -27,6 +32,27 @@ from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
 from alphapoint.drivers import Driver, choose
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--shuffle",
+        type=int,
+        metavar="SEED",
+        help="run the tests in a random order drawn from SEED (the same SEED, the same order)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    seed = config.getoption("shuffle")
+    if seed is not None:
+        random.Random(seed).shuffle(items)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    seed = config.getoption("shuffle")
+    return None if seed is None else f"test order: shuffled with --shuffle {seed}"
+
 
 #: (anyio backend, what ``driver="auto"`` takes under asyncio), by test id.
 LOOPS: dict[str, tuple[str | tuple[str, dict[str, Any]], Driver]] = {
