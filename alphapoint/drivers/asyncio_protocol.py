@@ -177,8 +177,14 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
                     raise self._closed_error("the connection closed")
                 if self._alarm_rang:
                     self._alarm_rang = False
+                    now = self.clock()
+                    if now < self._alarm_at:
+                        # The loop's timer rang early (uvloop counts in whole
+                        # milliseconds): set it again; never ring before the time.
+                        self._alarm_moved(self._alarm_at)
+                        continue
                     self._alarm_at = math.inf
-                    self.set_alarm(await on_alarm(self.clock()))
+                    self.set_alarm(await on_alarm(now))
                     continue
                 self._waiter = self._loop.create_future()
                 try:
