@@ -118,7 +118,7 @@ class DeafGateway:
                 except TimeoutError:
                     continue
                 with connection:
-                    connection.settimeout(None)
+                    connection.settimeout(10.0)  # for the handshake: a bug fails, never hangs
                     if self._handshake(connection):
                         self._stop.wait()  # never reads again
                 return
@@ -141,7 +141,8 @@ class DeafGateway:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join()
+        self._thread.join(10.0)
+        assert not self._thread.is_alive()
 
 
 @pytest.fixture
