@@ -5,6 +5,9 @@
 * ``alphapoint authenticate URL``: one AuthenticateUser (and Authenticate2FA)
   against a gateway; the outcome is printed and is the exit code (:class:`ExitCode`).
 
+Ctrl-C stops any of them cleanly (connections closed, tasks ended) and exits
+130, with one line on stderr, on every Python version.
+
 Secrets never come from the command line (where ``ps`` and shell history see
 them): passwords and API secrets come from environment variables or a hidden
 prompt, and nothing printed contains one.
@@ -13,6 +16,7 @@ prompt, and nothing printed contains one.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import enum
 import getpass
 import json
@@ -20,8 +24,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import attrs
@@ -52,6 +56,7 @@ class ExitCode(enum.IntEnum):
     LOCKED = 3  #: the account is locked
     TWO_FACTOR_REQUIRED = 4  #: 2FA is needed and no code, or a wrong one, was given
     FAILURE = 5  #: connection, protocol or timeout failure
+    INTERRUPTED = 130  #: stopped by Ctrl-C (SIGINT: 128 + 2, as shells report it)
 
 
 _STATUS_EXIT = {
@@ -64,6 +69,9 @@ _STATUS_EXIT = {
 
 class _UsageError(Exception):
     """A problem with how the command was invoked; exits with :attr:`ExitCode.USAGE`."""
+
+
+_T = TypeVar("_T")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,8 +88,27 @@ def main(argv: list[str] | None = None) -> int:
         _error(args.command, str(exc))
         return ExitCode.USAGE
     except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
+        # One line; on a terminal, after the "^C" the terminal echoed.
+        start = "\n" if sys.stderr is not None and sys.stderr.isatty() else ""
+        print(f"{start}alphapoint {args.command}: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+
+
+def _run(func: Callable[..., Awaitable[_T]], *args: object) -> _T:
+    """``anyio.run(func, *args)``, where Ctrl-C raises KeyboardInterrupt on every Python.
+
+    On Ctrl-C anyio's runner, like ``asyncio.run``, cancels the main task, lets
+    it clean up (close its connections, end its tasks), then raises
+    KeyboardInterrupt. On Python 3.10, whose tasks cannot be uncancelled, it
+    lets the main task's CancelledError out instead: nothing else cancels the
+    main task, so that is Ctrl-C too.
+    """
+    try:
+        return anyio.run(func, *args)
+    except asyncio.CancelledError:
+        if sys.version_info >= (3, 11):
+            raise
+        raise KeyboardInterrupt from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _demo(args: argparse.Namespace) -> ExitCode:
     from .demo import run_demo
 
-    ok = anyio.run(run_demo, sys.stdout)
+    ok = _run(run_demo, sys.stdout)
     return ExitCode.OK if ok else ExitCode.REJECTED
 
 
@@ -200,9 +227,7 @@ def _gateway(args: argparse.Namespace) -> ExitCode:
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
-        anyio.run(_serve, gateway, args.host, args.port, notes)
-    except KeyboardInterrupt:
-        pass
+        _run(_serve, gateway, args.host, args.port, notes)
     except OSError as exc:
         _error(args.command, f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
         return ExitCode.FAILURE
@@ -226,7 +251,10 @@ async def _serve(gateway: Gateway, host: str, port: int, notes: list[str]) -> No
 
 
 async def _until_terminated() -> None:
-    """Return on SIGTERM (``kill``, ``docker stop``); Ctrl-C raises KeyboardInterrupt."""
+    """Return on SIGTERM (``kill``, ``docker stop``): the gateway stops and exits 0.
+
+    Ctrl-C cancels the whole run instead (see :func:`_run`): it exits 130.
+    """
     if sys.platform == "win32":
         await anyio.sleep_forever()
     else:
@@ -242,7 +270,7 @@ def _authenticate(args: argparse.Namespace) -> ExitCode:
     credentials = _credentials(args)
     code = _two_factor_code(args.two_factor_code_env)
     try:
-        result = anyio.run(
+        result = _run(
             _run_authenticate, args.url, credentials, code, args.timeout, args.allow_insecure
         )
     except InvalidURL as exc:

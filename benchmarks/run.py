@@ -57,6 +57,9 @@ CLIENTS = {
 NEEDS = {"picows": "picows", "ccxt": "ccxt", "uvloop": "uvloop", "msgspec": "msgspec"}
 #: Which backends each client runs under, where not all of them.
 BACKENDS_OF = {"picows": {"asyncio", "uvloop"}, "ccxt": {"asyncio"}}
+#: The module a client needs under one backend: the floor under trio is
+#: websockets' trio client, which the websockets for Python 3.10 does not have.
+NEEDS_UNDER = {("floor", "trio"): "websockets.trio"}
 TARGETS = {
     "calls": "wall and CPU <= 1.10x",
     "pipelined": ">= 0.90x",
@@ -168,6 +171,9 @@ def availability(client: str, backend: str) -> str:
     for name in (client, backend):
         if name in NEEDS and not installed(NEEDS[name]):
             return "not installed"
+    module = NEEDS_UNDER.get((client, backend))
+    if module is not None and not installed(module):
+        return "not installed"
     return "ok"
 
 

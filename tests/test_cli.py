@@ -31,6 +31,7 @@ from alphapoint.redaction import REDACTED
 from alphapoint.testing import DemoAccounts, demo_gateway
 from alphapoint.testing.config import GatewayConfigError, load_gateway_config
 from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing.scripted import ScriptedConnection, serve_script
 
 from .helpers import wrong_code
 
@@ -75,6 +76,17 @@ class Run:
         return self.stdout + self.stderr
 
 
+#: ``python -m alphapoint`` as a terminal starts it, Ctrl-C (SIGINT) raising
+#: KeyboardInterrupt, even if this process ignores SIGINT: a shell's background
+#: job does, and a child inherits that.
+ALPHAPOINT_FROM_A_TERMINAL = [
+    sys.executable,
+    "-c",
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('alphapoint', run_name='__main__', alter_sys=True)",
+]
+
+
 def clean_env(**variables: str) -> dict[str, str]:
     """This process's environment without any ALPHAPOINT_ variable, plus ``variables``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALPHAPOINT_")}
@@ -109,6 +121,12 @@ def assert_clean(run: Run, secrets: Iterable[str]) -> None:
         assert secret not in run.output
     assert not TOKEN_LIKE.search(run.output)
     assert "Traceback" not in run.stderr
+
+
+def assert_interrupted(run: Run, command: str) -> None:
+    """Ctrl-C: exit code 130, and one line on stderr (no traceback)."""
+    assert run.code == 130, run.stderr
+    assert run.stderr.splitlines() == [f"alphapoint {command}: interrupted"]
 
 
 def fields(stdout: str) -> dict[str, str]:
@@ -299,6 +317,44 @@ async def test_connection_refused_exits_5_with_one_line() -> None:
     assert_clean(run, ["pw-123456"])
 
 
+async def test_ctrl_c_stops_authenticate_cleanly_with_130() -> None:
+    """Ctrl-C while the command waits for the gateway's reply: the session is
+    closed with a closing handshake (1000), and the exit is 130 with one line."""
+    asked, closed = anyio.Event(), anyio.Event()
+    codes: list[int | None] = []
+
+    async def script(connection: ScriptedConnection) -> None:
+        assert (await connection.receive_frame()).function == "AuthenticateUser"
+        asked.set()  # the command is in its event loop, waiting for the reply
+        try:
+            while True:
+                await connection.websocket.receive()
+        except alphapoint.ConnectionClosed as exc:
+            codes.append(exc.code)
+            closed.set()
+
+    async with serve_script(script) as server:
+        process = await anyio.open_process(
+            [*ALPHAPOINT_FROM_A_TERMINAL, "authenticate", server.url, "--username", "alice"],
+            env=clean_env(ALPHAPOINT_PASSWORD="pw-123456"),
+        )
+        async with process:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            with anyio.fail_after(30):  # a guard against a hang, not a timing assertion
+                await asked.wait()
+                process.send_signal(signal.SIGINT)
+                code = await process.wait()
+                stdout = b"".join([chunk async for chunk in process.stdout])
+                stderr = b"".join([chunk async for chunk in process.stderr])
+                await closed.wait()
+    run = Run(code, stdout.decode(), stderr.decode())
+    assert_interrupted(run, "authenticate")
+    assert run.stdout == ""
+    assert codes == [1000]
+    assert_clean(run, ["pw-123456"])
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -452,7 +508,7 @@ class GatewayProcess:
 async def gateway_process(*args: str) -> AsyncIterator[GatewayProcess]:
     """``alphapoint gateway ARGS`` running, with the URL its first line announces."""
     process = await anyio.open_process(
-        [sys.executable, "-m", "alphapoint", "gateway", *args], env=clean_env()
+        [*ALPHAPOINT_FROM_A_TERMINAL, "gateway", *args], env=clean_env()
     )
     try:
         assert process.stdout is not None
@@ -494,9 +550,9 @@ async def test_gateway_with_config_serves_its_users(tmp_path: Path) -> None:
             finn = alphapoint.PasswordCredentials("finn", "finn-pw-7a8b9c")
             assert (await session.authenticate(finn)).status is alphapoint.AuthStatus.LOCKED
         run = await gateway.stop(signal.SIGINT)  # Ctrl-C
-    assert run.code == 0, run.stderr
+    assert_interrupted(run, "gateway")
     assert "dora, eve (2FA), finn (locked)" in run.stdout
-    assert "Stopped." in run.stdout
+    assert "Stopped." not in run.stdout
     assert_clean(run, GOOD_SECRETS)
 
 

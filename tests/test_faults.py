@@ -233,6 +233,12 @@ HANDSHAKE_FAULTS = {
     "stalls": HandshakeFault(
         faults.stalled_handshake(), (f"within {SHORT} s",), NetworkError, retryable=True
     ),
+    "hangs-up": HandshakeFault(
+        faults.hung_up_handshake(),
+        ("closed the connection during the handshake",),
+        NetworkError,
+        retryable=True,
+    ),
     "http-503": HandshakeFault(
         faults.refused_handshake(503, "Service Unavailable"),
         ("refused the websocket upgrade", "http 503 service unavailable"),

@@ -396,83 +396,142 @@ async def test_a_login_without_a_reply_times_out_and_leaves_nothing_open() -> No
     assert info.value.function == "AuthenticateUser"
 
 
-async def test_a_call_times_out_when_the_gateway_stops_reading(anyio_backend_name: str) -> None:
+#: A message larger than what the socket buffers between a client and a gateway
+#: that stopped reading hold on common machines (a few MiB); where they hold
+#: more, the tests below go round more times.
+BIG = {"blob": "x" * 2**24}
+
+#: How many rounds of BIG (1 GiB or more) the tests below send before deciding
+#: that the buffers never fill: far more than any machine's socket buffers hold.
+ROUNDS = 64
+
+
+def alphapoint_tasks() -> list[str]:
+    names = (task.name or "" for task in anyio.get_running_tasks())
+    return [name for name in names if name.startswith("alphapoint ")]
+
+
+async def test_a_call_times_out_when_the_gateway_stops_reading(
+    deaf_gateway_url: str, driver: str
+) -> None:
     """A gateway that reads nothing fills the socket buffers; sends then wait
-    for room, and the call's timeout still bounds them."""
-    stop = anyio.Event()
+    for room, and every call still ends within its timeout: with RequestTimeout
+    ("no reply", or "could not send" once the buffers are full), or
+    ConnectionClosed once the connection was dropped.
 
-    async def script(connection: ScriptedConnection) -> None:
-        await stop.wait()  # never reads
-
-    big = {"blob": "x" * 2**20}
-    errors: list[RequestTimeout | ConnectionClosed] = []
+    Calls go out four at a time until the buffers are full, whatever their
+    size on this machine. Then the asyncio driver, whose transport takes a
+    message whole or not at all, refuses a message it cannot write in time and
+    goes on; the anyio driver, whose write outlived its deadline (part of a
+    frame may be on the wire), drops the connection."""
+    errors: list[alphapoint.AlphaPointError] = []
 
     async def upload(session: alphapoint.Session) -> None:
-        # The second upload comes once the first has timed out: by then the
-        # buffers are full whichever way the first ones were written.
-        for _ in range(2):
-            try:
-                await session.call("Upload", big, timeout=SHORT)
-            except (RequestTimeout, ConnectionClosed) as exc:
-                errors.append(exc)
+        with anyio.fail_after(LIMIT), pytest.raises((RequestTimeout, ConnectionClosed)) as info:
+            await session.call("Upload", BIG, timeout=SHORT)
+        errors.append(info.value)
+
+    def full() -> bool:
+        if driver == "asyncio":
+            return any(str(e).startswith("could not send") for e in errors)
+        return any(isinstance(e, ConnectionClosed) for e in errors)
 
     async with (
-        serve_script(script) as server,
-        alphapoint.connect(server.url, logout_on_close=False, close_timeout=SHORT) as session,
+        alphapoint.connect(
+            deaf_gateway_url, logout_on_close=False, close_timeout=SHORT, keepalive=None
+        ) as session,
+        session.state_changes() as changes,
     ):
-        with anyio.fail_after(LIMIT):
+        for _ in range(ROUNDS):
             async with anyio.create_task_group() as tg:
-                for _ in range(32):  # 64 MiB: far more than loopback buffers hold
+                for _ in range(4):
                     tg.start_soon(upload, session)
-        stop.set()
-    assert len(errors) == 64
-    timeouts = [e for e in errors if isinstance(e, RequestTimeout)]
-    unsent = [e for e in timeouts if "could not send Upload within 0.2 s" in str(e)]
-    assert unsent, [str(e) for e in errors]
-    assert all(str(e).startswith(("no reply to Upload", "could not send Upload")) for e in timeouts)
-    if anyio_backend_name == "asyncio":
-        # asyncio's transport takes a message whole or not at all: the
-        # connection goes on, and every call ends with its timeout.
-        assert len(timeouts) == 64
-    else:
-        # A write under way when its deadline passed may have left part of a
-        # frame on the wire: the connection was dropped, and the calls made
-        # after that are told why.
-        dropped = [e for e in errors if isinstance(e, ConnectionClosed)]
-        assert dropped
-        assert all("the gateway stopped reading" in str(e) for e in dropped), dropped
+            if full():
+                break
+        else:
+            pytest.fail(
+                f"{ROUNDS * 4} messages of {len(BIG['blob'])} bytes never filled the buffers"
+            )
+        timeouts = [e for e in errors if isinstance(e, RequestTimeout)]
+        assert all(
+            str(e).startswith(("no reply to Upload within 0.2 s", "could not send Upload within"))
+            for e in timeouts
+        ), [str(e) for e in timeouts]
+        if driver == "asyncio":
+            assert timeouts == errors  # never dropped
+            assert session.is_open
+            with anyio.fail_after(LIMIT), pytest.raises(RequestTimeout):
+                await session.call("Ping", timeout=SHORT)
+        else:
+            dropped = [e for e in errors if isinstance(e, ConnectionClosed)]
+            assert all("the gateway stopped reading" in str(e) for e in dropped), dropped
+            with anyio.fail_after(LIMIT):  # no reconnect: the session closes
+                assert [state async for state in changes] == [alphapoint.SessionState.CLOSED]
+    assert alphapoint_tasks() == []
 
 
-async def test_a_write_cut_off_part_way_drops_the_connection(anyio_backend_name: str) -> None:
+async def test_a_write_cut_off_part_way_drops_the_connection(
+    deaf_gateway_url: str, driver: str
+) -> None:
     """A call cancelled while its write waits for room (the gateway reads
     nothing) would leave part of a frame on the wire, and nothing sent after it
-    would parse: under trio the connection is dropped. asyncio's transport
-    takes a message whole, so there the connection goes on."""
-    stop = anyio.Event()
+    would parse: the anyio driver drops the connection. The asyncio driver's
+    transport takes a message whole or not at all, so there the connection
+    goes on.
 
-    async def script(connection: ScriptedConnection) -> None:
-        await stop.wait()  # never reads
+    Calls with no timeout are cancelled until one is cut off while its write
+    waits, however much the buffers take first on this machine: under the
+    anyio driver until the connection drops, under the asyncio driver until a
+    call is refused for want of room ("could not send") and one more is
+    cancelled waiting for it."""
 
-    huge = {"blob": "x" * 2**25}  # 32 MiB: far more than loopback buffers hold
-    async with (
-        serve_script(script) as server,
-        alphapoint.connect(
-            server.url, logout_on_close=False, close_timeout=SHORT, timeout=None
-        ) as session,
-    ):
+    async def cancelled_upload(session: alphapoint.Session) -> None:
         with anyio.move_on_after(SHORT) as scope:
-            await session.call("Upload", huge)
+            await session.call("Upload", BIG)
         assert scope.cancelled_caught
-        with anyio.fail_after(LIMIT):
-            if anyio_backend_name == "asyncio":
-                with pytest.raises(RequestTimeout):
+
+    async with (
+        alphapoint.connect(
+            deaf_gateway_url,
+            logout_on_close=False,
+            close_timeout=SHORT,
+            timeout=None,
+            keepalive=None,
+        ) as session,
+        session.state_changes() as changes,
+    ):
+        if driver == "asyncio":
+            for _ in range(ROUNDS):
+                await cancelled_upload(session)
+                with anyio.fail_after(LIMIT), pytest.raises(RequestTimeout) as info:
                     await session.call("Ping", timeout=SHORT)
-                assert session.is_open
+                if str(info.value).startswith("could not send Ping"):
+                    break
             else:
-                for _ in range(2):  # dropped (1006: no closing handshake), for good
-                    with pytest.raises(ConnectionClosed, match="code 1006"):
-                        await session.call("Ping", timeout=SHORT)
-        stop.set()
+                pytest.fail(
+                    f"{ROUNDS} messages of {len(BIG['blob'])} bytes never filled the buffers"
+                )
+            await cancelled_upload(session)  # cancelled while it waits for room
+            assert session.is_open
+            with anyio.fail_after(LIMIT), pytest.raises(RequestTimeout):
+                await session.call("Ping", timeout=SHORT)
+            assert session.is_open
+        else:
+            dropped: ConnectionClosed | None = None
+            for _ in range(ROUNDS):
+                try:
+                    await cancelled_upload(session)
+                except ConnectionClosed as exc:  # a call after the cut-off
+                    dropped = exc
+                    break
+            assert dropped is not None, f"{ROUNDS} cancelled writes never dropped it"
+            assert "code 1006" in str(dropped)  # dropped: no closing handshake
+            with anyio.fail_after(LIMIT):
+                with pytest.raises(ConnectionClosed, match="code 1006"):  # for good
+                    await session.call("Ping", timeout=SHORT)
+                # No reconnect: the session closes.
+                assert [state async for state in changes] == [alphapoint.SessionState.CLOSED]
+    assert alphapoint_tasks() == []
 
 
 async def test_session_default_timeout_applies(alphapoint_gateway: GatewayFixture) -> None:

@@ -33,7 +33,7 @@ from alphapoint import (
     NetworkError,
 )
 from alphapoint.connection import Connection
-from alphapoint.drivers import open_websocket
+from alphapoint.drivers import Driver, open_websocket
 from alphapoint.drivers.anyio_stream import StreamWebSocket
 from alphapoint.drivers.asyncio_protocol import AsyncioWebSocket
 from alphapoint.frame import Frame as ApexFrame
@@ -504,12 +504,13 @@ async def test_server_pings_are_answered() -> None:
 
 
 async def test_the_driver_follows_the_event_loop(
-    anyio_backend_name: str, alphapoint_gateway: GatewayFixture
+    driver: Driver, alphapoint_gateway: GatewayFixture
 ) -> None:
-    """Direct connections under asyncio use the callback driver; trio uses anyio's streams."""
+    """Direct connections under asyncio (and uvloop) use the callback driver unless
+    told otherwise; trio uses anyio's streams."""
     websocket = await open_websocket(alphapoint_gateway.url)
     try:
-        expected = AsyncioWebSocket if anyio_backend_name == "asyncio" else StreamWebSocket
+        expected = AsyncioWebSocket if driver == "asyncio" else StreamWebSocket
         assert type(websocket) is expected
     finally:
         await websocket.abort()

@@ -312,6 +312,11 @@ class StreamWebSocket(BaseWebSocket):
         except Exception as exc:  # noqa: BLE001 - a bug: run() raises it
             self._alarm_bug = exc
             await self.abort()
+        finally:
+            # Under asyncio, anyio's task group keeps the CancelledError that
+            # ends this task in a reference cycle, and with it this frame: let
+            # go of the owner here, or only the cycle collector would free it.
+            del on_alarm
 
     def _alarm_moved(self, when: float) -> None:
         if self._alarm_scope is not None:

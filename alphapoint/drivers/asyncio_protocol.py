@@ -138,6 +138,12 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
     def eof_received(self) -> None:
         # The closing handshake never needs to write after EOF; returning
         # None lets the transport close (TLS cannot half-close anyway).
+        if not self._handshake.done():
+            # No response, or part of one, then EOF: a lost connection (as
+            # the anyio driver says), not an answer that is not HTTP.
+            self._handshake.set_exception(
+                NetworkError("the server closed the connection during the handshake")
+            )
         self._protocol.receive_eof()
         self._after_read()
 
@@ -232,8 +238,14 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
                     raise self._closed_error("the connection closed")
                 if self._alarm_rang:
                     self._alarm_rang = False
+                    now = self.clock()
+                    if now < self._alarm_at:
+                        # The loop's timer rang early (uvloop counts in whole
+                        # milliseconds): set it again; never ring before the time.
+                        self._alarm_moved(self._alarm_at)
+                        continue
                     self._alarm_at = math.inf
-                    self.set_alarm(await on_alarm(self.clock()))
+                    self.set_alarm(await on_alarm(now))
                     continue
                 self._waiter = self._loop.create_future()
                 try:

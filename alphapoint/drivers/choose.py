@@ -129,6 +129,8 @@ async def open_websocket(
                 )
     except TimeoutError:
         raise NetworkError(f"no WebSocket connection to {where} within {open_timeout} s") from None
+    except NetworkError as exc:  # the drivers' own: the server hung up during the handshake
+        raise NetworkError(f"WebSocket handshake with {where} failed: {exc}") from None
     except ssl_module.SSLCertVerificationError as exc:
         detail = exc.reason or str(exc)
         if exc.verify_message:

@@ -3,7 +3,8 @@
 :class:`FaultyGateway` answers like a gateway (``Ping``, the login calls,
 anything else with a small success reply) and applies one :class:`Fault`:
 
-* at the handshake (:func:`stalled_handshake`, :func:`refused_handshake`):
+* at the handshake (:func:`stalled_handshake`, :func:`hung_up_handshake`,
+  :func:`refused_handshake`):
   the connection never becomes a WebSocket;
 * to the whole byte stream (:func:`trickle`): every byte written separately,
   with a delay, handshake response included;
@@ -64,6 +65,7 @@ __all__ = [
     "FaultConnection",
     "FaultyGateway",
     "event_flood",
+    "hung_up_handshake",
     "login_reply",
     "login_reply_with",
     "refused_handshake",
@@ -290,6 +292,11 @@ def stalled_handshake() -> Fault:
     return Fault("handshake never finished", handshake=_drain)
 
 
+def hung_up_handshake() -> Fault:
+    """Accept TCP, read the handshake request, hang up (FIN) without answering it."""
+    return Fault("hung up during the handshake", handshake=_read_request)
+
+
 def refused_handshake(status: int = 503, reason: str = "Service Unavailable") -> Fault:
     """Answer the WebSocket upgrade with an HTTP status that is not 101."""
     body = reason.encode()
@@ -464,6 +471,7 @@ FAULTS: Mapping[str, Fault] = {
     "hang-up": HANG_UP_MID_CALL,
     "reset": RESET_MID_CALL,
     "handshake-stalls": stalled_handshake(),
+    "handshake-hang-up": hung_up_handshake(),
     "handshake-refused": refused_handshake(),
     "trickle": trickle(),
     "oversize": OVERSIZE_REPLY,
