@@ -491,16 +491,26 @@ class Connection:
         self.fail(error)
         await self._ws.abort()
 
-    async def aclose(self, error: ConnectionClosed, *, code: int = 1000, reason: str = "") -> None:
+    async def aclose(
+        self,
+        error: ConnectionClosed,
+        *,
+        code: int = 1000,
+        reason: str = "",
+        deadline: float | None = None,
+    ) -> None:
         """Close cleanly: fail pending calls with ``error``, close the WebSocket, await the reader.
 
-        Bounded by the close timeout, and runs to the end even when cancelled.
+        Bounded by ``deadline`` (the close timeout from now, by default), and
+        runs to the end even when cancelled.
         """
         with anyio.CancelScope(shield=True):
             self.fail(error)
+            if deadline is None:
+                deadline = anyio.current_time() + self._close_timeout
             # One bound for all of it, whatever the gateway does: sending the
             # close frame may wait for the send lock or for room to write.
-            with anyio.move_on_after(self._close_timeout):
+            with anyio.CancelScope(deadline=deadline):
                 with contextlib.suppress(ConnectionClosed):
                     await self._ws.send_close(code, reason)
                 # The reader drains the socket until the peer's close frame and EOF.

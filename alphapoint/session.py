@@ -646,24 +646,23 @@ class Session:
     async def aclose(self) -> None:
         """Log out (unless turned off), close the WebSocket with 1000, stop every task.
 
-        Bounded by the close timeout, even when cancelled. Idempotent.
+        All of it within the close timeout, even when cancelled: the LogOut
+        has half of it at most, the closing handshake the rest. Idempotent.
         """
         if self._machine.closing:
             return
         self._machine.closing = True
         with anyio.CancelScope(shield=True):
+            close_timeout = self._options.close_timeout
+            deadline = anyio.current_time() + close_timeout
             conn = self._conn
-            if (
-                conn is not None
-                and conn.is_open
-                and self._options.logout_on_close
-                and self.authenticated
-            ):
+            logout = self._options.logout_on_close and self.authenticated
+            if conn is not None and conn.is_open and logout:
                 with contextlib.suppress(AlphaPointError):
-                    await conn.caller(timeout=self._options.close_timeout)("LogOut", None)
+                    await conn.caller(timeout=close_timeout / 2)("LogOut", None)
             self._finish(SessionClosed("the session was closed"))
             if conn is not None:
-                await conn.aclose(SessionClosed("the session was closed"))
+                await conn.aclose(SessionClosed("the session was closed"), deadline=deadline)
         if self._task_group is not None and self._running:
             # A reconnect, a re-login, a reader still draining: stop them.
             # (Cancelling formats a task's repr and interrupts this task too,
