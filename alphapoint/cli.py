@@ -31,6 +31,7 @@ import anyio
 import attrs
 
 from . import __version__
+from .apex import complete_two_factor
 from .client import connect
 from .credentials import ApiKeyCredentials, Credentials, PasswordCredentials
 from .errors import AlphaPointError, InsecureConnection, InvalidURL
@@ -334,21 +335,7 @@ async def _run_authenticate(
         result = await session.authenticate(credentials)
         if result.status is not AuthStatus.TWO_FACTOR_REQUIRED or code is None:
             return result
-        second = await session.authenticate_2fa(code)
-        if second.status is AuthStatus.AUTHENTICATED:
-            return attrs.evolve(
-                result,
-                authenticated=True,
-                requires_2fa=False,
-                session_token=second.session_token or result.session_token,
-                user_id=second.user_id,
-                errormsg=None,
-            )
-        if second.status is AuthStatus.LOCKED:
-            return attrs.evolve(result, locked=True, errormsg=second.errormsg)
-        return attrs.evolve(
-            result, errormsg=second.errormsg or "The two-factor code was not accepted."
-        )
+        return complete_two_factor(result, await session.authenticate_2fa(code))
 
 
 def result_json(result: AuthenticateResult) -> dict[str, Any]:

@@ -78,11 +78,7 @@ def replayer(capture: dict[str, Any]) -> Any:
     pending = steps(capture)
 
     async def script(connection: ScriptedConnection) -> None:
-        while True:
-            try:
-                request = await connection.receive_frame()
-            except alphapoint.ConnectionClosed:
-                return
+        async for request in connection.requests():
             expected = (
                 OVER_WEBSOCKET.get(pending[0][0]["n"], pending[0][0]["n"]) if pending else None
             )

@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -38,6 +38,8 @@ from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
 from alphapoint.testing.faults import login_reply
 from alphapoint.testing.hostile import ClientFrame, Opcode, RawPeer, frame, serve_raw
 
+from .helpers import no_task_left
+
 pytestmark = pytest.mark.anyio
 
 #: Upper bound, in seconds, on every wait: a bug fails, never hangs.
@@ -56,19 +58,6 @@ DRIVERS: list[Driver] = ["auto", "anyio"]
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def running_tasks() -> set[tuple[int, str]]:
-    return {(task.id, str(task.name)) for task in anyio.get_running_tasks()}
-
-
-@contextlib.asynccontextmanager
-async def no_task_left() -> AsyncIterator[None]:
-    """Fail unless every task started inside the block has ended when it does."""
-    before = running_tasks()
-    yield
-    left = running_tasks() - before
-    assert not left, f"tasks left running: {sorted(name for _, name in left)}"
 
 
 class Peak:

@@ -38,11 +38,7 @@ def logs_out_every_login(logins: list[str]) -> Script:
 
     async def script(connection: ScriptedConnection) -> None:
         seq = 0
-        while True:
-            try:
-                request = await connection.receive_frame()
-            except alphapoint.ConnectionClosed:
-                return
+        async for request in connection.requests():
             if request.function == "AuthenticateUser":
                 logins.append(request.function)
                 seq += 1
@@ -109,11 +105,7 @@ async def test_code_20_to_every_call_ends_in_relogin_storm_not_one_login_per_cal
     logins: list[str] = []
 
     async def script(connection: ScriptedConnection) -> None:
-        while True:
-            try:
-                request = await connection.receive_frame()
-            except alphapoint.ConnectionClosed:
-                return
+        async for request in connection.requests():
             if request.function == "AuthenticateUser":
                 logins.append(request.function)
                 await connection.reply(request, login_reply("t"))
@@ -173,11 +165,7 @@ async def test_a_resume_that_fails_for_any_reason_logs_in_with_the_credentials(
         nonlocal connections
         connections += 1
         first = connections == 1
-        while True:
-            try:
-                request = await connection.receive_frame()
-            except alphapoint.ConnectionClosed:
-                return
+        async for request in connection.requests():
             seen.append(request.function)
             if request.function == "AuthenticateUser":
                 await connection.send_text(raw_reply(request, json.dumps(login_reply(token))))

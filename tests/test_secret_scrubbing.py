@@ -266,11 +266,7 @@ def echoing(how: str) -> Callable[[ScriptedConnection], Any]:
 
     async def script(connection: ScriptedConnection) -> None:
         token = "tok-" + "7f3a9c2e5b1d4f60"
-        while True:
-            try:
-                request = await connection.receive_frame()
-            except ConnectionClosed:
-                return
+        async for request in connection.requests():
             payload = request.payload if isinstance(request.payload, dict) else {}
             sent = payload.get("Password") or payload.get("Signature") or payload.get("Code")
             if request.function == "AuthenticateUser" and how == "login errormsg":

@@ -185,11 +185,7 @@ async def test_909_on_a_new_connection_ends_the_stream() -> None:
         nonlocal connections
         connections += 1
         first = connections == 1
-        while True:
-            try:
-                request = await connection.receive_frame()
-            except alphapoint.ConnectionClosed:
-                return
+        async for request in connection.requests():
             if request.function == "AuthenticateUser":
                 await connection.reply(request, login_reply("token"))
             elif request.function == "WebAuthenticateUser":

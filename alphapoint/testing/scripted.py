@@ -17,6 +17,7 @@ import anyio.abc
 
 from ..drivers.anyio_stream import StreamWebSocket
 from ..drivers.server import accept_websocket
+from ..errors import ConnectionClosed
 from ..frame import Frame, MessageType, decode_frame, encode_frame
 
 __all__ = ["ScriptedConnection", "ScriptedServer", "serve_script", "serve_tcp"]
@@ -31,6 +32,11 @@ class ScriptedConnection:
     async def receive_frame(self) -> Frame:
         """The next frame the client sent."""
         return decode_frame(await self.websocket.receive())
+
+    def requests(self) -> Requests:
+        """Every frame the client sends, until it closes the connection:
+        ``async for request in connection.requests(): ...``."""
+        return Requests(self)
 
     async def send_text(self, text: str) -> None:
         """Send raw text: anything, valid frame or not."""
@@ -67,6 +73,26 @@ class ScriptedConnection:
                 await self.websocket.receive()
         except Exception:  # noqa: BLE001 - any end is the end
             return
+
+
+class Requests:
+    """The frames a client sends, as an async iterator that ends when it closes.
+
+    A class rather than an async generator: leaving the loop early needs no
+    clean-up, under asyncio and trio alike.
+    """
+
+    def __init__(self, connection: ScriptedConnection) -> None:
+        self._connection = connection
+
+    def __aiter__(self) -> Requests:
+        return self
+
+    async def __anext__(self) -> Frame:
+        try:
+            return await self._connection.receive_frame()
+        except ConnectionClosed:
+            raise StopAsyncIteration from None
 
 
 class ScriptedServer:
