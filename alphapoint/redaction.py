@@ -88,7 +88,8 @@ class SecretSet:
     is also scrubbed as it appears inside a quoted string (``repr`` and JSON
     escapes), as in a log line that shows a close reason or a frame.
 
-    :meth:`scrub` costs one truthiness test when the set is empty. The set
+    :meth:`scrub` costs one truthiness test when the set is empty; adding a
+    value costs a set or deque insertion (the pattern is built when needed). The set
     never shows its values: its ``repr`` gives only how many it holds.
     """
 
@@ -108,7 +109,12 @@ class SecretSet:
             self.add(value)
 
     def add(self, value: str | None, *, recent: bool = False) -> None:
-        """Scrub ``value`` from now on; ``None``, ``""`` and short values are ignored."""
+        """Scrub ``value`` from now on; ``None``, ``""`` and short values are ignored.
+
+        Cheap: the pattern is built again only when :meth:`scrub` next needs it
+        (a session adds a signature and a token at every login, and scrubs
+        only when the gateway says something worth showing).
+        """
         if not isinstance(value, str) or len(value) < self.MIN_LENGTH:
             return
         if recent:
@@ -116,8 +122,14 @@ class SecretSet:
                 return
             self._recent.append(value)  # the oldest goes, once there are ``recent``
         else:
-            self._recent = deque((v for v in self._recent if v != value), maxlen=self.recent)
+            if value in self._kept:
+                return
+            if value in self._recent:
+                self._recent = deque((v for v in self._recent if v != value), maxlen=self.recent)
             self._kept.add(value)
+        self._pattern = None  # built again on the next scrub
+
+    def _compile(self) -> re.Pattern[str]:
         forms: set[str] = set()
         for secret in (*self._kept, *self._recent):
             forms.add(secret)
@@ -129,19 +141,20 @@ class SecretSet:
         # replaced again inside what was just put in.
         ordered = sorted((f for f in forms if len(f) >= self.MIN_LENGTH), key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, ordered)))
+        return self._pattern
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret replaced by ``"<redacted>"``."""
-        pattern = self._pattern
-        if pattern is None:
+        if not (self._kept or self._recent):
             return text
+        pattern = self._pattern or self._compile()
         return pattern.sub(REDACTED, text)
 
     def __len__(self) -> int:
         return len(self._kept) + len(self._recent)
 
     def __bool__(self) -> bool:
-        return self._pattern is not None
+        return bool(self._kept or self._recent)
 
     def __contains__(self, value: object) -> bool:
         return value in self._kept or value in self._recent
