@@ -104,7 +104,8 @@ class SecretSet:
         self._kept: set[str] = set()
         self._recent: deque[str] = deque(maxlen=recent)
         #: Every form of every value, longest first, as one pattern; None when empty.
-        self._pattern: re.Pattern[str] | None = None
+        #: Every form of every value, longest first; None until needed after a change.
+        self._pattern: list[str] | None = None
         for value in values:
             self.add(value)
 
@@ -127,28 +128,36 @@ class SecretSet:
             if value in self._recent:
                 self._recent = deque((v for v in self._recent if v != value), maxlen=self.recent)
             self._kept.add(value)
-        self._pattern = None  # built again on the next scrub
+        self._pattern = None  # its forms are worked out again on the next scrub
 
-    def _compile(self) -> re.Pattern[str]:
+    def _forms(self) -> list[str]:
+        """Every form of every value, longest first (built again after an add)."""
         forms: set[str] = set()
         for secret in (*self._kept, *self._recent):
             forms.add(secret)
             forms.add(repr(secret)[1:-1])  # as inside a repr()'d string
             forms.add(json.dumps(secret)[1:-1])  # as inside a JSON string
             forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
-        # Longest first: a value that contains another is replaced whole. One
-        # pass: a value that happens to be part of "<redacted>" is not
-        # replaced again inside what was just put in.
-        ordered = sorted((f for f in forms if len(f) >= self.MIN_LENGTH), key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered)))
+        # Longest first: a value that contains another is replaced whole.
+        self._pattern = sorted(
+            (f for f in forms if len(f) >= self.MIN_LENGTH), key=len, reverse=True
+        )
         return self._pattern
 
     def scrub(self, text: str) -> str:
-        """``text`` with every secret replaced by ``"<redacted>"``."""
+        """``text`` with every secret replaced by ``"<redacted>"``.
+
+        Text without a secret, the usual case, costs a substring test per
+        form; a pattern is compiled only for the forms the text holds. One
+        pass: a value that happens to be part of ``"<redacted>"`` is not
+        replaced again inside what was just put in.
+        """
         if not (self._kept or self._recent):
             return text
-        pattern = self._pattern or self._compile()
-        return pattern.sub(REDACTED, text)
+        found = [form for form in (self._pattern or self._forms()) if form in text]
+        if not found:
+            return text
+        return re.compile("|".join(map(re.escape, found))).sub(REDACTED, text)
 
     def __len__(self) -> int:
         return len(self._kept) + len(self._recent)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import attrs
 from hypothesis import strategies as st
 
-from ..decoding import fold_key
+from ..decoding import AUTHENTICATE_ALIASES, fold_key
 from ..models import AuthenticateResult, User
 from ..redaction import SECRET_KEYS
 
@@ -109,7 +109,7 @@ USER_WIRE_KEYS = {
     "oms_id": "OMSId",
     "use_2fa": "Use2FA",
 }
-KNOWN = {fold_key(key) for key in [*WIRE_KEYS, *USER_WIRE_KEYS]}
+KNOWN = {fold_key(key) for key in [*WIRE_KEYS, *USER_WIRE_KEYS, *AUTHENTICATE_ALIASES]}
 
 optional_text = st.none() | utf8_text.filter(bool)
 ids = st.integers(-(2**63), 2**63 - 1)  # 64-bit: beyond, a field is refused
