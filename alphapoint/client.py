@@ -80,7 +80,6 @@ class connect:
         options = SessionOptions(
             timeout=timeout,
             reconnect=policy,
-            relogin=relogin,
             keepalive=keepalive,
             logout_on_close=logout_on_close,
             retryable=retryable,
@@ -94,7 +93,8 @@ class connect:
             max_message_size=max_message_size,
             driver=driver,
         )
-        self._session = Session(url, options, Login(credentials, two_factor, resume=resume))
+        login = Login(credentials, two_factor, resume=resume, relogin=relogin)
+        self._session = Session(url, options, login)
 
     async def __aenter__(self) -> Session:
         await self._session._enter()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -218,7 +218,7 @@ class Subscription(EventStream):
         function: str,
         payload: Mapping[str, Any],
         *,
-        events: frozenset[str],
+        events: Iterable[str] | None,
         unsubscribe: str | None,
         buffer: int,
         match: Callable[[Event], bool] | None,
@@ -227,13 +227,18 @@ class Subscription(EventStream):
         message_type: MessageType = MessageType.REQUEST,
     ) -> None:
         payload = dict(payload)
+        # The known subscriptions' event names and unsubscribe call, unless given.
+        known_events, known_unsubscribe = KNOWN_SUBSCRIPTIONS.get(function, (frozenset(), None))
+        names = frozenset(events) if events is not None else known_events
+        if not names:
+            raise UsageError(f"name the events {function} starts: events=[...]")
         # Events are routed by the instrument the payload names, unless the
         # user filters them with a match of their own.
         instrument = subscription_key(payload) if match is None else None
-        super().__init__(owner, events, buffer, match, instrument=instrument)
+        super().__init__(owner, names, buffer, match, instrument=instrument)
         self.function = function
         self.payload = payload
-        self.unsubscribe_function = unsubscribe
+        self.unsubscribe_function = unsubscribe if unsubscribe is not None else known_unsubscribe
         #: How it is sent: ``m=0`` as live gateways expect, or ``m=2`` (then
         #: unsubscribed with ``m=4``) for gateways that follow the documentation.
         self.message_type = message_type
@@ -241,6 +246,13 @@ class Subscription(EventStream):
         self.resubscribed = 0
         self._send = send
         self._cancel = cancel
+
+    @property
+    def unsubscribe_type(self) -> MessageType:
+        """How the unsubscribe call goes: as the subscribe did (``m=4`` after ``m=2``)."""
+        if self.message_type is MessageType.SUBSCRIBE:
+            return MessageType.UNSUBSCRIBE
+        return self.message_type
 
     async def resend(
         self, call: Callable[[str, Any], Awaitable[Any]], *, same_connection: bool

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import attrs
 
 from .apex import complete_two_factor, login_error, second_factor_error
 from .credentials import ApiKeyCredentials, Credentials, PasswordCredentials
 from .decoding import decode_authenticate_result
-from .errors import AlphaPointError, TransportError, UsageError
+from .errors import AlphaPointError, ReloginStorm, TransportError, UsageError
 from .models import AuthenticateResult, AuthStatus
+from .policies import Relogin
 from .redaction import SecretSet
 from .totp import Totp
 
@@ -54,7 +58,12 @@ class Login:
     """A session's login: how to log in again, and what the last login said."""
 
     def __init__(
-        self, credentials: Credentials | None, two_factor: TwoFactor | None, *, resume: bool
+        self,
+        credentials: Credentials | None,
+        two_factor: TwoFactor | None,
+        *,
+        resume: bool,
+        relogin: Relogin | None = None,
     ) -> None:
         #: What a new connection logs in with (None: the session does not log in by
         #: itself), and its 2FA provider: set by :meth:`remember`.
@@ -71,6 +80,39 @@ class Login:
         #: gateway sends back (its connections scrub with it too).
         self.secrets = SecretSet()
         self.remember(credentials, two_factor)
+        #: How to log in again when the gateway ends a login, without storming it.
+        self.relogin = relogin or Relogin()
+        #: Re-logins in a row after logins that did not last (the policy's n).
+        self.relogins_in_a_row = 0
+        #: When the session last became logged in (anyio's clock).
+        self.logged_in_at = -math.inf
+        #: When the last automatic AuthenticateUser were sent (at most per_minute).
+        self._sent_at: deque[float] = deque(maxlen=self.relogin.per_minute)
+
+    def relogin_delay(self) -> float | ReloginStorm:
+        """The gateway ended the login: how long to wait before logging in again,
+        or the error to end the session with (:class:`Relogin`)."""
+        policy = self.relogin
+        lasted = anyio.current_time() - self.logged_in_at >= policy.stable_after
+        self.relogins_in_a_row = 0 if lasted else self.relogins_in_a_row + 1
+        in_a_row = self.relogins_in_a_row
+        if policy.gives_up(in_a_row):
+            return ReloginStorm(
+                f"the gateway ended {in_a_row} logins in a row within {policy.stable_after} s "
+                "of each: not logging in again",
+                in_a_row=in_a_row,
+            )
+        return policy.delay(in_a_row)
+
+    async def pace(self) -> None:
+        """Wait, if need be, so that at most ``per_minute`` automatic logins go in 60 s."""
+        times = self._sent_at
+        if len(times) == times.maxlen:
+            wait = times[0] + 60.0 - anyio.current_time()
+            if wait > 0:
+                logger.warning("pacing logins: the next in %.1f s", wait)
+                await anyio.sleep(wait)
+        times.append(anyio.current_time())
 
     def remember(self, credentials: Credentials | None, two_factor: TwoFactor | None) -> None:
         """Log in again with these, from now on; their secrets are scrubbed for good."""
@@ -163,11 +205,9 @@ class Login:
             raise error
         return self.record(complete_two_factor(result, second))
 
-    async def log_in_connection(
-        self, call: Call, *, url: str, pace: Callable[[], Awaitable[None]] | None = None
-    ) -> None:
-        """Log a connection in: resume with the session token, else the credentials
-        (``pace`` as for :meth:`log_in`)."""
+    async def log_in_connection(self, call: Call, *, url: str) -> None:
+        """Log a connection in (the session's own doing): resume with the session
+        token, else the credentials, paced (:meth:`pace`)."""
         token = self.session_token if self.resume else None
         if token is not None:
             try:
@@ -190,4 +230,4 @@ class Login:
             self.session_token = None
         self.result = None
         if self.credentials is not None:
-            await self.log_in(call, self.credentials, self.two_factor, pace=pace)
+            await self.log_in(call, self.credentials, self.two_factor, pace=self.pace)

@@ -25,7 +25,6 @@ import contextlib
 import logging
 import math
 import ssl as ssl_module
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -46,13 +45,13 @@ from .errors import (
     SessionClosed,
     UsageError,
 )
-from .events import KNOWN_SUBSCRIPTIONS, EventStream, StateChanges, Subscription
+from .events import EventStream, StateChanges, Subscription
 from .frame import Frame, MessageType
 from .gate import Gate
 from .hub import EventHub
 from .login import Call, Login, TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
-from .policies import Backoff, Keepalive, Relogin, is_retryable
+from .policies import Backoff, Keepalive, is_retryable
 from .state import SessionState, StateMachine, Trigger
 from .urls import without_user_info
 
@@ -72,7 +71,6 @@ class SessionOptions:
 
     timeout: float | None = DEFAULT_TIMEOUT
     reconnect: Backoff | None = None
-    relogin: Relogin = Relogin()  # noqa: RUF009 - frozen, shared safely
     keepalive: Keepalive | None = Keepalive()  # noqa: RUF009 - frozen, shared safely
     logout_on_close: bool = True
     retryable: Callable[[BaseException], bool] = is_retryable
@@ -117,11 +115,6 @@ class Session:
         self._up_since = 0.0
         #: How many times the session found its login gone (LogoutEvent, code 20).
         self._relogins = 0
-        #: Re-logins in a row after logins that did not last (the Relogin policy's n).
-        self._relogins_in_a_row = 0
-        self._logged_in_at = -math.inf
-        #: When the last automatic AuthenticateUser were sent (at most per_minute).
-        self._login_times: deque[float] = deque(maxlen=options.relogin.per_minute)
         #: A connection being logged in whose login the gateway ended meanwhile.
         self._lost_in_setup: Connection | None = None
 
@@ -183,7 +176,7 @@ class Session:
         if state is before:
             return
         if state is SessionState.AUTHENTICATED:
-            self._logged_in_at = anyio.current_time()
+            self._login.logged_in_at = anyio.current_time()
         if machine.accepts_calls:
             assert self._installed is not None
             assert self._installed.is_open  # a drop moves the state at once
@@ -361,46 +354,26 @@ class Session:
             return
         if self._machine.state is not SessionState.AUTHENTICATED or self._machine.closing:
             return  # not logged in (any more), or leaving
-        policy = self._options.relogin
-        lasted = anyio.current_time() - self._logged_in_at >= policy.stable_after
-        self._relogins_in_a_row = 0 if lasted else self._relogins_in_a_row + 1
         self._relogins += 1
         self._login.lost()
         if self._login.credentials is None:
             self._fire(Trigger.LOGGED_OUT)
             return
-        in_a_row = self._relogins_in_a_row
-        if policy.gives_up(in_a_row):
-            error = ReloginStorm(
-                f"the gateway ended {in_a_row} logins in a row within {policy.stable_after} s "
-                "of each: not logging in again",
-                in_a_row=in_a_row,
-            )
-            logger.error("session %s: %s", self._url, error)
-            self._finish(error)
-            self._start(conn.abort, ConnectionClosed(str(error)), name="alphapoint abort")
+        delay = self._login.relogin_delay()
+        if isinstance(delay, ReloginStorm):
+            logger.error("session %s: %s", self._url, delay)
+            self._finish(delay)
+            self._start(conn.abort, ConnectionClosed(str(delay)), name="alphapoint abort")
             return
         self._fire(Trigger.LOGIN_LOST)
-        self._start(self._relogin, conn, policy.delay(in_a_row), name="alphapoint re-login")
-
-    async def _pace(self) -> None:
-        """Wait, if need be, so that at most ``per_minute`` automatic logins go in 60 s."""
-        times = self._login_times
-        if len(times) == times.maxlen:
-            wait = times[0] + 60.0 - anyio.current_time()
-            if wait > 0:
-                logger.warning("session %s: pacing logins, next in %.1f s", self._url, wait)
-                await anyio.sleep(wait)
-        times.append(anyio.current_time())
+        self._start(self._relogin, conn, delay, name="alphapoint re-login")
 
     async def _relogin(self, conn: Connection, delay: float) -> None:
         try:
             if delay > 0:
                 logger.info("session %s logs in again in %.1f s", self._url, delay)
                 await anyio.sleep(delay)
-            await self._login.log_in_connection(
-                conn.caller(timeout=self._timeout), url=self._url, pace=self._pace
-            )
+            await self._login.log_in_connection(conn.caller(timeout=self._timeout), url=self._url)
             await self._resubscribe(conn, same_connection=True)
         except AuthenticationError as exc:
             # A password that stopped working will not start again by retrying.
@@ -456,16 +429,12 @@ class Session:
         instrument's events, object- and array-shaped alike; ``match=``
         filters by a rule of your own instead.
         """
-        known_events, known_unsubscribe = KNOWN_SUBSCRIPTIONS.get(function, (frozenset(), None))
-        names = frozenset(events) if events is not None else known_events
-        if not names:
-            raise UsageError(f"name the events {function} starts: events=[...]")
         return Subscription(
             self._hub,
             function,
             payload or {},
-            events=names,
-            unsubscribe=unsubscribe if unsubscribe is not None else known_unsubscribe,
+            events=events,
+            unsubscribe=unsubscribe,
             buffer=self._options.event_buffer if buffer is None else buffer,
             match=match,
             send=self._send_subscription,
@@ -488,11 +457,8 @@ class Session:
         unsubscribe = subscription.unsubscribe_function
         if not self.is_open or conn is None or not conn.is_open or unsubscribe is None:
             return
-        kind = subscription.message_type
-        if kind is MessageType.SUBSCRIBE:
-            kind = MessageType.UNSUBSCRIBE
-        call = conn.caller(message_type=kind, timeout=self._options.close_timeout)
-        await call(unsubscribe, subscription.payload)
+        kind, timeout = subscription.unsubscribe_type, self._options.close_timeout
+        await conn.caller(message_type=kind, timeout=timeout)(unsubscribe, subscription.payload)
 
     async def _resubscribe(self, conn: Connection, *, same_connection: bool) -> None:
         """Send every live subscription again on a new (or re-logged-in) connection."""
@@ -554,9 +520,7 @@ class Session:
             if self._login.automatic:
                 self._fire(Trigger.OPENED)
             self._conn = conn
-            await self._login.log_in_connection(
-                conn.caller(timeout=self._timeout), url=self._url, pace=self._pace
-            )
+            await self._login.log_in_connection(conn.caller(timeout=self._timeout), url=self._url)
             await self._resubscribe(conn, same_connection=False)
         except BaseException:
             with anyio.CancelScope(shield=True):
