@@ -76,6 +76,12 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
     return value
 
 
+def _escapes_to_itself(value: str) -> bool:
+    """Whether ``value`` reads the same inside a ``repr`` and a JSON string (most
+    secrets: hex tokens, signatures, plain passwords), so only its raw form is sought."""
+    return value.isascii() and value.isprintable() and not any(c in value for c in "\"'\\")
+
+
 class SecretSet:
     """The secret values a client sent, to be scrubbed from text the gateway sent back.
 
@@ -135,9 +141,10 @@ class SecretSet:
         forms: set[str] = set()
         for secret in (*self._kept, *self._recent):
             forms.add(secret)
-            forms.add(repr(secret)[1:-1])  # as inside a repr()'d string
-            forms.add(json.dumps(secret)[1:-1])  # as inside a JSON string
-            forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+            if not _escapes_to_itself(secret):
+                forms.add(repr(secret)[1:-1])  # as inside a repr()'d string
+                forms.add(json.dumps(secret)[1:-1])  # as inside a JSON string
+                forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
         # Longest first: a value that contains another is replaced whole.
         self._pattern = sorted(
             (f for f in forms if len(f) >= self.MIN_LENGTH), key=len, reverse=True
