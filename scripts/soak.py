@@ -279,6 +279,12 @@ async def one_session(
                 credentials=credentials,
                 two_factor=two_factor,
                 reconnect=Backoff(initial=0.02, maximum=0.5),
+                # The soak logs each session out a dozen times a minute on
+                # purpose: re-log in quickly and without a cap, which the
+                # default policy would (rightly) refuse as a storm.
+                relogin=alphapoint.Relogin(
+                    initial=0.02, maximum=0.5, per_minute=1000, max_in_a_row=None
+                ),
                 timeout=30.0,
             ) as session,
             session.state_changes(buffer=256) as changes,
