@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import enum
 import json
-import json.scanner
+import json.encoder
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from .errors import FrameError, InvalidPayload, PayloadError
+from .jsoncodec import CODEC
 
 __all__ = ["Frame", "MessageType", "decode_frame", "encode_frame", "json_type"]
 
@@ -39,29 +40,18 @@ _SEQ_RANGE = 2**63
 #: Names and keys of more characters than this are not quoted in error messages.
 _SHOWN = 100
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-class _Loose(ValueError):
-    """JSON that Python's reader takes and this library refuses: NaN, Infinity."""
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _Loose(name)
-
-
-#: The hot path's reader: the C scanner itself (``JSONDecoder.decode`` adds two
-#: regular-expression matches for white space, which cost more than a small
-#: frame's whole parse), refusing NaN and Infinity (which costs nothing until
-#: one comes). Duplicate keys are ruled out by counting colons (see
-#: :func:`decode_frame`). A float beyond the range of floats (``1e400``)
-#: reads as an infinity, as in Python (RFC 8259 lets a reader set the range
-#: of its numbers); checking every float for it would cost a Python call per
-#: float, a third more for a Level2 snapshot (docs/reliability.md), and
-#: :func:`encode_frame` refuses to send it back.
-_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
-    json.JSONDecoder(parse_constant=_refuse_constant)  # type: ignore[arg-type]
-)
+#: The fast reader and writer (orjson's, or the standard library's C parts);
+#: see :mod:`alphapoint.jsoncodec`. A float beyond the range of floats
+#: (``1e400``) reads as an infinity, as in Python (RFC 8259 lets a reader set
+#: the range of its numbers); checking every float for it would cost a Python
+#: call per float, a third more for a Level2 snapshot (docs/reliability.md),
+#: and :func:`encode_frame` refuses to send it back.
+#: They are module attributes, looked up per call, so that the tests can run
+#: the codec on each JSON library installed (tests/conftest.py, ``codec``).
+read_json = CODEC.read
+write_json = CODEC.write
+#: A string as JSON text (``ensure_ascii=False``), for the envelope's fields.
+_quote: Callable[[str], str] = json.encoder.encode_basestring
 
 
 @attrs.frozen(slots=True)
@@ -86,12 +76,16 @@ def encode_frame(frame: Frame) -> str:
     if the text could not be sent as UTF-8 (a lone surrogate in a string).
     """
     try:
-        inner = _dumps(frame.payload)
+        inner = write_json(frame.payload)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidPayload(
             f"payload of {frame.function!r} is not JSON-serialisable ({type(exc).__name__})"
         ) from None
-    text = _dumps({"m": int(frame.type), "i": frame.seq, "n": frame.function, "o": inner})
+    # The envelope's keys and types are fixed: formatted, not encoded.
+    text = (
+        f'{{"m":{int(frame.type)},"i":{int(frame.seq)},'
+        f'"n":{_quote(frame.function)},"o":{_quote(inner)}}}'
+    )
     if not text.isascii():
         try:
             text.encode()
@@ -122,15 +116,10 @@ def decode_frame(message: str | bytes) -> Frame:
         except UnicodeDecodeError:
             raise FrameError("frame is not valid UTF-8") from None
     try:
-        outer, end = _scan(message, 0)
-    except (StopIteration, json.JSONDecodeError, RecursionError) as exc:
-        if not (isinstance(exc, StopIteration) and message[:1].isspace()):
-            # Not JSON at all (the common case of garbage): said cheaply.
-            raise FrameError(f"frame is not JSON ({len(message)} characters)") from None
-        outer = end = None
-    except ValueError:  # NaN, Infinity, an integer too long: named below
-        outer = end = None
-    if end != len(message):  # refused, or white space around it: see why
+        outer = read_json(message)
+    except (ValueError, StopIteration, RecursionError):
+        # Not JSON, or not JSON to take as read (NaN, Infinity, an integer
+        # too long, white space around it...): the strict reader says which.
         outer = _strict_envelope(message)
     if type(outer) is not dict:
         raise FrameError(f"frame is a JSON {json_type(outer)}, not an object")
@@ -163,21 +152,18 @@ def decode_frame(message: str | bytes) -> Frame:
     if message.count(":") != len(outer) + colons or "\\u" in message:
         _strict_envelope(message)
     try:
-        payload, end = _scan(o, 0)
-    except (StopIteration, json.JSONDecodeError, RecursionError) as exc:
-        if not (isinstance(exc, StopIteration) and o[:1].isspace()):
-            if message_type is MessageType.ERROR:
-                return Frame(message_type, i, n, o)  # "Endpoint Not Found"
-            raise FrameError(f"payload 'o' of {_shown(n)} (m={m}, i={i}) is not JSON") from None
-        end = None
-    except ValueError:  # NaN, Infinity, an integer too long: named below
-        end = None
-    if end != len(o) or (
-        colons
-        and not (type(payload) is dict and len(payload) == colons)
-        and _keys_in(payload) != colons
-    ):
+        payload = read_json(o)
+    except (ValueError, StopIteration, RecursionError):
+        # Not JSON (legal only for m=5: "Endpoint Not Found"), or not JSON to
+        # take as read: the strict reader says which.
         payload = _strict_payload(o, message_type, i, n)
+    else:
+        if (
+            colons
+            and not (type(payload) is dict and len(payload) == colons)
+            and _keys_in(payload) != colons
+        ):
+            payload = _strict_payload(o, message_type, i, n)
     return Frame(message_type, i, n, payload)
 
 

@@ -1,7 +1,11 @@
-"""Every async test runs on four event loops and drivers (ids in brackets):
+"""Every async test runs on four event loops and drivers (six with picows; ids in brackets):
 
 * ``asyncio``: asyncio's loop, direct connections on the asyncio protocol driver
-  (what ``driver="auto"`` takes under asyncio);
+  (what ``driver="auto"`` takes under asyncio without picows);
+* ``asyncio-picows``, ``uvloop-picows``: asyncio's and uvloop's loops, direct
+  connections on the picows driver (what ``driver="auto"`` takes with the
+  ``fast`` extra). Only where picows is installed: the ``dev`` extra has it, so
+  CI runs them; without it these ids do not exist (nothing is skipped);
 * ``asyncio-anyio``: asyncio's loop, every connection on the anyio stream driver
   (``alphapoint.drivers.choose.auto_on_asyncio`` set to ``"anyio"``);
 * ``uvloop``: uvloop's loop, on the asyncio protocol driver (not on Windows,
@@ -10,6 +14,9 @@
 
 A test that depends on the driver asks the ``driver`` fixture which one a
 direct connection takes, never the backend's name.
+
+``codec`` (in :mod:`tests.test_frame` and :mod:`tests.test_strict_json`)
+runs the frame codec's tests once per JSON library installed.
 
 ``deaf_gateway_url`` is a WebSocket server that stops reading at the socket.
 
@@ -32,6 +39,7 @@ import trustme
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
+from alphapoint import frame, jsoncodec
 from alphapoint.drivers import Driver, choose
 
 
@@ -62,8 +70,12 @@ LOOPS: dict[str, tuple[str | tuple[str, dict[str, Any]], Driver]] = {
     "uvloop": (("asyncio", {"use_uvloop": True}), "asyncio"),
     "trio": ("trio", "anyio"),
 }
+if choose.picows_installed():
+    LOOPS["asyncio-picows"] = ("asyncio", "picows")
+    LOOPS["uvloop-picows"] = (("asyncio", {"use_uvloop": True}), "picows")
 if sys.platform == "win32":  # uvloop does not run there
     del LOOPS["uvloop"]
+    LOOPS.pop("uvloop-picows", None)
 
 
 @pytest.fixture(params=list(LOOPS))
@@ -78,11 +90,22 @@ def anyio_backend(
 
 @pytest.fixture
 def driver(anyio_backend: object, anyio_backend_name: str) -> Driver:
-    """The driver a direct connection takes in this test: ``"asyncio"`` or ``"anyio"``.
+    """The driver a direct connection takes in this test: ``"picows"``, ``"asyncio"``
+    or ``"anyio"``.
 
     It follows the ``anyio_backend`` fixture, including a module's own.
     """
     return choose.auto_on_asyncio if anyio_backend_name == "asyncio" else "anyio"
+
+
+@pytest.fixture(scope="module", params=jsoncodec.CODECS, ids=[c.name for c in jsoncodec.CODECS])
+def codec(request: pytest.FixtureRequest) -> Iterator[jsoncodec.Codec]:
+    """The frame codec on each JSON library installed (orjson, json), in turn."""
+    chosen: jsoncodec.Codec = request.param
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(frame, "read_json", chosen.read)
+        patch.setattr(frame, "write_json", chosen.write)
+        yield chosen
 
 
 class DeafGateway:

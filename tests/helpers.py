@@ -26,6 +26,10 @@ LIMIT = 10.0
 #: A timeout meant to expire (or a short open/close bound) in a test.
 SHORT = 0.2
 
+#: The drivers whose bytes arrive in the event loop's callbacks (asyncio, uvloop):
+#: a connection is one task, and a write is taken whole or not at all.
+CALLBACK_DRIVERS = ("asyncio", "picows")
+
 
 def no_jitter(cap: float) -> float:
     """A reconnect jitter that takes the whole cap: delays without randomness."""

@@ -14,6 +14,9 @@ from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
 
 # -- encode_frame ------------------------------------------------------------
 
+#: Every test here runs with each JSON library installed (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("codec")
+
 
 def test_encode_ping_exact_text() -> None:
     assert encode_frame(Frame(MessageType.REQUEST, 2, "Ping", {})) == (

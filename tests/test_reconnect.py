@@ -48,7 +48,7 @@ from alphapoint.testing import Gateway, RunningGateway
 from alphapoint.testing.pytest_plugin import GatewayFixture
 from alphapoint.testing.scripted import ScriptedConnection, serve_script, serve_tcp
 
-from .helpers import LIMIT, no_jitter, running_tasks, wait_until
+from .helpers import CALLBACK_DRIVERS, LIMIT, no_jitter, running_tasks, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -706,7 +706,7 @@ async def test_a_session_runs_its_connection_and_a_reconnect_only_after_a_drop(
     connection's task (on the anyio driver also its alarm task, since its
     reader is busy reading), and a reconnect task exists only from a drop until
     the next connection is in."""
-    steady = ["connection"] if driver == "asyncio" else ["alarm", "connection"]
+    steady = ["connection"] if driver in CALLBACK_DRIVERS else ["alarm", "connection"]
     at_state: dict[SessionState, list[str]] = {}
 
     def on_state_change(state: SessionState) -> None:

@@ -39,6 +39,9 @@ json_values = st.recursive(
     max_leaves=16,
 )
 
+#: Every test here runs with each JSON library installed (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("codec")
+
 
 def write(value: Any, rng: random.Random) -> str:
     """``value`` as JSON text, with random white space and escapes."""

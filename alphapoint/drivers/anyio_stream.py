@@ -260,7 +260,10 @@ class StreamWebSocket(BaseWebSocket):
                     await self.abort()  # TLS cannot half-close
                 else:
                     await self._stream.send_eof()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, RuntimeError):
+            # RuntimeError: uvloop's, for a half-close of a transport the peer
+            # has closed already (a client that fails the connection and
+            # hangs up at once, as picows does).
             await self.abort()
             if not quiet:
                 raise self._closed_error("the connection was lost while sending") from None

@@ -39,15 +39,211 @@ from .base import (
     OnWakeup,
 )
 
-__all__ = ["AsyncioWebSocket", "open_asyncio_websocket"]
+__all__ = ["AsyncioWebSocket", "CallbackWebSocket", "open_asyncio_websocket"]
 
 
-class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
-    """One client WebSocket whose bytes arrive through asyncio's callbacks.
+class CallbackWebSocket(BaseWebSocket):
+    """A driver whose bytes arrive in the event loop's callbacks (asyncio, uvloop).
+
+    What the asyncio protocol driver and the picows driver share: messages are
+    handed to ``on_message`` in the read callback, ``run()``'s task waits for
+    wake-ups (events, the alarm, the end), senders wait while the transport's
+    buffer is over its high-water mark, and the transport is closed or aborted
+    at the end. A subclass moves the bytes and says when it has finished.
 
     ``run()`` must be called by a single task; ``send_text()`` may be called
     from any number of tasks (a write never waits unless the peer stopped
     reading, so there is no lock).
+    """
+
+    def __init__(
+        self,
+        protocol: ClientProtocol | None,
+        *,
+        close_timeout: float,
+        max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+        max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+        max_message_size: int | None = None,
+    ) -> None:
+        super().__init__(
+            protocol,
+            close_timeout=close_timeout,
+            max_fragments=max_fragments,
+            max_send_buffer=max_send_buffer,
+            max_message_size=max_message_size,
+        )
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._on_message: OnMessage | None = None
+        #: Whether an on_message asked for on_wakeup since the last one ran.
+        self._wakeup_due = False
+        #: The loop's timer for the alarm, and whether it has rung since run() looked.
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_rang = False
+        #: The run() task's wait, while it waits.
+        self._waiter: asyncio.Future[None] | None = None
+        #: Whether the transport has ended (connection_lost was called).
+        self._ended = False
+        #: What on_message raised (a bug): run() raises it in the task.
+        self._bug: Exception | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        #: Senders waiting for the transport's buffer to drain.
+        self._paused = False
+        self._drained: asyncio.Future[None] | None = None
+        #: Bytes the reads added to the buffer since it last went over its
+        #: high-water mark (pongs, a close echo): bounded by max_send_buffer.
+        self._answers_waiting = 0
+
+    def _finished(self) -> bool:
+        """Whether the connection has ended (``run()`` then raises ``ConnectionClosed``)."""
+        return self._ended
+
+    # -- the transport's flow control -----------------------------------------
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._answers_waiting = 0
+        self._set_drained()
+
+    # -- reading --------------------------------------------------------------
+
+    def _deliver_messages(self, budget: int | None = None) -> None:
+        """Hand the messages read to ``on_message``; with ``budget``, about so many
+        characters of them (the rest wait for another call)."""
+        on_message = self._on_message
+        if on_message is None:
+            return  # kept until run() starts (frames that came with the handshake)
+        messages = self._messages
+        while messages:
+            if budget is not None:
+                if budget <= 0:
+                    return
+                budget -= len(messages[0])
+            try:
+                wakeup = on_message(messages.popleft())
+            except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
+                self._bug = exc
+                self._on_message = None
+                self._abort_transport()
+                self._wake()
+                return
+            if wakeup:
+                # Wake the task now, before later replies wake their callers:
+                # an event is handled before a reply that came after it.
+                self._wakeup_due = True
+                self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def run(self, on_message: OnMessage, on_wakeup: OnWakeup, on_alarm: OnAlarm) -> NoReturn:
+        self._on_message = on_message
+        try:
+            self._deliver_messages()
+            while True:
+                if self._wakeup_due:
+                    self._wakeup_due = False
+                    on_wakeup()
+                    continue
+                if self._bug is not None:
+                    raise self._bug
+                if self._finished():
+                    self._close_transport()
+                    raise self._closed_error("the connection closed")
+                if self._alarm_rang:
+                    self._alarm_rang = False
+                    now = self.clock()
+                    if now < self._alarm_at:
+                        # The loop's timer rang early (uvloop counts in whole
+                        # milliseconds): set it again; never ring before the time.
+                        self._alarm_moved(self._alarm_at)
+                        continue
+                    self._alarm_at = math.inf
+                    self.set_alarm(await on_alarm(now))
+                    continue
+                self._waiter = self._loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+        finally:
+            self._on_message = None
+            self._alarm_at = -math.inf  # set_alarm() now never moves it
+            if self._alarm is not None:
+                self._alarm.cancel()
+                self._alarm = None
+
+    # -- the alarm ------------------------------------------------------------
+
+    def _alarm_moved(self, when: float) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+        self._alarm = self._loop.call_at(when, self._ring) if when != math.inf else None
+
+    def _ring(self) -> None:
+        self._alarm = None
+        self._alarm_rang = True
+        self._wake()
+
+    # -- writing --------------------------------------------------------------
+
+    async def _drain(self, deadline: float) -> None:
+        """Wait until the peer reads enough for the buffer to drain, by ``deadline``."""
+        with anyio.CancelScope(deadline=deadline):
+            while self._paused and not self._ended:
+                if self._drained is None:
+                    self._drained = self._loop.create_future()
+                await asyncio.shield(self._drained)
+        if self._paused and not self._ended:
+            raise TimeoutError
+
+    def _set_drained(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def _count_answers(self, size: int) -> bool:
+        """``size`` bytes of answers (pongs, a close echo) were written after a read.
+
+        They cannot wait for the buffer to drain, so while it is full they are
+        counted against ``max_send_buffer``; past it, the gateway is not
+        reading, and the connection is dropped (false).
+        """
+        if not self._paused:
+            return True
+        self._answers_waiting += size
+        if self._answers_waiting <= self._max_send_buffer:
+            return True
+        if self._lost is None:
+            self._lost = (
+                f"the gateway stopped reading (more than {self._max_send_buffer} bytes of "
+                f"answers to it, pongs, waiting to be sent)"
+            )
+        self._abort_transport()
+        return False
+
+    # -- closing --------------------------------------------------------------
+
+    def _close_transport(self) -> None:
+        """Close once what is buffered is written (a close frame, say)."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def _abort_transport(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def abort(self) -> None:
+        self._abort_transport()
+
+
+class AsyncioWebSocket(CallbackWebSocket, asyncio.Protocol):
+    """One client WebSocket whose bytes arrive through asyncio's callbacks.
 
     A sender waits while the transport's buffer is over its high-water mark;
     the answers to what the gateway sends (pongs, a close echo) cannot wait,
@@ -71,31 +267,13 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
             max_fragments=max_fragments,
             max_send_buffer=max_send_buffer,
         )
-        self._loop = asyncio.get_running_loop()
-        self._transport: asyncio.Transport | None = None
         #: Done once the handshake response (or something that is not one) came.
         self._handshake: asyncio.Future[None] = self._loop.create_future()
-        self._on_message: OnMessage | None = None
-        #: Whether an on_message asked for on_wakeup since the last one ran.
-        self._wakeup_due = False
-        #: The loop's timer for the alarm, and whether it has rung since run() looked.
-        self._alarm: asyncio.TimerHandle | None = None
-        self._alarm_rang = False
-        #: The run() task's wait, while it waits.
-        self._waiter: asyncio.Future[None] | None = None
-        #: Whether the transport has ended (connection_lost was called).
-        self._ended = False
-        #: What on_message raised (a bug): run() raises it in the task.
-        self._bug: Exception | None = None
-        self._close_timer: asyncio.TimerHandle | None = None
         #: Whether sent messages wait for a write later in this turn of the loop.
         self._corked = False
-        #: Senders waiting for the transport's buffer to drain.
-        self._paused = False
-        self._drained: asyncio.Future[None] | None = None
-        #: Bytes the reads added to the buffer since it last went over its
-        #: high-water mark (pongs, a close echo): bounded by max_send_buffer.
-        self._answers_waiting = 0
+
+    def _finished(self) -> bool:
+        return self._ended or self._protocol.state is CLOSED
 
     # -- asyncio's callbacks --------------------------------------------------
 
@@ -167,14 +345,6 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         self._deliver_messages()
         self._wake()
 
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        self._answers_waiting = 0
-        self._set_drained()
-
     # -- reading --------------------------------------------------------------
 
     def _after_read(self) -> None:
@@ -197,80 +367,6 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
             self._close_timer = self._loop.call_later(self._close_timeout, self._abort_transport)
         self._deliver_messages()
 
-    def _deliver_messages(self) -> None:
-        on_message = self._on_message
-        if on_message is None:
-            return  # kept until run() starts (frames that came with the handshake)
-        messages = self._messages
-        while messages:
-            try:
-                wakeup = on_message(messages.popleft())
-            except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
-                self._bug = exc
-                self._on_message = None
-                self._abort_transport()
-                self._wake()
-                return
-            if wakeup:
-                # Wake the task now, before later replies wake their callers:
-                # an event is handled before a reply that came after it.
-                self._wakeup_due = True
-                self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def run(self, on_message: OnMessage, on_wakeup: OnWakeup, on_alarm: OnAlarm) -> NoReturn:
-        self._on_message = on_message
-        try:
-            self._deliver_messages()
-            while True:
-                if self._wakeup_due:
-                    self._wakeup_due = False
-                    on_wakeup()
-                    continue
-                if self._bug is not None:
-                    raise self._bug
-                if self._ended or self._protocol.state is CLOSED:
-                    self._close_transport()
-                    raise self._closed_error("the connection closed")
-                if self._alarm_rang:
-                    self._alarm_rang = False
-                    now = self.clock()
-                    if now < self._alarm_at:
-                        # The loop's timer rang early (uvloop counts in whole
-                        # milliseconds): set it again; never ring before the time.
-                        self._alarm_moved(self._alarm_at)
-                        continue
-                    self._alarm_at = math.inf
-                    self.set_alarm(await on_alarm(now))
-                    continue
-                self._waiter = self._loop.create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
-        finally:
-            self._on_message = None
-            self._alarm_at = -math.inf  # set_alarm() now never moves it
-            if self._alarm is not None:
-                self._alarm.cancel()
-                self._alarm = None
-
-    # -- the alarm ------------------------------------------------------------
-
-    def _alarm_moved(self, when: float) -> None:
-        if self._alarm is not None:
-            self._alarm.cancel()
-        self._alarm = self._loop.call_at(when, self._ring) if when != math.inf else None
-
-    def _ring(self) -> None:
-        self._alarm = None
-        self._alarm_rang = True
-        self._wake()
-
     # -- writing --------------------------------------------------------------
 
     async def send_text(
@@ -292,21 +388,6 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         self._corked = False
         self._write_queued()
 
-    async def _drain(self, deadline: float) -> None:
-        """Wait until the peer reads enough for the buffer to drain, by ``deadline``."""
-        with anyio.CancelScope(deadline=deadline):
-            while self._paused and not self._ended:
-                if self._drained is None:
-                    self._drained = self._loop.create_future()
-                await asyncio.shield(self._drained)
-        if self._paused and not self._ended:
-            raise TimeoutError
-
-    def _set_drained(self) -> None:
-        drained, self._drained = self._drained, None
-        if drained is not None and not drained.done():
-            drained.set_result(None)
-
     async def send_close(self, code: int = 1000, reason: str = "") -> None:
         if self._protocol.state is OPEN and not self._ended:
             self._protocol.send_close(code, reason)
@@ -326,39 +407,13 @@ class AsyncioWebSocket(BaseWebSocket, asyncio.Protocol):
         data = b"".join(chunks)
         if data:
             transport.write(data)
-            if answers and self._paused:
-                self._answers_waiting += len(data)
-                if self._answers_waiting > self._max_send_buffer:
-                    self._not_reading(transport)
-                    return
+            if answers and not self._count_answers(len(data)):
+                return
         if not chunks[-1]:
             if transport.can_write_eof():
                 transport.write_eof()
             else:
                 transport.close()  # TLS cannot half-close
-
-    def _not_reading(self, transport: asyncio.Transport) -> None:
-        """Answers pile up past ``max_send_buffer``: the gateway is not reading. Drop it."""
-        if self._lost is None:
-            self._lost = (
-                f"the gateway stopped reading (more than {self._max_send_buffer} bytes of "
-                f"answers to it, pongs, waiting to be sent)"
-            )
-        transport.abort()
-
-    # -- closing --------------------------------------------------------------
-
-    def _close_transport(self) -> None:
-        """Close once what is buffered is written (a close frame, say)."""
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
-
-    def _abort_transport(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
-
-    async def abort(self) -> None:
-        self._abort_transport()
 
 
 async def open_asyncio_websocket(

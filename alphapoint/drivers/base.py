@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from websockets.frames import Opcode
 from websockets.protocol import CLOSED, OPEN, Protocol
 
-from ..errors import ConnectionClosed, ProtocolError
+from ..errors import ConnectionClosed, HandshakeRefused, ProtocolError
 from .loop import EventLike, native_clock_and_event
 
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ __all__ = [
     "OnAlarm",
     "OnMessage",
     "OnWakeup",
+    "QuietLogger",
+    "refused_upgrade",
     "websockets_logger",
 ]
 
@@ -94,35 +96,64 @@ OnWakeup = Callable[[], None]
 OnAlarm = Callable[[float], Awaitable[float]]
 
 
-class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The logger handed to websockets: it never enables DEBUG.
+class QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger handed to a WebSocket library: never DEBUG, nor below ``lowest``.
 
-    websockets logs every frame's contents at DEBUG, passwords included; this
-    library logs frames itself, with secrets redacted.
+    websockets (and picows) log every frame's contents at DEBUG, passwords
+    included; this library logs frames itself, with secrets redacted.
     """
 
+    def __init__(
+        self, logger: logging.Logger, extra: dict[str, Any], *, lowest: int = logging.INFO
+    ) -> None:
+        super().__init__(logger, extra)
+        self.lowest = lowest
+
     def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+        return level >= self.lowest and self.logger.isEnabledFor(level)
 
 
-websockets_logger = _QuietLogger(logging.getLogger("alphapoint.websockets"), {})
+websockets_logger = QuietLogger(logging.getLogger("alphapoint.websockets"), {})
+
+
+def refused_upgrade(where: str, status: int | None, detail: str) -> HandshakeRefused:
+    """The error for a handshake the server answered with anything but 101.
+
+    ``status`` and its reason phrase as ``detail``; or no status (not HTTP,
+    or a 101 that is not a valid upgrade) and what was wrong with it.
+    """
+    if status is not None:
+        return HandshakeRefused(
+            f"{where} refused the WebSocket upgrade: HTTP {status} {detail}", status=status
+        )
+    return HandshakeRefused(f"WebSocket handshake with {where} failed: {detail}", status=None)
 
 
 class BaseWebSocket(ABC):
     """One WebSocket connection's protocol state, whatever moves its bytes."""
 
+    #: websockets' Sans-I/O protocol, for the drivers built on it; the picows
+    #: driver parses frames itself and overrides what reads it (``_close_state``,
+    #: ``_fail_with``, ``is_open``).
+    _protocol: Protocol
+
     def __init__(
         self,
-        protocol: Protocol,
+        protocol: Protocol | None,
         *,
         close_timeout: float,
         max_fragments: int = DEFAULT_MAX_FRAGMENTS,
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+        max_message_size: int | None = None,
     ) -> None:
-        self._protocol = protocol
+        if protocol is not None:
+            self._protocol = protocol
         self._close_timeout = close_timeout
         self._max_fragments = max_fragments
         self._max_send_buffer = max_send_buffer
+        #: The bytes of a fragmented message, bounded here only for a driver
+        #: whose parser bounds frames, not messages (websockets bounds both).
+        self._max_message_size = max_message_size
         self._messages: deque[str | bytes] = deque()
         #: The message being assembled: its bytes so far (not a list of
         #: fragments: an empty fragment costs nothing), its opcode, its frames.
@@ -215,33 +246,60 @@ class BaseWebSocket(ABC):
         included; the number of fragments is bounded here.
         """
         for frame in frames:
-            opcode = frame.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                if frame.fin:
-                    self._deliver(opcode, frame.data)
-                else:
-                    self._fragment_opcode = opcode
-                    self._fragments = bytearray(frame.data)
-                    self._fragment_count = 1
-            elif opcode is Opcode.CONT and self._fragment_opcode is not None:
-                self._fragment_count += 1
-                if self._fragment_count > self._max_fragments:
-                    self._too_many_fragments()
-                    return  # the connection is failed: nothing more is read
-                self._fragments += frame.data
-                if frame.fin:
-                    data, opcode = self._fragments, self._fragment_opcode
-                    self._fragments, self._fragment_opcode = bytearray(), None
-                    self._deliver(opcode, data)
+            self._assemble(frame.opcode, frame.fin, frame.data)
+
+    def _assemble(self, opcode: Opcode, fin: bool, data: bytes) -> None:
+        """One data frame: a message if it is whole, else a fragment kept (bounded)."""
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if fin:
+                self._deliver(opcode, data)
+            else:
+                self._fragment_opcode = opcode
+                self._fragments = bytearray(data)
+                self._fragment_count = 1
+        elif opcode is Opcode.CONT and (kind := self._fragment_opcode) is not None:
+            self._fragment_count += 1
+            if self._fragment_count > self._max_fragments:
+                self._too_many_fragments()
+                return  # the connection is failed: nothing more is read
+            limit = self._max_message_size
+            if limit is not None and len(self._fragments) + len(data) > limit:
+                read = len(self._fragments)
+                self._fragments, self._fragment_opcode = bytearray(), None
+                self._fail_once(
+                    ProtocolError(  # said as websockets says it
+                        f"the peer sent a message over the size limit (frame with "
+                        f"{len(data)} bytes after reading {read} bytes exceeds limit "
+                        f"of {limit} bytes)"
+                    ),
+                    1009,
+                    "message too big",
+                )
+                return
+            self._fragments += data
+            if fin:
+                message = self._fragments
+                self._fragments, self._fragment_opcode = bytearray(), None
+                self._deliver(kind, message)
 
     def _too_many_fragments(self) -> None:
         self._fragments, self._fragment_opcode = bytearray(), None
+        self._fail_once(
+            ProtocolError(f"the peer sent a message in more than {self._max_fragments} fragments"),
+            1008,
+            "too many fragments",
+        )
+
+    def _fail_once(self, failure: ProtocolError, code: int, reason: str) -> None:
+        """This side fails the connection (close ``code``), unless it already has."""
         if self._failure is None:
-            self._failure = ProtocolError(
-                f"the peer sent a message in more than {self._max_fragments} fragments"
-            )
-            if self._protocol.state is OPEN:
-                self._protocol.fail(1008, "too many fragments")
+            self._failure = failure
+            self._fail_with(code, reason)
+
+    def _fail_with(self, code: int, reason: str) -> None:
+        """Send a close frame with ``code`` and drop the connection (websockets' ``fail``)."""
+        if self._protocol.state is OPEN:
+            self._protocol.fail(code, reason)
 
     def _deliver(self, opcode: Opcode, data: bytes | bytearray) -> None:
         if opcode is Opcode.BINARY:
@@ -250,10 +308,11 @@ class BaseWebSocket(ABC):
         try:
             self._messages.append(data.decode())
         except UnicodeDecodeError:
-            if self._failure is None:
-                self._failure = ProtocolError("the peer sent a text message that is not UTF-8")
-                if self._protocol.state is OPEN:
-                    self._protocol.fail(1007, "invalid UTF-8")
+            self._fail_once(
+                ProtocolError("the peer sent a text message that is not UTF-8"),
+                1007,
+                "invalid UTF-8",
+            )
 
     def _check_parser(self) -> None:
         """Record why websockets' parser failed the connection, if it did."""
@@ -268,7 +327,8 @@ class BaseWebSocket(ABC):
 
     # -- why it ended ---------------------------------------------------------
 
-    def _closed_error(self, message: str) -> ConnectionClosed:
+    def _close_state(self) -> tuple[int | None, str, bool]:
+        """The close code and reason so far, and whether the peer's close frame came."""
         protocol = self._protocol
         received = protocol.close_rcvd
         if protocol.state is CLOSED:
@@ -278,6 +338,10 @@ class BaseWebSocket(ABC):
             code, reason = int(received.code), received.reason
         else:
             code, reason = None, ""
+        return code, reason, received is not None
+
+    def _closed_error(self, message: str) -> ConnectionClosed:
+        code, reason, received = self._close_state()
         secrets = self.secrets
         if secrets:
             # The gateway's words (a close reason may echo a password).
@@ -291,7 +355,7 @@ class BaseWebSocket(ABC):
             message = f"{message}: {self._failure}"
         elif code is not None:
             message = f"{message} (code {code}{': ' + reason if reason else ''})"
-        if self._failure is None and self._lost is not None and received is None:
+        if self._failure is None and self._lost is not None and not received:
             message = f"{message}: {self._lost}"  # lost, not closed by the peer
         error = ConnectionClosed(message, code=code, reason=reason)
         error.__cause__ = self._failure

@@ -1,8 +1,9 @@
 """The one place that chooses a driver and opens a client WebSocket with it.
 
-``driver="auto"`` takes the asyncio protocol driver for a direct connection
-under asyncio or uvloop (a reply wakes its caller straight from the socket),
-and the anyio stream driver otherwise (trio, proxies). Errors of the socket,
+``driver="auto"`` takes, for a direct connection under asyncio or uvloop, the
+picows driver when picows is installed (``pip install 'alphapoint[fast]'``),
+else the asyncio protocol driver (either way a reply wakes its caller straight
+from the socket); and the anyio stream driver otherwise (trio, proxies). Errors of the socket,
 TLS and the handshake are mapped here, at the boundary, to
 :class:`ConnectError` and its subclasses: nothing from anyio, ssl or the OS
 leaves this module.
@@ -17,7 +18,7 @@ import anyio
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus
 
-from ..errors import CertificateError, HandshakeRefused, NetworkError, UsageError
+from ..errors import CertificateError, NetworkError, UsageError
 from ..proxy import proxy_for
 from ..urls import check_secure, is_loopback, parse_url
 from .anyio_stream import open_stream_websocket
@@ -27,21 +28,34 @@ from .base import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_SEND_BUFFER,
     BaseWebSocket,
+    refused_upgrade,
     websockets_logger,
 )
 from .loop import current_loop
 
-__all__ = ["DRIVERS", "Driver", "open_websocket"]
+__all__ = ["DRIVERS", "Driver", "open_websocket", "picows_installed"]
 
-#: ``"auto"``; ``"asyncio"``, asyncio's protocol callbacks (asyncio and
-#: uvloop, direct connections); ``"anyio"``, anyio byte streams (any loop,
-#: proxies).
-Driver = Literal["auto", "asyncio", "anyio"]
-DRIVERS: tuple[Driver, ...] = ("auto", "asyncio", "anyio")
+#: ``"auto"``; ``"picows"``, picows's parser on asyncio's callbacks (asyncio
+#: and uvloop, direct connections, the ``fast`` extra); ``"asyncio"``,
+#: websockets' parser on asyncio's callbacks (the same, without picows);
+#: ``"anyio"``, anyio byte streams (any loop, proxies).
+Driver = Literal["auto", "picows", "asyncio", "anyio"]
+DRIVERS: tuple[Driver, ...] = ("auto", "picows", "asyncio", "anyio")
 
-#: What ``"auto"`` takes under asyncio for a direct connection. The test suite
-#: runs once with each; users choose with ``driver=``.
-auto_on_asyncio: Driver = "asyncio"
+
+def picows_installed() -> bool:
+    """Whether picows can be imported (the ``fast`` extra)."""
+    try:
+        import picows  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+#: What ``"auto"`` takes under asyncio for a direct connection: picows when it
+#: is installed. Set it to ``"asyncio"`` to keep the fast extra's JSON but not
+#: its driver; the test suite runs once with each driver.
+auto_on_asyncio: Driver = "picows" if picows_installed() else "asyncio"
 
 
 def _resolve(driver: Driver, *, proxied: bool) -> Driver:
@@ -50,11 +64,13 @@ def _resolve(driver: Driver, *, proxied: bool) -> Driver:
     loop = current_loop()
     if driver == "auto":
         driver = auto_on_asyncio if loop == "asyncio" and not proxied else "anyio"
-    if driver == "asyncio":
+    if driver == "asyncio" or driver == "picows":
         if loop != "asyncio":
-            raise UsageError("driver='asyncio' needs an asyncio event loop (this is trio)")
+            raise UsageError(f"driver={driver!r} needs an asyncio event loop (this is trio)")
         if proxied:
-            raise UsageError("driver='asyncio' connects directly; a proxy needs driver='anyio'")
+            raise UsageError(f"driver={driver!r} connects directly; a proxy needs driver='anyio'")
+    if driver == "picows" and not picows_installed():
+        raise UsageError("driver='picows' needs picows: pip install 'alphapoint[fast]'")
     return driver
 
 
@@ -98,17 +114,31 @@ async def open_websocket(
     check_secure(uri, allow_insecure=allow_insecure)
     chosen = _resolve(driver, proxied=via is not None)
     where = f"{uri.host}:{uri.port}"
-    protocol = ClientProtocol(uri, max_size=max_message_size, logger=websockets_logger)
-    request = protocol.connect()
-    if user_agent is not None:
-        request.headers["User-Agent"] = user_agent
-    protocol.send_request(request)
     context: ssl_module.SSLContext | None = None
     if uri.secure:
         context = ssl if ssl is not None else ssl_module.create_default_context()
+    if chosen != "picows":  # picows parses and builds frames itself
+        protocol = ClientProtocol(uri, max_size=max_message_size, logger=websockets_logger)
+        request = protocol.connect()
+        if user_agent is not None:
+            request.headers["User-Agent"] = user_agent
+        protocol.send_request(request)
     websocket: BaseWebSocket
     try:
         with anyio.fail_after(open_timeout):
+            if chosen == "picows":
+                from .picows_listener import open_picows_websocket
+
+                return await open_picows_websocket(
+                    uri,
+                    ssl=context,
+                    open_timeout=open_timeout,
+                    close_timeout=close_timeout,
+                    max_message_size=max_message_size,
+                    max_fragments=max_fragments,
+                    max_send_buffer=max_send_buffer,
+                    user_agent=user_agent,
+                )
             if chosen == "asyncio":
                 websocket = await open_asyncio_websocket(
                     uri,
@@ -148,18 +178,12 @@ async def open_websocket(
         await websocket.abort()
         if isinstance(failure, InvalidStatus):
             status = failure.response
-            raise HandshakeRefused(
-                f"{where} refused the WebSocket upgrade: HTTP {status.status_code} "
-                f"{status.reason_phrase}",
-                status=status.status_code,
-            ) from failure
+            raise refused_upgrade(where, status.status_code, status.reason_phrase) from failure
         if isinstance(failure.__cause__, EOFError):
             # The server hung up before answering: the network's doing, as
             # the stream driver reports it too.
             raise NetworkError(
                 f"{where} closed the connection during the WebSocket handshake"
             ) from failure
-        raise HandshakeRefused(
-            f"WebSocket handshake with {where} failed: {failure}", status=None
-        ) from failure
+        raise refused_upgrade(where, None, str(failure)) from failure
     return websocket

@@ -1,0 +1,145 @@
+"""The JSON reader and writer under the frame codec, chosen once, at import.
+
+With orjson installed (``pip install 'alphapoint[fast]'``) they are orjson's;
+otherwise the standard library's C parts, called directly: ``json.dumps`` and
+``JSONEncoder.encode`` build a new C encoder on every call, and
+``JSONDecoder.decode`` runs two regular-expression matches for white space,
+which together cost more than a small frame's own parse (docs/performance.md).
+
+Both are fast paths only. :mod:`alphapoint.frame` keeps the strict rules: a
+:class:`Codec`'s ``read`` raises (``ValueError`` and the like) for anything it
+is not sure it read as the standard library would, and the frame codec then
+reads the text again with its strict reader, which says what it refuses; its
+``write`` raises ``TypeError``/``ValueError``/``RecursionError`` for what is
+not JSON, as ``json.dumps`` with ``allow_nan=False`` would. Where orjson reads
+or writes differently from the standard library, the difference is caught
+here:
+
+* integers beyond 64 bits: orjson reads them as floats, and cannot write them.
+  A text with a run of 19 digits or more is left to the standard library;
+* ``NaN`` and infinities: orjson writes them as ``null``. A written text with a
+  ``null`` in it is written again by the standard library, which refuses them;
+* subclasses of ``str``, ``int``, ``dict`` and ``list``, dataclasses and
+  datetimes: written by the standard library (which writes the first four as
+  their base type and refuses the others), not by orjson.
+
+orjson alone writes enum members (as their values) and UUIDs (as strings),
+which the standard library refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import json.decoder
+import json.encoder
+import json.scanner
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+__all__ = ["CODEC", "CODECS", "Codec"]
+
+
+class Codec(NamedTuple):
+    """A JSON library's fast reader and writer (see the module's docstring)."""
+
+    name: str
+    #: Text to a value; raises when not sure (the strict reader then decides).
+    read: Callable[[str], Any]
+    #: A value to its compact text (``ensure_ascii=False``); raises for non-JSON.
+    write: Callable[[Any], str]
+
+
+class _Unsure(ValueError):
+    """A text the fast reader leaves to the strict one."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _Unsure(name)
+
+
+def _stdlib() -> Codec:
+    scan = json.scanner.make_scanner(
+        json.JSONDecoder(parse_constant=_refuse_constant)  # type: ignore[arg-type]
+    )
+
+    def read(text: str) -> Any:
+        # StopIteration for text that is not JSON (or starts with white
+        # space), JSONDecodeError, _Unsure for NaN, ValueError for an integer
+        # too long, RecursionError; white space after it, here.
+        value, end = scan(text, 0)
+        if end != len(text):
+            raise _Unsure("text after the value")
+        return value
+
+    # What JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+    # check_circular=False).encode builds on every call, built once. A circular
+    # payload fails with RecursionError instead of "Circular reference".
+    make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+    if make_encoder is None:  # pragma: no cover - CPython always has _json
+        encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return Codec("json", read, encoder.encode)
+    chunks = make_encoder(
+        None,  # no markers: no circular check, no shared state between calls
+        _not_serialisable,
+        json.encoder.encode_basestring,
+        None,  # indent
+        ":",
+        ",",
+        False,  # sort_keys
+        False,  # skipkeys
+        False,  # allow_nan
+    )
+    join = "".join
+
+    def write(value: Any) -> str:
+        return join(chunks(value, 0))
+
+    return Codec("json", read, write)
+
+
+def _not_serialisable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+#: A run of digits as long as the longest 64-bit integer or longer: where
+#: orjson would read an integer as a float.
+_LONG_NUMBER = re.compile(r"[0-9]{19}").search
+
+
+def _orjson(fallback: Codec) -> Codec | None:
+    try:
+        import orjson
+    except ImportError:
+        return None
+    loads, dumps = orjson.loads, orjson.dumps
+    options = (
+        orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+    write_slowly = fallback.write
+    long_number = _LONG_NUMBER
+
+    def read(text: str) -> Any:
+        if len(text) >= 19 and long_number(text):
+            raise _Unsure("a number of 19 digits or more")
+        return loads(text)
+
+    def write(value: Any) -> str:
+        try:
+            data = dumps(value, _not_serialisable, options)
+        except TypeError:  # orjson's JSONEncodeError: not JSON, or not for orjson
+            return write_slowly(value)
+        if b"null" in data:
+            return write_slowly(value)  # a NaN or an infinity, maybe (or a None)
+        return data.decode()
+
+    return Codec("orjson", read, write)
+
+
+_STDLIB = _stdlib()
+#: The codecs installed, the fastest first (the tests run the frame codec with each).
+CODECS: tuple[Codec, ...] = tuple(c for c in (_orjson(_STDLIB), _STDLIB) if c is not None)
+#: The one the frame codec uses.
+CODEC = CODECS[0]
