@@ -1,6 +1,9 @@
 """The clients that the benchmarks race, each doing the same work on the wire.
 
-* ``alphapoint``: this library, used the way its README says.
+* ``alphapoint``: this library, used the way its README says, as the default
+  install runs it (websockets' parser on asyncio's callbacks, json).
+* ``alphapoint-fast``: the same code with the ``fast`` extra (the picows
+  driver, orjson); asyncio and uvloop.
 * ``floor``: a hand-written loop over the raw ``websockets`` client (its asyncio
   client, or its trio client under trio), building the same frames and parsing
   the same replies twice (the ``o`` double encoding), matching replies by ``i``
@@ -18,13 +21,15 @@ part: wall time (``time.perf_counter``) and this process's CPU time
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import gc
 import hashlib
 import hmac
 import itertools
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import alphapoint
@@ -108,6 +113,42 @@ def check_authenticated(payload: Any) -> None:
 
 
 # -- alphapoint ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def installed_as(fast: bool) -> Iterator[None]:
+    """alphapoint as the default install runs it, or with the ``fast`` extra.
+
+    Both run in one process here, so the extra's two parts are set for the
+    duration: what ``driver="auto"`` takes under asyncio (picows, or
+    websockets' parser on asyncio's callbacks) and the frame codec's JSON
+    library (orjson, or json), as :mod:`alphapoint.jsoncodec` and
+    ``alphapoint.drivers.choose`` would choose them at import.
+    """
+    from alphapoint import frame, jsoncodec
+    from alphapoint.drivers import choose
+
+    codec = jsoncodec.CODECS[0] if fast else jsoncodec.CODECS[-1]
+    if fast and (codec.name != "orjson" or not choose.picows_installed()):
+        raise RuntimeError("the fast extra is not installed: pip install 'alphapoint[fast]'")
+    saved = choose.auto_on_asyncio, frame.read_json, frame.write_json
+    choose.auto_on_asyncio = "picows" if fast else "asyncio"
+    frame.read_json, frame.write_json = codec.read, codec.write
+    try:
+        yield
+    finally:
+        choose.auto_on_asyncio, frame.read_json, frame.write_json = saved
+
+
+def as_installed(fast: bool, fn: Callable[..., Awaitable[Measured]]) -> Callable[..., Any]:
+    """``fn`` run under :func:`installed_as`."""
+
+    @functools.wraps(fn)
+    async def run(*args: Any) -> Measured:
+        with installed_as(fast):
+            return await fn(*args)
+
+    return run
 
 
 async def alphapoint_calls(url: str, n: int, warmup: int) -> Measured:
@@ -417,23 +458,26 @@ LoginsFn = Callable[[str, int, int, Credentials], Awaitable[Measured]]
 CALLS: dict[tuple[str, str], CallsFn] = {
     ("floor", "asyncio"): floor_calls,
     ("floor", "trio"): floor_calls,
-    ("alphapoint", "asyncio"): alphapoint_calls,
-    ("alphapoint", "trio"): alphapoint_calls,
+    ("alphapoint", "asyncio"): as_installed(False, alphapoint_calls),
+    ("alphapoint", "trio"): as_installed(False, alphapoint_calls),
+    ("alphapoint-fast", "asyncio"): as_installed(True, alphapoint_calls),
     ("picows", "asyncio"): picows_calls,
     ("ccxt", "asyncio"): ccxt_calls,
 }
 PIPELINED: dict[tuple[str, str], PipelinedFn] = {
     ("floor", "asyncio"): floor_pipelined_asyncio,
     ("floor", "trio"): floor_pipelined_trio,
-    ("alphapoint", "asyncio"): alphapoint_pipelined,
-    ("alphapoint", "trio"): alphapoint_pipelined,
+    ("alphapoint", "asyncio"): as_installed(False, alphapoint_pipelined),
+    ("alphapoint", "trio"): as_installed(False, alphapoint_pipelined),
+    ("alphapoint-fast", "asyncio"): as_installed(True, alphapoint_pipelined),
     ("picows", "asyncio"): picows_pipelined,
 }
 LOGINS: dict[tuple[str, str], LoginsFn] = {
     ("floor", "asyncio"): floor_logins,
     ("floor", "trio"): floor_logins,
-    ("alphapoint", "asyncio"): alphapoint_logins,
-    ("alphapoint", "trio"): alphapoint_logins,
+    ("alphapoint", "asyncio"): as_installed(False, alphapoint_logins),
+    ("alphapoint", "trio"): as_installed(False, alphapoint_logins),
+    ("alphapoint-fast", "asyncio"): as_installed(True, alphapoint_logins),
     ("picows", "asyncio"): picows_logins,
 }
 

@@ -2,7 +2,8 @@
 
     python benchmarks/instructions.py [--only calls,pipelined,logins]
                                       [--backends asyncio,uvloop,trio]
-                                      [--clients floor,alphapoint,picows] [--valgrind PATH]
+                                      [--clients floor,alphapoint,picows,alphapoint-fast]
+                                      [--valgrind PATH]
 
 The times in ``run.py`` move by a third between runs on a shared machine; the
 number of instructions a client executes does not, so this shows changes too
@@ -41,7 +42,8 @@ import clients  # noqa: E402
 from servers import ServerProcess, available_impls  # noqa: E402
 
 BENCHES = ["calls", "pipelined", "logins"]
-CLIENTS = ["floor", "alphapoint", "picows"]
+#: alphapoint as the default install, and with the fast extra (picows, orjson).
+CLIENTS = ["floor", "alphapoint", "picows", "alphapoint-fast"]
 CONCURRENCY = 100  # pipelined calls in flight, as run.py
 USER_ID = "7"
 TIMEOUT = 600.0  # seconds for one child under valgrind

@@ -47,16 +47,26 @@ BACKENDS = ["asyncio", "uvloop", "trio"]
 BENCHES = ["decode", "calls", "pipelined", "logins", "sessions"]
 #: The clients in each benchmark, in table order; "floor" is the baseline.
 CLIENTS = {
-    "calls": ["floor", "alphapoint", "picows", "ccxt"],
-    "pipelined": ["floor", "alphapoint", "picows"],
-    "logins": ["floor", "alphapoint", "picows"],
+    "calls": ["floor", "alphapoint", "picows", "alphapoint-fast", "ccxt"],
+    "pipelined": ["floor", "alphapoint", "picows", "alphapoint-fast"],
+    "logins": ["floor", "alphapoint", "picows", "alphapoint-fast"],
     "sessions": ["floor", "alphapoint", "picows"],
     "decode": ["json.loads", "alphapoint", "msgspec", "orjson.loads"],
 }
 #: The package each client or backend needs beyond the dev extra.
-NEEDS = {"picows": "picows", "ccxt": "ccxt", "uvloop": "uvloop", "msgspec": "msgspec"}
+NEEDS = {
+    "picows": "picows",
+    "alphapoint-fast": "picows",
+    "ccxt": "ccxt",
+    "uvloop": "uvloop",
+    "msgspec": "msgspec",
+}
 #: Which backends each client runs under, where not all of them.
-BACKENDS_OF = {"picows": {"asyncio", "uvloop"}, "ccxt": {"asyncio"}}
+BACKENDS_OF = {
+    "picows": {"asyncio", "uvloop"},
+    "alphapoint-fast": {"asyncio", "uvloop"},
+    "ccxt": {"asyncio"},
+}
 #: The module a client needs under one backend: the floor under trio is
 #: websockets' trio client, which the websockets for Python 3.10 does not have.
 NEEDS_UNDER = {("floor", "trio"): "websockets.trio"}
