@@ -26,7 +26,7 @@ import logging
 import math
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -35,6 +35,7 @@ import attrs
 from .apex import check_reply, refused_as_not_logged_in
 from .connection import Connection
 from .credentials import Credentials
+from .decoding import decode
 from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver, open_websocket
 from .errors import (
     AlphaPointError,
@@ -62,7 +63,17 @@ logger = logging.getLogger("alphapoint.session")
 #: Seconds a call waits for its reply unless told otherwise.
 DEFAULT_TIMEOUT: Final = 10.0
 
-_USE_DEFAULT: Any = object()
+T = TypeVar("T")
+
+
+class _SessionTimeout:
+    """The default of every call's ``timeout``: the one given to :func:`connect`."""
+
+    def __repr__(self) -> str:
+        return "<the session's timeout>"
+
+
+_USE_DEFAULT: Any = _SessionTimeout()
 
 
 @attrs.frozen
@@ -194,14 +205,41 @@ class Session:
 
     # -- calls ----------------------------------------------------------------
 
+    @overload
+    async def call(
+        self,
+        function: str,
+        payload: Mapping[str, Any] | list[Any] | None = None,
+        *,
+        timeout: float | None = ...,
+        model: None = None,
+    ) -> Any: ...
+
+    @overload
+    async def call(
+        self,
+        function: str,
+        payload: Mapping[str, Any] | list[Any] | None = None,
+        *,
+        timeout: float | None = ...,
+        model: type[T],
+    ) -> T: ...
+
     async def call(
         self,
         function: str,
         payload: Mapping[str, Any] | list[Any] | None = None,
         *,
         timeout: float | None = _USE_DEFAULT,
+        model: type[T] | None = None,
     ) -> Any:
-        """Call an APEX function and return its decoded reply payload.
+        """Call an APEX function and return its reply payload.
+
+        The payload is the decoded JSON, or with ``model`` an instance of it:
+        an attrs class or a dataclass (or a type such as ``list[Product]``),
+        read in any key casing by the converter that reads the login reply
+        (:func:`alphapoint.decoding.decode`); a reply of another shape raises
+        :class:`DecodeError` naming the field.
 
         Waits for the session to be ready (while reconnecting), then sends the
         request once, all within ``timeout`` (the session's default unless
@@ -211,7 +249,8 @@ class Session:
         or with an ``m=5`` error frame; :class:`RequestTimeout`;
         :class:`ConnectionClosed` if the connection drops first.
         """
-        return await self._send(MessageType.REQUEST, function, payload, timeout, checked=True)
+        reply = await self._send(MessageType.REQUEST, function, payload, timeout, checked=True)
+        return reply if model is None else decode(model, reply, what=function)
 
     async def request(
         self,
