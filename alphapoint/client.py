@@ -13,6 +13,7 @@ from types import TracebackType
 
 from .credentials import Credentials
 from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver
+from .errors import UsageError
 from .login import Login, TwoFactor
 from .policies import Backoff, Keepalive, Relogin, is_retryable
 from .session import DEFAULT_TIMEOUT, Session, SessionOptions
@@ -45,6 +46,14 @@ class connect:
     :class:`SessionState`. ``driver`` picks how bytes move (see
     :mod:`alphapoint.drivers`; ``"auto"`` is right for nearly everyone).
 
+    The first connection fails fast: entering the block raises
+    :class:`ConnectError` if the gateway cannot be reached. A bot that should
+    start while the exchange is in maintenance passes
+    ``wait_for_gateway=True``: the first connection is then retried with the
+    ``reconnect`` policy, for retryable errors only (wrong credentials still
+    fail at once); bound the wait with ``Backoff(max_attempts=...)`` or a
+    timeout around the block.
+
     Exceptions from the block propagate unchanged (never wrapped in an
     ExceptionGroup); leaving the block logs out (unless
     ``logout_on_close=False``), closes the WebSocket with 1000, and waits for
@@ -73,10 +82,13 @@ class connect:
         event_buffer: int = 1024,
         on_state_change: Callable[[SessionState], None] | None = None,
         driver: Driver = "auto",
+        wait_for_gateway: bool = False,
     ) -> None:
         if reconnect is None:
             reconnect = credentials is not None
         policy = Backoff() if reconnect is True else reconnect or None
+        if wait_for_gateway and policy is None:
+            raise UsageError("wait_for_gateway retries with the reconnect policy: give one")
         options = SessionOptions(
             timeout=timeout,
             reconnect=policy,
@@ -92,6 +104,7 @@ class connect:
             allow_insecure=allow_insecure,
             max_message_size=max_message_size,
             driver=driver,
+            wait_for_gateway=wait_for_gateway,
         )
         login = Login(credentials, two_factor, resume=resume, relogin=relogin)
         self._session = Session(url, options, login)

@@ -94,6 +94,7 @@ class SessionOptions:
     allow_insecure: bool = False
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
     driver: Driver = "auto"
+    wait_for_gateway: bool = False
 
 
 class Session:
@@ -682,13 +683,34 @@ class Session:
         await task_group.__aenter__()
         self._task_group = task_group
         try:
-            conn = await self._open_connection()
+            conn = await self._open_first_connection()
         except BaseException:
             self._machine.closing = True
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(None, None, None)
             raise
         self._install(conn)
+
+    async def _open_first_connection(self) -> Connection:
+        """The first connection: fails fast, unless told to wait for the gateway.
+
+        With ``wait_for_gateway``, a retryable failure (a gateway in
+        maintenance, a network not up yet) is retried as the reconnect policy
+        retries a dropped connection: with its backoff, at most
+        ``max_attempts`` attempts in all. Anything else (wrong credentials, a bad
+        certificate) still fails at once.
+        """
+        policy = self._options.reconnect if self._options.wait_for_gateway else None
+        failed = 0
+        while True:
+            try:
+                return await self._open_connection()
+            except Exception as exc:
+                failed += 1
+                if policy is None or not self._options.retryable(exc) or policy.gives_up(failed):
+                    raise
+                logger.warning("connecting to %s failed, will retry: %s", self._url, exc)
+            await anyio.sleep(policy.delay(failed - 1))
 
     async def _exit(self) -> None:
         """Close, and wait for every task of the session."""
