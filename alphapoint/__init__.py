@@ -50,6 +50,7 @@ from .market_data import Level1, Level2Action, Level2Entry, Side, TickDirection,
 from .models import AuthenticateResult, AuthStatus, Event, User
 from .policies import Backoff, Keepalive, Relogin, full_jitter, is_retryable
 from .session import DEFAULT_TIMEOUT, Session, SessionOptions
+from .shutdown import Stop, stop_on_signals
 from .signing import NonceSource, sign
 from .state import SessionState
 from .totp import Totp
@@ -108,6 +109,7 @@ __all__ = [
     "SessionState",
     "Side",
     "StateChanges",
+    "Stop",
     "Subscription",
     "TickDirection",
     "TickerBar",
@@ -126,4 +128,5 @@ __all__ = [
     "full_jitter",
     "is_retryable",
     "sign",
+    "stop_on_signals",
 ]
