@@ -279,7 +279,7 @@ class Subscription(EventStream):
         self._cancel = cancel
 
     def snapshot_rows(self, model: type[T]) -> list[T]:
-        """:attr:`snapshot` as ``model`` rows (a book's entries, the last trades...)."""
+        """The ``snapshot`` as ``model`` rows (a book's entries, the last trades...)."""
         return decode_rows(model, self.snapshot, what=self.function)
 
     @property

@@ -52,7 +52,7 @@ from .gate import Gate
 from .hub import EventHub
 from .login import Call, Login, TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
-from .policies import Backoff, Keepalive, is_retryable
+from .policies import Backoff, Keepalive, Relogin, is_retryable
 from .state import SessionState, StateMachine, Trigger
 from .urls import without_user_info
 
@@ -103,7 +103,18 @@ class Session:
     Every method may be called concurrently from many tasks.
     """
 
-    def __init__(self, url: str, options: SessionOptions, login: Login) -> None:
+    def __init__(
+        self,
+        url: str,
+        options: SessionOptions,
+        *,
+        credentials: Credentials | None = None,
+        two_factor: TwoFactor | None = None,
+        resume: bool = True,
+        relogin: Relogin = Relogin(),  # noqa: B008 - frozen, shared safely
+    ) -> None:
+        """Made by :func:`connect`, which documents each argument; enter that, not this."""
+        login = Login(credentials, two_factor, resume=resume, relogin=relogin)
         self._connect_url = url
         #: The URL as shown in reprs, logs and task names: any user:password@ masked.
         self._url = without_user_info(url)
@@ -239,7 +250,7 @@ class Session:
         The payload is the decoded JSON, or with ``model`` an instance of it:
         an attrs class or a dataclass (or a type such as ``list[Product]``),
         read in any key casing by the converter that reads the login reply
-        (:func:`alphapoint.decoding.decode`); a reply of another shape raises
+        (:func:`alphapoint.decode`); a reply of another shape raises
         :class:`DecodeError` naming the field.
 
         Waits for the session to be ready (while reconnecting), then sends the
@@ -463,7 +474,8 @@ class Session:
         ``message_type=MessageType.SUBSCRIBE`` for ``m=2``/``m=4``), and its
         reply, checked like any call's, is ``snapshot``. It is sent again after
         every reconnect and re-login; leaving the block sends the unsubscribe
-        call. For the known subscribe functions (:data:`KNOWN_SUBSCRIPTIONS`)
+        call. For the known subscribe functions
+        (:data:`alphapoint.events.KNOWN_SUBSCRIPTIONS`)
         the event names and the unsubscribe call are filled in. A payload
         naming an ``InstrumentId`` (or a ``Symbol``) gets only that
         instrument's events, object- and array-shaped alike; ``match=``
