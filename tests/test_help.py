@@ -66,7 +66,7 @@ def resolves(reference: str, owner: Any) -> bool:
 
 @pytest.mark.parametrize("obj", [alphapoint.connect, alphapoint.Session])
 def test_help_shows_no_private_arguments_and_no_object_reprs(obj: Any) -> None:
-    text = pydoc.render_doc(obj, renderer=pydoc.plaintext)
+    text = pydoc.render_doc(obj, renderer=pydoc.TextDoc())
     assert not re.search(r" at 0x[0-9a-f]+>", text)
     signature = inspect.signature(obj)
     for parameter in signature.parameters.values():
