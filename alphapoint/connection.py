@@ -38,7 +38,7 @@ from .errors import (
     ProtocolError,
     RequestTimeout,
 )
-from .frame import Frame, MessageType, decode_frame, encode_frame
+from .frame import Frame, MessageType, decode_frame, encode, encode_frame
 from .models import Event
 from .policies import Keepalive
 from .redaction import SecretSet, redact
@@ -201,10 +201,13 @@ class Connection:
             raise self.closed_error()
         seq, pending = self._register(function, timeout, deadline)
         pending.on_reply = on_reply
-        request = Frame(message_type, seq, function, {} if payload is None else payload)
-        text = encode_frame(request)
+        if payload is None:
+            payload = {}
+        text = encode(message_type, seq, function, payload)  # no Frame unless it is logged
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("> %s", describe(request, self._secrets))
+            logger.debug(
+                "> %s", describe(Frame(message_type, seq, function, payload), self._secrets)
+            )
         try:
             await self._ws.send_text(text, deadline=deadline, coalesce=len(self._pending) > 1)
             pending.sent = True

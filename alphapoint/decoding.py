@@ -22,10 +22,12 @@ payload that fails is decoded again on a detailed one, to name the field.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import math
 import sys
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -149,8 +151,11 @@ def _make_converter(detailed: bool) -> cattrs.Converter:
     converter.register_structure_hook(float, _strict_float)
     converter.register_structure_hook(enum.Enum, _strict_enum)
     # Any other attrs class or dataclass: a user's ``model=`` or a market-data model.
-    converter.register_structure_hook_factory(_is_model, lambda cls: _folding_hook(converter, cls))
-    user = _folding_hook(converter, User)
+    generate = not detailed  # the detailed converter runs only to name a failure
+    converter.register_structure_hook_factory(
+        _is_model, lambda cls: _folding_hook(converter, cls, generate=generate)
+    )
+    user = _folding_hook(converter, User, generate=generate)
     converter.register_structure_hook(User, user)
     # The optional ``user`` field calls the hook directly rather than through
     # cattrs' generic Optional handling, which looks the hook up on every reply.
@@ -159,7 +164,9 @@ def _make_converter(detailed: bool) -> cattrs.Converter:
     )
     converter.register_structure_hook(
         AuthenticateResult,
-        _folding_hook(converter, AuthenticateResult, aliases=AUTHENTICATE_ALIASES),
+        _folding_hook(
+            converter, AuthenticateResult, aliases=AUTHENTICATE_ALIASES, generate=generate
+        ),
     )
     return converter
 
@@ -205,7 +212,11 @@ def array_row(cls: C) -> C:
 
 
 def _folding_hook(
-    converter: cattrs.Converter, cls: type[T], *, aliases: Mapping[str, str] | None = None
+    converter: cattrs.Converter,
+    cls: type[T],
+    *,
+    aliases: Mapping[str, str] | None = None,
+    generate: bool = False,
 ) -> Callable[[Any, type], T]:
     """A structure hook for ``cls`` that reads keys in any casing and skips nulls.
 
@@ -215,6 +226,12 @@ def _folding_hook(
     ``aliases`` names fields by other (folded) keys, as do the fields'
     ``aliases`` metadata; a field's own key wins over an alias when a reply
     has both. An :func:`array_row` class also reads an array by position.
+
+    With ``generate`` (the fast converter), each plan is a function of its
+    own, generated once (:func:`_generated_plan`): it reads the reply's keys
+    straight into ``cls``, with the type checks of the common fields inline.
+    Without it (the detailed converter, which runs only to name what failed),
+    a plan folds the keys and hands them to cattrs' structure function.
     """
     fields = _model_fields(cls)
     aliases = dict(aliases or {})
@@ -226,17 +243,35 @@ def _folding_hook(
     structure = make_dict_structure_fn(cls, converter, **renames)  # type: ignore[arg-type]
     #: By position, for an array row: the folded field names in order.
     positions = [fold_key(f.name) for f in fields] if getattr(cls, _ARRAY_ROW, False) else None
-    #: The keys of a reply, in order -> (key, folded field name) for those naming a field.
-    plans: dict[tuple[Any, ...], list[tuple[Any, str]]] = {}
+    #: The keys of a reply, in order -> a function of the reply that makes ``cls``.
+    plans: dict[tuple[Any, ...], Callable[[dict[Any, Any]], T]] = {}
 
-    def plan(keys: tuple[Any, ...]) -> list[tuple[Any, str]]:
+    def steps_for(keys: tuple[Any, ...]) -> list[tuple[Any, str]]:
+        """(key, folded field name) for each key naming a field, aliases first."""
         folds = [(key, fold_key(key)) for key in keys if isinstance(key, str)]
         # Aliases first, so that a field's own key, later, wins.
         steps = [(key, aliases[name]) for key, name in folds if name in aliases]
         steps += [(key, name) for key, name in folds if name in names]
-        if len(plans) < _PLANS_KEPT:
-            plans[keys] = steps
         return steps
+
+    def folding(steps: list[tuple[Any, str]]) -> Callable[[dict[Any, Any]], T]:
+        def build(value: dict[Any, Any]) -> T:
+            folded = {name: value[key] for key, name in steps if value[key] is not None}
+            return structure(folded, cls)
+
+        return build
+
+    def plan(keys: tuple[Any, ...]) -> Callable[[dict[Any, Any]], T]:
+        steps = steps_for(keys)
+        if len(plans) >= _PLANS_KEPT:
+            return folding(steps)  # a new set of keys every time: not worth generating
+        build = folding(steps)
+        if generate:
+            # A type hint it cannot resolve (a class local to a function): cattrs can.
+            with contextlib.suppress(NameError, TypeError):
+                build = _generated_plan(converter, cls, steps)
+        plans[keys] = build
+        return build
 
     def hook(value: Any, _: type) -> T:
         if positions is not None and isinstance(value, list):
@@ -247,17 +282,80 @@ def _folding_hook(
         if not isinstance(value, dict):
             raise _WrongType(f"expected an object, got {_a(value)}")
         keys = tuple(value)
-        steps = plans.get(keys)
-        if steps is None:
-            steps = plan(keys)
-        folded = {name: value[key] for key, name in steps if value[key] is not None}
-        return structure(folded, cls)
+        build = plans.get(keys)
+        if build is None:
+            build = plan(keys)
+        return build(value)
 
     return hook
 
 
+#: Field types whose check a generated plan makes inline: the condition under
+#: which the converter's own hook (registered in :func:`_make_converter`) would
+#: return the value unchanged. Any other value goes to that hook, which
+#: converts it ("96" -> 96) or raises, as without generation.
+_INLINE: list[tuple[Any, str]] = [
+    (bool, "v.__class__ is bool"),
+    (int, "v.__class__ is int and -R <= v < R"),
+    (int | None, "v.__class__ is int and -R <= v < R"),
+    (str, "v.__class__ is str"),
+    (str | None, "v.__class__ is str and v"),  # an empty string reads as None
+    (float, "v.__class__ is float"),
+]
+
+
+def _generated_plan(
+    converter: cattrs.Converter, cls: type[T], steps: list[tuple[Any, str]]
+) -> Callable[[dict[Any, Any]], T]:
+    """One plan as Python code, compiled once: the reply's keys read into ``cls``.
+
+    Does what the folding plan and cattrs' structure function do together
+    (a field's last non-null key wins; a null or missing field takes its
+    default; each value through its type's hook), without the folded dict in
+    between and with the common checks inline. The keys are never part of
+    the code (they come from the gateway): the code reads them from its
+    namespace (``k0``, ``k1``...). Any failure raises, and :func:`decode`
+    then runs the detailed converter, which says what failed.
+    """
+    fields = {fold_key(f.name): f for f in _model_fields(cls) if f.init}
+    types = typing.get_type_hints(cls)
+    keys_of: dict[str, list[Any]] = {}
+    for key, name in steps:
+        if name in fields:
+            keys_of.setdefault(name, []).append(key)
+    namespace: dict[str, Any] = {"cls": cls, "R": _INT_RANGE}
+    lines = ["def build(value):", "    kw = {}"]
+    for n, (name, keys) in enumerate(keys_of.items()):
+        field = fields[name]
+        argument = getattr(field, "alias", None) or field.name  # attrs: "_x" is "x"
+        kind = types.get(field.name, Any)
+        for m, key in enumerate(keys):
+            namespace[f"k{n}_{m}"] = key
+        # The last key given (not null) wins: an alias first, the field's own key after.
+        lines.append(f"    v = value[k{n}_{len(keys) - 1}]")
+        for m in range(len(keys) - 2, -1, -1):
+            lines.append(f"    if v is None: v = value[k{n}_{m}]")
+        namespace[f"h{n}"] = converter.get_structure_hook(kind)
+        namespace[f"t{n}"] = kind
+        check = next((c for t, c in _INLINE if t == kind), None)
+        call = f"h{n}(v, t{n})"
+        value = f"v if {check} else {call}" if check is not None else call
+        lines += ["    if v is not None:", f"        kw[{argument!r}] = {value}"]
+    lines.append("    return cls(**kw)")
+    exec("\n".join(lines), namespace)  # noqa: S102 - code from field names only, see above
+    build: Callable[[dict[Any, Any]], T] = namespace["build"]
+    return build
+
+
 _fast = _make_converter(detailed=False)
 _detailed = _make_converter(detailed=True)
+
+#: The fast converter's hook for each class decoded so far: ``structure()``
+#: looks it up through cattrs' dispatch on every call, which cost about half
+#: of decoding an AuthenticateUser reply. Bounded (``model=`` may name classes
+#: made on the fly).
+_fast_hooks: dict[Any, Callable[[Any, Any], Any]] = {}
+_HOOKS_KEPT = 256
 
 
 def decode(cls: type[T], payload: Any, *, what: str | None = None) -> T:
@@ -267,8 +365,13 @@ def decode(cls: type[T], payload: Any, *, what: str | None = None) -> T:
     ``list[Level2Entry]``. Raises :class:`DecodeError` naming the first
     offending field.
     """
+    structure = _fast_hooks.get(cls)
+    if structure is None:
+        structure = _fast.get_structure_hook(cls)
+        if len(_fast_hooks) < _HOOKS_KEPT:
+            _fast_hooks[cls] = structure
     try:
-        return _fast.structure(payload, cls)
+        return structure(payload, cls)  # type: ignore[no-any-return]
     except Exception:  # noqa: BLE001, S110 - re-run below on the detailed converter
         pass
     try:

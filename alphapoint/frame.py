@@ -18,7 +18,7 @@ import attrs
 from .errors import FrameError, InvalidPayload, PayloadError
 from .jsoncodec import CODEC
 
-__all__ = ["Frame", "MessageType", "decode_frame", "encode_frame", "json_type"]
+__all__ = ["Frame", "MessageType", "decode_frame", "encode", "encode_frame", "json_type"]
 
 
 class MessageType(enum.IntEnum):
@@ -37,6 +37,9 @@ _TYPES = {t.value: t for t in MessageType}
 #: ``i`` is a 64-bit signed integer on every gateway; outside this range it is refused.
 _SEQ_RANGE = 2**63
 
+#: The characters a JSON text (or Python's NaN, Infinity) may start with.
+_JSON_STARTS = frozenset('{["-0123456789tfnNI \t\n\r')
+
 #: Names and keys of more characters than this are not quoted in error messages.
 _SHOWN = 100
 
@@ -49,6 +52,7 @@ _SHOWN = 100
 #: They are module attributes, looked up per call, so that the tests can run
 #: the codec on each JSON library installed (tests/conftest.py, ``codec``).
 read_json = CODEC.read
+read_json_loose = CODEC.read_loose
 write_json = CODEC.write
 #: A string as JSON text (``ensure_ascii=False``), for the envelope's fields.
 _quote: Callable[[str], str] = json.encoder.encode_basestring
@@ -75,23 +79,28 @@ def encode_frame(frame: Frame) -> str:
     Raises :class:`InvalidPayload` if the payload is not JSON-serialisable, or
     if the text could not be sent as UTF-8 (a lone surrogate in a string).
     """
-    try:
-        inner = write_json(frame.payload)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidPayload(
-            f"payload of {frame.function!r} is not JSON-serialisable ({type(exc).__name__})"
-        ) from None
+    return encode(frame.type, frame.seq, frame.function, frame.payload)
+
+
+def encode(message_type: MessageType, seq: int, function: str, payload: Any) -> str:
+    """:func:`encode_frame` of the frame of these fields, without making the frame."""
+    if type(payload) is dict and not payload:
+        inner = "{}"  # Ping, LogOut and the like: nothing to write
+    else:
+        try:
+            inner = write_json(payload)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidPayload(
+                f"payload of {function!r} is not JSON-serialisable ({type(exc).__name__})"
+            ) from None
     # The envelope's keys and types are fixed: formatted, not encoded.
-    text = (
-        f'{{"m":{int(frame.type)},"i":{int(frame.seq)},'
-        f'"n":{_quote(frame.function)},"o":{_quote(inner)}}}'
-    )
+    text = f'{{"m":{int(message_type)},"i":{int(seq)},"n":{_quote(function)},"o":{_quote(inner)}}}'
     if not text.isascii():
         try:
             text.encode()
         except UnicodeEncodeError:
             raise InvalidPayload(
-                f"frame of {frame.function!r} is not valid UTF-8 (a lone surrogate in a string)"
+                f"frame of {function!r} is not valid UTF-8 (a lone surrogate in a string)"
             ) from None
     return text
 
@@ -116,8 +125,11 @@ def decode_frame(message: str | bytes) -> Frame:
         except UnicodeDecodeError:
             raise FrameError("frame is not valid UTF-8") from None
     try:
-        outer = read_json(message)
+        outer = read_json_loose(message)
     except (ValueError, StopIteration, RecursionError):
+        if message[:1] not in _JSON_STARTS:
+            # Not JSON at all (the common case of garbage): said cheaply.
+            raise FrameError(f"frame is not JSON ({len(message)} characters)") from None
         # Not JSON, or not JSON to take as read (NaN, Infinity, an integer
         # too long, white space around it...): the strict reader says which.
         outer = _strict_envelope(message)
@@ -125,6 +137,11 @@ def decode_frame(message: str | bytes) -> Frame:
         raise FrameError(f"frame is a JSON {json_type(outer)}, not an object")
     try:
         m, i, n, o = outer["m"], outer["i"], outer["n"], outer["o"]
+        if type(m) is float or type(i) is float:
+            # An integer beyond 64 bits reads as a float in the loose reader
+            # (orjson): read again strictly, to say so.
+            outer = _strict_envelope(message)
+            m, i = outer["m"], outer["i"]
     except KeyError as exc:
         raise FrameError(f"frame has no {_shown(exc.args[0])} key") from None
     if type(m) is not int:

@@ -16,7 +16,9 @@ or writes differently from the standard library, the difference is caught
 here:
 
 * integers beyond 64 bits: orjson reads them as floats, and cannot write them.
-  A text with a run of 19 digits or more is left to the standard library;
+  A text with a run of 19 digits or more is left to the standard library
+  (``read_loose`` does not look: the frame codec checks the envelope's
+  numbers itself);
 * ``NaN`` and infinities: orjson writes them as ``null``. A written text with a
   ``null`` in it is written again by the standard library, which refuses them;
 * subclasses of ``str``, ``int``, ``dict`` and ``list``, dataclasses and
@@ -46,6 +48,10 @@ class Codec(NamedTuple):
     name: str
     #: Text to a value; raises when not sure (the strict reader then decides).
     read: Callable[[str], Any]
+    #: The same, except that an integer beyond 64 bits may read as a float
+    #: (orjson's): for a text whose numbers the caller checks itself (the
+    #: envelope's ``m`` and ``i``), without the look for long numbers.
+    read_loose: Callable[[str], Any]
     #: A value to its compact text (``ensure_ascii=False``); raises for non-JSON.
     write: Callable[[Any], str]
 
@@ -78,7 +84,7 @@ def _stdlib() -> Codec:
     make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
     if make_encoder is None:  # pragma: no cover - CPython always has _json
         encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return Codec("json", read, encoder.encode)
+        return Codec("json", read, read, encoder.encode)
     chunks = make_encoder(
         None,  # no markers: no circular check, no shared state between calls
         _not_serialisable,
@@ -95,7 +101,7 @@ def _stdlib() -> Codec:
     def write(value: Any) -> str:
         return join(chunks(value, 0))
 
-    return Codec("json", read, write)
+    return Codec("json", read, read, write)
 
 
 def _not_serialisable(value: Any) -> Any:
@@ -135,7 +141,7 @@ def _orjson(fallback: Codec) -> Codec | None:
             return write_slowly(value)  # a NaN or an infinity, maybe (or a None)
         return data.decode()
 
-    return Codec("orjson", read, write)
+    return Codec("orjson", read, loads, write)
 
 
 _STDLIB = _stdlib()

@@ -131,13 +131,19 @@ def installed_as(fast: bool) -> Iterator[None]:
     codec = jsoncodec.CODECS[0] if fast else jsoncodec.CODECS[-1]
     if fast and (codec.name != "orjson" or not choose.picows_installed()):
         raise RuntimeError("the fast extra is not installed: pip install 'alphapoint[fast]'")
-    saved = choose.auto_on_asyncio, frame.read_json, frame.write_json
+    saved = choose.auto_on_asyncio, frame.read_json, frame.read_json_loose, frame.write_json
     choose.auto_on_asyncio = "picows" if fast else "asyncio"
-    frame.read_json, frame.write_json = codec.read, codec.write
+    frame.read_json, frame.read_json_loose = codec.read, codec.read_loose
+    frame.write_json = codec.write
     try:
         yield
     finally:
-        choose.auto_on_asyncio, frame.read_json, frame.write_json = saved
+        (
+            choose.auto_on_asyncio,
+            frame.read_json,
+            frame.read_json_loose,
+            frame.write_json,
+        ) = saved
 
 
 def as_installed(fast: bool, fn: Callable[..., Awaitable[Measured]]) -> Callable[..., Any]:

@@ -104,6 +104,7 @@ def codec(request: pytest.FixtureRequest) -> Iterator[jsoncodec.Codec]:
     chosen: jsoncodec.Codec = request.param
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(frame, "read_json", chosen.read)
+        patch.setattr(frame, "read_json_loose", chosen.read_loose)
         patch.setattr(frame, "write_json", chosen.write)
         yield chosen
 

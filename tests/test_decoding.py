@@ -637,3 +637,60 @@ def test_decode_authenticate_result_raises_only_decode_error(payload: Any) -> No
     assert isinstance(result.status, AuthStatus)
     assert isinstance(result.display_message, str)
     assert result.display_message
+
+
+# -- the generated plans read what the converter reads -------------------------------
+
+#: User's fields, the JSON type each reads, and the casings a gateway may send.
+USER_FIELDS: dict[str, tuple[type, list[str]]] = {
+    "user_id": (int, ["UserId", "userId", "user_id"]),
+    "user_name": (str, ["UserName", "userName"]),
+    "email": (str, ["Email", "email"]),
+    "email_verified": (bool, ["EmailVerified", "emailVerified"]),
+    "account_id": (int, ["AccountId", "accountId"]),
+    "oms_id": (int, ["OMSId", "omsId", "OmsId"]),
+    "use_2fa": (bool, ["Use2FA", "use2FA"]),
+}
+values = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(sorted(USER_FIELDS)), st.integers(0, 2), values), max_size=10
+    )
+)
+def test_a_user_reads_the_last_key_given_for_a_field_checked_by_its_type(
+    items: list[tuple[str, int, Any]],
+) -> None:
+    # Each set of keys is read by a function generated for it: whatever keys
+    # come (casings mixed, a field twice, nulls), the result is what the
+    # rules say, worked out here key by key: the last non-null value for a
+    # field, read by its type (an id also from a string of digits), or a
+    # DecodeError naming the field.
+    payload: dict[str, Any] = {}
+    for name, casing, value in items:
+        keys = USER_FIELDS[name][1]
+        payload[keys[casing % len(keys)]] = value
+    expected: dict[str, Any] = {}
+    wrong: list[str] = []
+    for key, value in payload.items():  # in the order given: the last one wins
+        name = next(n for n, (_, keys) in USER_FIELDS.items() if key in keys)
+        kind = USER_FIELDS[name][0]
+        if value is None:
+            continue
+        expected.pop(name, None)
+        if name in wrong:
+            wrong.remove(name)
+        if kind is int and type(value) is str and value.isascii() and value.isdigit():
+            value = int(value) if len(value) <= 19 and int(value) < 2**63 else value
+        in_range = not isinstance(value, int) or -(2**63) <= value < 2**63
+        if type(value) is kind and in_range:
+            expected[name] = value
+        else:
+            wrong.append(name)
+    if wrong:
+        with pytest.raises(DecodeError):
+            decode(User, payload)
+        return
+    assert decode(User, payload) == User(**expected)

@@ -125,16 +125,20 @@ class CallbackWebSocket(BaseWebSocket):
             try:
                 wakeup = on_message(messages.popleft())
             except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
-                self._bug = exc
-                self._on_message = None
-                self._abort_transport()
-                self._wake()
+                self._on_bug(exc)
                 return
             if wakeup:
                 # Wake the task now, before later replies wake their callers:
                 # an event is handled before a reply that came after it.
                 self._wakeup_due = True
                 self._wake()
+
+    def _on_bug(self, exc: Exception) -> None:
+        """``on_message`` raised: drop the connection; ``run()`` raises it in the task."""
+        self._bug = exc
+        self._on_message = None
+        self._abort_transport()
+        self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter

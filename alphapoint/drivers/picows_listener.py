@@ -101,6 +101,8 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
         #: Whether a close frame went out from this side, and whether the peer's came.
         self._close_sent = False
         self._close_received = False
+        #: Open: connected, and no close frame sent or received, nor ended.
+        self._open = False
         #: What is left of this read's slice (see _spend), and whether messages
         #: are held for later turns of the loop.
         self._budget = READ_SLICE
@@ -110,7 +112,7 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
 
     @property
     def is_open(self) -> bool:
-        return not (self._ended or self._close_sent or self._close_received)
+        return self._open
 
     def _finished(self) -> bool:
         return self._ended
@@ -120,6 +122,7 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._ws = transport
         self._transport = transport.underlying_transport
+        self._open = True
         if self.abandoned:
             transport.disconnect(False)
 
@@ -135,7 +138,7 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
         if kind is _TEXT and frame.fin and self._fragment_opcode is None:
             # The hot path: a whole text message in one frame.
             try:
-                self._messages.append(frame.get_payload_as_utf8_text())
+                text = frame.get_payload_as_utf8_text()
             except UnicodeDecodeError:
                 self._fail_once(
                     ProtocolError("the peer sent a text message that is not UTF-8"),
@@ -147,8 +150,20 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
                 self._budget = READ_SLICE  # the read is done: the next one starts afresh
             else:
                 self._spend(frame.payload_size)
-            if not self._held:
-                self._deliver_messages()
+            on_message = self._on_message
+            if on_message is None or self._held or self._messages:
+                self._messages.append(text)  # in order, after those waiting
+                if not self._held:
+                    self._deliver_messages()
+                return
+            try:  # the usual case: straight to the connection
+                wakeup = on_message(text)
+            except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
+                self._on_bug(exc)
+                return
+            if wakeup:
+                self._wakeup_due = True
+                self._wake()
             return
         if self._failure is not None:
             return  # this side failed the connection: nothing more is read
@@ -195,16 +210,16 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
 
     def _on_close(self, transport: WSTransport, frame: WSFrame) -> None:
         """The peer's close frame: echo it (unless it answers ours) and close."""
-        self._close_received = True
+        self._close_received, self._open = True, False
         if not self._close_sent:
-            self._close_sent = True
+            self._close_sent, self._open = True, False
             payload = frame.get_payload_as_bytes()
             transport.send(_CLOSE, payload)  # the echo, as websockets sends it
             self._count_answers(len(payload) + _HEADER)
         self._close_transport()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self._ended = True
+        self._ended, self._open = True, False
         if self._close_timer is not None:
             self._close_timer.cancel()
         if transport.is_close_frame_sent and not self._close_sent:
@@ -215,7 +230,7 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
 
     def _refused_by_picows(self, transport: WSTransport) -> None:
         """picows refused a frame: the close frame it sent says why. Drop the connection."""
-        self._close_sent = True
+        self._close_sent, self._open = True, False
         handshake = transport.close_handshake
         sent = handshake.sent if handshake is not None else None
         if sent is not None and self._failure is None:
@@ -250,7 +265,7 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
     def _fail_with(self, code: int, reason: str) -> None:
         ws = self._ws
         if ws is not None and self.is_open:
-            self._close_sent = True
+            self._close_sent, self._open = True, False
             ws.send_close(WSCloseCode(code), reason.encode())
         self._close_transport()
 
@@ -259,17 +274,17 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
     async def send_text(
         self, text: str, *, deadline: float = float("inf"), coalesce: bool = False
     ) -> None:
-        if self._paused and self.is_open:
+        if self._paused and self._open:
             await self._drain(deadline)
         ws = self._ws
-        if ws is None or not self.is_open:
+        if ws is None or not self._open:
             raise self._closed_error("the connection is closed")
         ws.send(_TEXT, text)
 
     async def send_close(self, code: int = 1000, reason: str = "") -> None:
         ws = self._ws
         if ws is not None and self.is_open:
-            self._close_sent = True
+            self._close_sent, self._open = True, False
             ws.send_close(WSCloseCode(code), reason.encode())
             # The peer has a bounded time to finish its half.
             self._close_timer = self._loop.call_later(self._close_timeout, self._abort_transport)
