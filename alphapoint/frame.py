@@ -54,6 +54,7 @@ _SHOWN = 100
 read_json = CODEC.read
 read_json_loose = CODEC.read_loose
 write_json = CODEC.write
+scan_json = CODEC.scan
 #: A string as JSON text (``ensure_ascii=False``), for the envelope's fields.
 _quote: Callable[[str], str] = json.encoder.encode_basestring
 
@@ -125,11 +126,16 @@ def decode_frame(message: str | bytes) -> Frame:
         except UnicodeDecodeError:
             raise FrameError("frame is not valid UTF-8") from None
     try:
-        outer = read_json_loose(message)
+        if scan_json is None:
+            outer, end = read_json_loose(message), len(message)
+        else:  # json's scanner, called here: read_json would add a call around it
+            outer, end = scan_json(message, 0)
     except (ValueError, StopIteration, RecursionError):
         if message[:1] not in _JSON_STARTS:
             # Not JSON at all (the common case of garbage): said cheaply.
             raise FrameError(f"frame is not JSON ({len(message)} characters)") from None
+        end = -1
+    if end != len(message):
         # Not JSON, or not JSON to take as read (NaN, Infinity, an integer
         # too long, white space around it...): the strict reader says which.
         outer = _strict_envelope(message)
@@ -169,18 +175,24 @@ def decode_frame(message: str | bytes) -> Frame:
     if message.count(":") != len(outer) + colons or "\\u" in message:
         _strict_envelope(message)
     try:
-        payload = read_json(o)
+        if scan_json is None:
+            # Too short to hold a number beyond 64 bits: the loose reader is exact.
+            payload = read_json_loose(o) if len(o) < 19 else read_json(o)
+            end = len(o)
+        else:
+            payload, end = scan_json(o, 0)
     except (ValueError, StopIteration, RecursionError):
+        end = -1
+    if end != len(o):
         # Not JSON (legal only for m=5: "Endpoint Not Found"), or not JSON to
         # take as read: the strict reader says which.
         payload = _strict_payload(o, message_type, i, n)
-    else:
-        if (
-            colons
-            and not (type(payload) is dict and len(payload) == colons)
-            and _keys_in(payload) != colons
-        ):
-            payload = _strict_payload(o, message_type, i, n)
+    elif (
+        colons
+        and not (type(payload) is dict and len(payload) == colons)
+        and _keys_in(payload) != colons
+    ):
+        payload = _strict_payload(o, message_type, i, n)
     return Frame(message_type, i, n, payload)
 
 

@@ -54,6 +54,10 @@ class Codec(NamedTuple):
     read_loose: Callable[[str], Any]
     #: A value to its compact text (``ensure_ascii=False``); raises for non-JSON.
     write: Callable[[Any], str]
+    #: json's C scanner, ``(text, index) -> (value, end)``, for a caller to call
+    #: without ``read``'s frame of Python around it (None for orjson, whose
+    #: ``read_loose`` is its C function already).
+    scan: Callable[[str, int], tuple[Any, int]] | None = None
 
 
 class _Unsure(ValueError):
@@ -84,7 +88,7 @@ def _stdlib() -> Codec:
     make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
     if make_encoder is None:  # pragma: no cover - CPython always has _json
         encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return Codec("json", read, read, encoder.encode)
+        return Codec("json", read, read, encoder.encode, scan)
     chunks = make_encoder(
         None,  # no markers: no circular check, no shared state between calls
         _not_serialisable,
@@ -101,7 +105,7 @@ def _stdlib() -> Codec:
     def write(value: Any) -> str:
         return join(chunks(value, 0))
 
-    return Codec("json", read, read, write)
+    return Codec("json", read, read, write, scan)
 
 
 def _not_serialisable(value: Any) -> Any:

@@ -131,19 +131,19 @@ def installed_as(fast: bool) -> Iterator[None]:
     codec = jsoncodec.CODECS[0] if fast else jsoncodec.CODECS[-1]
     if fast and (codec.name != "orjson" or not choose.picows_installed()):
         raise RuntimeError("the fast extra is not installed: pip install 'alphapoint[fast]'")
-    saved = choose.auto_on_asyncio, frame.read_json, frame.read_json_loose, frame.write_json
+    names = ("read_json", "read_json_loose", "write_json", "scan_json")
+    saved = choose.auto_on_asyncio, [getattr(frame, name) for name in names]
     choose.auto_on_asyncio = "picows" if fast else "asyncio"
-    frame.read_json, frame.read_json_loose = codec.read, codec.read_loose
-    frame.write_json = codec.write
+    for name, value in zip(
+        names, [codec.read, codec.read_loose, codec.write, codec.scan], strict=True
+    ):
+        setattr(frame, name, value)
     try:
         yield
     finally:
-        (
-            choose.auto_on_asyncio,
-            frame.read_json,
-            frame.read_json_loose,
-            frame.write_json,
-        ) = saved
+        choose.auto_on_asyncio = saved[0]
+        for name, value in zip(names, saved[1], strict=True):
+            setattr(frame, name, value)
 
 
 def as_installed(fast: bool, fn: Callable[..., Awaitable[Measured]]) -> Callable[..., Any]:

@@ -105,6 +105,7 @@ def codec(request: pytest.FixtureRequest) -> Iterator[jsoncodec.Codec]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(frame, "read_json", chosen.read)
         patch.setattr(frame, "read_json_loose", chosen.read_loose)
+        patch.setattr(frame, "scan_json", chosen.scan)
         patch.setattr(frame, "write_json", chosen.write)
         yield chosen
 

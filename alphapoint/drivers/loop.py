@@ -9,6 +9,7 @@ keeping the loop's own clock and event costs nothing per call.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
@@ -79,7 +80,13 @@ def native_clock_and_event() -> tuple[Callable[[], float], Callable[[], EventLik
     the loop's own (``loop.time`` and a future, or trio's) do not.
     """
     if current_loop() == "asyncio":
-        return asyncio.get_running_loop().time, _Signal
+        loop = asyncio.get_running_loop()
+        if type(loop).time is asyncio.BaseEventLoop.time:
+            # asyncio's own loop reads time.monotonic() in a method of Python;
+            # the function itself is the same clock without the frame (uvloop
+            # keeps a clock of its own, in C).
+            return time.monotonic, _Signal
+        return loop.time, _Signal
     import trio
 
     return trio.current_time, trio.Event
