@@ -4,13 +4,15 @@ The input is the reply's ``o`` text (the inner JSON document), in both casings:
 PascalCase as live gateways send it and camelCase as the documentation shows it.
 
 * ``json.loads``: the floor, parsing only, no model.
-* ``alphapoint``: ``json.loads`` then ``decode_authenticate_result`` (one
-  converter for both casings, strict types, errors that name the field).
+* ``alphapoint``: the text read as the default install's frame codec reads it
+  (json's scanner, :mod:`alphapoint.jsoncodec`), then
+  ``decode_authenticate_result`` (one converter for both casings, strict
+  types, errors that name the field).
+* ``alphapoint-fast``: the same with the ``fast`` extra's reader (orjson).
 * ``msgspec``: ``msgspec.json.decode`` straight into a Struct with the same
   fields, the fastest peer. A Struct reads one casing only, so there is one
   Struct per casing: the work alphapoint does to fold keys is not done here.
-* ``orjson.loads``: parsing only, with orjson: what swapping the JSON parser
-  alone would save (alphapoint does not use orjson; see docs/performance.md).
+* ``orjson.loads``: parsing only, with orjson, for reference.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from alphapoint import jsoncodec
 from alphapoint.decoding import decode_authenticate_result
 from alphapoint.testing.faults import login_reply
 
@@ -140,18 +143,25 @@ def decoders() -> dict[str, dict[str, Callable[[str], Any]] | None]:
     """client -> casing -> a function from the ``o`` text to the decoded reply."""
     loads = json.loads
 
-    def alphapoint(text: str) -> Any:
-        return decode_authenticate_result(loads(text))
+    def alphapoint_with(codec: jsoncodec.Codec) -> dict[str, Callable[[str], Any]]:
+        read = codec.read
 
+        def decode(text: str) -> Any:
+            return decode_authenticate_result(read(text))
+
+        return dict.fromkeys(TEXTS, decode)
+
+    by_name = {codec.name: codec for codec in jsoncodec.CODECS}
     try:
         import orjson
     except ImportError:
         orjson_loads = None
     else:
-        orjson_loads = {casing: orjson.loads for casing in TEXTS}
+        orjson_loads = dict.fromkeys(TEXTS, orjson.loads)
     return {
-        "json.loads": {casing: loads for casing in TEXTS},
-        "alphapoint": {casing: alphapoint for casing in TEXTS},
+        "json.loads": dict.fromkeys(TEXTS, loads),
+        "alphapoint": alphapoint_with(by_name["json"]),
+        "alphapoint-fast": alphapoint_with(by_name["orjson"]) if "orjson" in by_name else None,
         "msgspec": _msgspec_decoders(),
         "orjson.loads": orjson_loads,
     }
@@ -187,3 +197,74 @@ def alphapoint_loop(n: int) -> None:
     for text in TEXTS.values():
         for _ in range(n):
             decode_authenticate_result(json.loads(text))
+
+
+# -- instructions per decode, counted by valgrind (python benchmarks/decoding_bench.py) ------
+
+
+def _child(client: str, casing: str, n: int) -> None:
+    fns = decoders()[client]
+    assert fns is not None
+    fn, text = fns[casing], TEXTS[casing]
+    for _ in range(n):
+        fn(text)
+
+
+def main() -> int:
+    """Instructions per decode of each client, each casing: ``python benchmarks/decoding_bench.py``.
+
+    The times in ``run.py`` move with the machine's load (the decode rows'
+    spread was 1.3x-5.4x in a run alongside valgrind); the count does not.
+    Each client decodes in a child under callgrind, 2,000 and 12,000 times;
+    the difference divided by 10,000 is one decode.
+    """
+    import argparse
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from instructions import collected, human, per_op
+
+    if sys.argv[1:2] == ["--child"]:
+        _child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return 0
+    parser = argparse.ArgumentParser(
+        description=main.__doc__.splitlines()[0] if main.__doc__ else ""
+    )
+    parser.add_argument("--valgrind", default="valgrind")
+    args = parser.parse_args()
+    valgrind = shutil.which(args.valgrind)
+    if valgrind is None:
+        print("decoding_bench.py: valgrind not found", file=sys.stderr)
+        return 2
+    available = {name: fns for name, fns in decoders().items() if fns is not None}
+    small, large = 2000, 12000
+    counts: dict[tuple[str, str], float] = {}
+    for casing in TEXTS:
+        for client in available:
+            runs = []
+            for n in (small, large):
+                done = subprocess.run(
+                    [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                     sys.executable, os.path.abspath(__file__), "--child", client, casing, str(n)],
+                    capture_output=True, text=True, check=True,
+                    env=dict(os.environ, PYTHONHASHSEED="0"),
+                )  # fmt: skip
+                runs.append(collected(done.stderr))
+            counts[client, casing] = per_op(small, runs[0], large, runs[1])
+            print(f"{casing}/{client}: {human(counts[client, casing])}", file=sys.stderr)
+    print("Instructions per decode of the AuthenticateUser reply (valgrind callgrind, the")
+    print(f"difference between {small} and {large} decodes): python benchmarks/decoding_bench.py")
+    print()
+    print("| casing | client | instructions per decode | vs json.loads |")
+    print("|---|---|---|---|")
+    for (client, casing), count in counts.items():
+        floor = counts["json.loads", casing]
+        print(f"| {casing} | {client} | {human(count)} | {count / floor:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
