@@ -122,23 +122,26 @@ class CallbackWebSocket(BaseWebSocket):
                 if budget <= 0:
                     return
                 budget -= len(messages[0])
-            try:
-                wakeup = on_message(messages.popleft())
-            except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
-                self._on_bug(exc)
+            if not self._hand_over(on_message, messages.popleft()):
                 return
-            if wakeup:
-                # Wake the task now, before later replies wake their callers:
-                # an event is handled before a reply that came after it.
-                self._wakeup_due = True
-                self._wake()
 
-    def _on_bug(self, exc: Exception) -> None:
-        """``on_message`` raised: drop the connection; ``run()`` raises it in the task."""
-        self._bug = exc
-        self._on_message = None
-        self._abort_transport()
-        self._wake()
+    def _hand_over(self, on_message: OnMessage, message: str | bytes) -> bool:
+        """Give ``on_message`` one message; false if it raised (a bug, which
+        drops the connection; ``run()`` raises it in the task)."""
+        try:
+            wakeup = on_message(message)
+        except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
+            self._bug = exc
+            self._on_message = None
+            self._abort_transport()
+            self._wake()
+            return False
+        if wakeup:
+            # Wake the task now, before later replies wake their callers:
+            # an event is handled before a reply that came after it.
+            self._wakeup_due = True
+            self._wake()
+        return True
 
     def _wake(self) -> None:
         waiter = self._waiter

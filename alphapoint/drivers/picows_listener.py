@@ -156,14 +156,7 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
                 if not self._held:
                     self._deliver_messages()
                 return
-            try:  # the usual case: straight to the connection
-                wakeup = on_message(text)
-            except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
-                self._on_bug(exc)
-                return
-            if wakeup:
-                self._wakeup_due = True
-                self._wake()
+            self._hand_over(on_message, text)  # the usual case: straight to the connection
             return
         if self._failure is not None:
             return  # this side failed the connection: nothing more is read
