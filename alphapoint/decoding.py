@@ -304,6 +304,20 @@ _INLINE: list[tuple[Any, str]] = [
 ]
 
 
+#: A field without a default (a required one).
+_NO_DEFAULT = object()
+
+
+def _default_of(field: Any) -> Any:
+    """A field's default value, or :data:`_NO_DEFAULT` (none, or made by a factory)."""
+    if isinstance(field, dataclasses.Field):
+        return _NO_DEFAULT if field.default is dataclasses.MISSING else field.default
+    default = field.default
+    if default is attrs.NOTHING or isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        return _NO_DEFAULT
+    return default
+
+
 def _generated_plan(
     converter: cattrs.Converter, cls: type[T], steps: list[tuple[Any, str]]
 ) -> Callable[[dict[Any, Any]], T]:
@@ -317,17 +331,29 @@ def _generated_plan(
     namespace (``k0``, ``k1``...). Any failure raises, and :func:`decode`
     then runs the detailed converter, which says what failed.
     """
-    fields = {fold_key(f.name): f for f in _model_fields(cls) if f.init}
+    in_order = [f for f in _model_fields(cls) if f.init]
+    fields = {fold_key(f.name): f for f in in_order}
     types = typing.get_type_hints(cls)
     keys_of: dict[str, list[Any]] = {}
     for key, name in steps:
         if name in fields:
             keys_of.setdefault(name, []).append(key)
     namespace: dict[str, Any] = {"cls": cls, "R": _INT_RANGE}
-    lines = ["def build(value):", "    kw = {}"]
-    for n, (name, keys) in enumerate(keys_of.items()):
-        field = fields[name]
-        argument = getattr(field, "alias", None) or field.name  # attrs: "_x" is "x"
+    # Every argument by position, a default where the reply gives none (no
+    # dictionary of keywords to build and unpack), when every field has a
+    # plain default; else by keyword, leaving out what the reply does not give.
+    positional = all(
+        not getattr(f, "kw_only", False) and _default_of(f) is not _NO_DEFAULT for f in in_order
+    )
+    lines = ["def build(value):"] if positional else ["def build(value):", "    kw = {}"]
+    arguments = []
+    for n, field in enumerate(in_order):
+        keys = keys_of.get(fold_key(field.name))
+        if positional:
+            namespace[f"d{n}"] = _default_of(field)
+        if keys is None:
+            arguments.append(f"d{n}")
+            continue
         kind = types.get(field.name, Any)
         for m, key in enumerate(keys):
             namespace[f"k{n}_{m}"] = key
@@ -340,8 +366,15 @@ def _generated_plan(
         check = next((c for t, c in _INLINE if t == kind), None)
         call = f"h{n}(v, t{n})"
         value = f"v if {check} else {call}" if check is not None else call
-        lines += ["    if v is not None:", f"        kw[{argument!r}] = {value}"]
-    lines.append("    return cls(**kw)")
+        if positional:
+            lines.append(f"    a{n} = d{n} if v is None else {value}")
+            arguments.append(f"a{n}")
+        else:
+            argument = getattr(field, "alias", None) or field.name  # attrs: "_x" is "x"
+            lines += ["    if v is not None:", f"        kw[{argument!r}] = {value}"]
+    lines.append(
+        f"    return cls({', '.join(arguments)})" if positional else "    return cls(**kw)"
+    )
     exec("\n".join(lines), namespace)  # noqa: S102 - code from field names only, see above
     build: Callable[[dict[Any, Any]], T] = namespace["build"]
     return build

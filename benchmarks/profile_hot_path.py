@@ -4,6 +4,7 @@
     python benchmarks/profile_hot_path.py pipelined --profiler pyinstrument
     python benchmarks/profile_hot_path.py logins --backend trio
     python benchmarks/profile_hot_path.py decode
+    python benchmarks/profile_hot_path.py calls --client alphapoint-fast   # or picows, floor
 
 Only the client process is profiled (the server runs in its own process), so
 what it shows is the library's own cost plus the event loop under it.
@@ -29,7 +30,9 @@ import decoding_bench
 from servers import ServerProcess, available_impls
 
 
-def _workload(bench: str, backend: str, n: int) -> tuple[Callable[[], Any], ServerProcess | None]:
+def _workload(
+    bench: str, backend: str, n: int, client: str = "alphapoint"
+) -> tuple[Callable[[], Any], ServerProcess | None]:
     creds = clients.Credentials(secrets.token_hex(8), secrets.token_hex(16), "7")
     if bench == "decode":
         return lambda: decoding_bench.alphapoint_loop(n), None
@@ -37,15 +40,15 @@ def _workload(bench: str, backend: str, n: int) -> tuple[Callable[[], Any], Serv
     family = clients.loop_family(backend)
     if bench == "calls":
         fn: Callable[[], Any] = lambda: clients.run_on(  # noqa: E731
-            backend, clients.CALLS["alphapoint", family], server.url, n, 100
+            backend, clients.CALLS[client, family], server.url, n, 100
         )
     elif bench == "pipelined":
         fn = lambda: clients.run_on(  # noqa: E731
-            backend, clients.PIPELINED["alphapoint", family], server.url, n, 100, 1000
+            backend, clients.PIPELINED[client, family], server.url, n, 100, 1000
         )
     else:
         fn = lambda: clients.run_on(  # noqa: E731
-            backend, clients.LOGINS["alphapoint", family], server.url, n, 10, creds
+            backend, clients.LOGINS[client, family], server.url, n, 10, creds
         )
     return fn, server
 
@@ -57,9 +60,13 @@ def main() -> None:
     parser.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="cprofile")
     parser.add_argument("-n", type=int, default=None, help="calls, logins or decodes")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--client", default="alphapoint", help="alphapoint, alphapoint-fast, picows or floor"
+    )
     args = parser.parse_args()
     default_n = {"calls": 5000, "pipelined": 20000, "logins": 300, "decode": 50000}
-    fn, server = _workload(args.bench, args.backend, args.n or default_n[args.bench])
+    n = args.n or default_n[args.bench]
+    fn, server = _workload(args.bench, args.backend, n, args.client)
     try:
         if args.profiler == "pyinstrument":
             from pyinstrument import Profiler
@@ -78,6 +85,9 @@ def main() -> None:
             stats = pstats.Stats(profile, stream=out)
             stats.sort_stats("tottime").print_stats(args.top)
             print(out.getvalue())
+            # Calls do not drift with the machine's load as times do.
+            total = sum(entry[1] for entry in stats.stats.values())  # type: ignore[attr-defined]
+            print(f"function calls (Python and built-in) per operation: {total / n:.1f}")
     finally:
         if server is not None:
             server.close()
