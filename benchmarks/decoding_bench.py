@@ -234,15 +234,19 @@ def main() -> int:
         description=main.__doc__.splitlines()[0] if main.__doc__ else ""
     )
     parser.add_argument("--valgrind", default="valgrind")
+    parser.add_argument("--clients", default=None, help="comma-separated (json.loads first)")
+    parser.add_argument("--casings", default=",".join(TEXTS), help="comma-separated")
     args = parser.parse_args()
     valgrind = shutil.which(args.valgrind)
     if valgrind is None:
         print("decoding_bench.py: valgrind not found", file=sys.stderr)
         return 2
     available = {name: fns for name, fns in decoders().items() if fns is not None}
+    if args.clients:
+        available = {name: available[name] for name in args.clients.split(",")}
     small, large = 2000, 12000
     counts: dict[tuple[str, str], float] = {}
-    for casing in TEXTS:
+    for casing in args.casings.split(","):
         for client in available:
             runs = []
             for n in (small, large):
@@ -256,7 +260,8 @@ def main() -> int:
             counts[client, casing] = per_op(small, runs[0], large, runs[1])
             print(f"{casing}/{client}: {human(counts[client, casing])}", file=sys.stderr)
     print("Instructions per decode of the AuthenticateUser reply (valgrind callgrind, the")
-    print(f"difference between {small} and {large} decodes): python benchmarks/decoding_bench.py")
+    command = " ".join(["python benchmarks/decoding_bench.py", *sys.argv[1:]])
+    print(f"difference between {small} and {large} decodes): {command}")
     print()
     print("| casing | client | instructions per decode | vs json.loads |")
     print("|---|---|---|---|")
