@@ -387,9 +387,7 @@ async def _connected_socket(loop: asyncio.AbstractEventLoop, host: str, port: in
     close a connection whose handshake it was abandoned in.
     """
     error: OSError | None = None
-    for family, kind, proto, _, address in await loop.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM
-    ):
+    for family, kind, proto, _, address in await _addresses(loop, host, port):
         sock = socket.socket(family, kind, proto)
         try:
             sock.setblocking(False)
@@ -403,6 +401,23 @@ async def _connected_socket(loop: asyncio.AbstractEventLoop, host: str, port: in
             raise
         return sock
     raise error or OSError(f"no address for {host}")
+
+
+async def _addresses(
+    loop: asyncio.AbstractEventLoop, host: str, port: int
+) -> list[tuple[Any, Any, int, str, Any]]:
+    """``getaddrinfo``'s answer, without asking it for an IP address.
+
+    ``loop.getaddrinfo`` runs in a thread of the loop's executor: for an IP
+    address, as asyncio's own ``create_connection`` does, the answer is known.
+    """
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+    return await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
 
 def _shut_down(sock: socket.socket) -> None:
