@@ -354,7 +354,7 @@ async def open_picows_websocket(
             extra_headers={"User-Agent": user_agent} if user_agent is not None else None,
             max_redirects=0,
             socket_factory=connect_socket,
-            use_aiofastnet=False,
+            use_aiofastnet=None,  # picows's choice: aiofastnet's transports when installed
         )
     except WSInvalidStatusError as exc:
         response = exc.response
