@@ -139,7 +139,7 @@ def _orjson(fallback: Codec) -> Codec | None:
         data = text.encode("utf-8", "surrogatepass")  # orjson refuses a surrogate: unsure
         if long_number in data.translate(digits):
             raise _Unsure("a number of 19 digits or more")
-        return loads(data)
+        return loads(text)
 
     def write(value: Any) -> str:
         try:
