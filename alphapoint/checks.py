@@ -53,8 +53,8 @@ __all__ = [
     "read_secret",
 ]
 
-#: Where progress lines go (``-v``): a function given one line, without a newline.
 Progress = Callable[[str], None]
+"""Where progress lines go (``-v``): a function given one line, without a newline."""
 
 
 def _quiet(line: str) -> None:

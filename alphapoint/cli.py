@@ -77,9 +77,13 @@ __all__ = [
 ]
 
 PASSWORD_ENV = "ALPHAPOINT_PASSWORD"  # noqa: S105 - a variable name, not a password
+"""The environment variable ``authenticate`` and ``call`` read the password from."""
 API_SECRET_ENV = "ALPHAPOINT_API_SECRET"  # noqa: S105 - a variable name
+"""The environment variable ``authenticate`` and ``call`` read the API secret from."""
 TOTP_SECRET_ENV = "ALPHAPOINT_TOTP_SECRET"  # noqa: S105 - a variable name
+"""The environment variable a TOTP secret is read from when ``--totp-secret-env`` is not given."""
 URL_ENV = "ALPHAPOINT_URL"
+"""The environment variable that gives the gateway URL when the command line does not."""
 
 
 class ExitCode(enum.IntEnum):
