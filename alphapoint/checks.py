@@ -20,12 +20,11 @@ import enum
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
 
-from .accounts_file import AccountSpec, SecretSource
 from .apex import complete_two_factor
 from .client import connect
 from .credentials import ApiKeyCredentials, Credentials, PasswordCredentials
@@ -35,6 +34,9 @@ from .redaction import REDACTED
 from .session import Session
 from .totp import Totp
 from .urls import without_user_info
+
+if TYPE_CHECKING:
+    from .accounts_file import AccountSpec, SecretSource
 
 __all__ = [
     "Outcome",

@@ -36,13 +36,12 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import attrs
 
 from . import __version__
-from .accounts_file import AccountsFileError, AccountSpec, load_accounts
 from .checks import (
     Outcome,
     Progress,
@@ -65,6 +64,9 @@ from .testing.config import GatewayConfigError, load_gateway_config
 from .testing.gateway import Casing, Gateway
 from .totp import Totp
 from .urls import without_user_info
+
+if TYPE_CHECKING:
+    from .accounts_file import AccountSpec
 
 __all__ = [
     "API_SECRET_ENV",
@@ -535,6 +537,9 @@ def _result_lines(result: AuthenticateResult) -> list[tuple[str, object]]:
 
 
 def _check(args: argparse.Namespace) -> ExitCode:
+    # Imported here: the TOML reader is for this command only (the command starts fast).
+    from .accounts_file import AccountsFileError, load_accounts
+
     try:
         specs = load_accounts(
             args.accounts_file,
@@ -807,9 +812,10 @@ def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
     found: set[str] = set()
     for action in parser._actions:
         found.update(action.option_strings)
-        if isinstance(action, argparse._SubParsersAction):
+        if isinstance(action.choices, dict):  # the subcommands: name -> parser
             for sub in action.choices.values():
-                found |= _option_strings(sub)
+                if isinstance(sub, argparse.ArgumentParser):
+                    found |= _option_strings(sub)
     return found
 
 
