@@ -242,8 +242,10 @@ class _FieldReader:
         username = self.optional(table, path, "username", _text)
         api_key = self.optional(table, path, "api_key", _text)
         user_id = self.optional(table, path, "user_id", _user_id)
-        if (username is None) == (api_key is None):
-            self.fail(f"{path}.username", "give username (a password login) or api_key, not both")
+        if username is None and api_key is None:
+            self.fail(f"{path}.username", "missing: give username (a password login) or api_key")
+        if username is not None and api_key is not None:
+            self.fail(f"{path}.api_key", "give username or api_key, not both")
         if api_key is not None and user_id is None:
             self.fail(f"{path}.user_id", "missing: an api_key needs the user_id it belongs to")
         if username is not None and user_id is not None:
@@ -278,18 +280,19 @@ class _FieldReader:
 # Checks: each raises TypeError/ValueError with a message that names kinds, never values.
 
 
+#: What a TOML value is, in messages (bool before int: a bool is an int).
+_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (list, "an array"),
+    (dict, "a table"),
+)
+
+
 def _kind(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-    for kind, name in names.items():
-        if isinstance(value, kind):
-            return name
-    return (
-        "an array"
-        if isinstance(value, list)
-        else "a table"
-        if isinstance(value, dict)
-        else ("a date or time")
-    )
+    return next((name for kind, name in _KINDS if isinstance(value, kind)), "a date or time")
 
 
 def _text(value: Any) -> str:

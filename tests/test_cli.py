@@ -910,6 +910,20 @@ async def test_check_exits_with_the_worst_outcome(
             "accounts[0].user_id: missing",
         ),
         (
+            'url = "ws://127.0.0.1:9/"\n[[accounts]]\nname = "a"\npassword_env = "P"\n',
+            "accounts[0].username: missing",
+        ),
+        (
+            'url = "ws://127.0.0.1:9/"\n[[accounts]]\nname = "a"\nusername = "a"\n'
+            'api_key = "k"\nuser_id = "7"\npassword_env = "P"\n',
+            "accounts[0].api_key: give username or api_key, not both",
+        ),
+        (
+            'url = "ws://127.0.0.1:9/"\n[[accounts]]\nname = "a"\nusername = "a"\n'
+            'password_env = "P"\npassword_command = ["pass"]\n',
+            "accounts[0].password_command: give password_env or password_command, not both",
+        ),
+        (
             'url = "ws://127.0.0.1:9/"\n[[accounts]]\nname = "a"\nusername = "a"\n'
             'password_env = "P"\ntimeout = -1\n',
             "accounts[0].timeout: must be a positive number",
