@@ -182,7 +182,6 @@ def failure(
     """The :class:`Outcome` of a check that ended with ``exc``: one line, its kind."""
     status = Status.USAGE_ERROR if isinstance(exc, UsageError) else Status.FAILED
     message = " ".join(str(exc).split()) or type(exc).__name__
-    timings.progress(f"{status.value}: {type(exc).__name__}: {message}")
     return Outcome(status, account, url, message, type(exc).__name__, timings=timings.ms)
 
 
@@ -298,7 +297,17 @@ async def check_login(
 
 
 async def check_account(spec: AccountSpec, *, progress: Progress = _quiet) -> Outcome:
-    """Read ``spec``'s secrets, log in, and report (never raises for the gateway or a secret)."""
+    """Read ``spec``'s secrets, log in, and report (never raises for the gateway or a secret).
+
+    ``progress`` hears each step, and last "done: STATUS" (with the error's kind).
+    """
+    outcome = await _check_account(spec, progress)
+    kind = f" ({outcome.error_kind})" if outcome.error_kind else ""
+    progress(f"done: {outcome.status.value}{kind}")
+    return outcome
+
+
+async def _check_account(spec: AccountSpec, progress: Progress) -> Outcome:
     shown = without_user_info(spec.url)
     try:
         secret = await read_secret(spec.secret, timeout=spec.timeout)
@@ -315,7 +324,7 @@ async def check_account(spec: AccountSpec, *, progress: Progress = _quiet) -> Ou
         if spec.totp_secret is not None:
             two_factor = Totp(await read_secret(spec.totp_secret, timeout=spec.timeout))
     except UsageError as exc:  # no secret, or a TOTP secret that is not base32
-        return failure(exc, account=spec.name, url=shown, timings=Timings(progress))
+        return failure(exc, account=spec.name, url=shown, timings=Timings())
     return await check_login(
         spec.url,
         credentials,

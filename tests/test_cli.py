@@ -1195,3 +1195,44 @@ async def test_version_is_the_package_version() -> None:
     run = await alphapoint_cmd("--version")
     assert run.code == 0
     assert run.stdout == f"alphapoint {alphapoint.__version__}\n"
+
+
+async def test_check_concurrency_is_bounded(tmp_path: Path) -> None:
+    """Four accounts, --concurrency 2, against a gateway that answers logins only in
+    pairs: exactly two are in flight at a time (fewer would never be answered, more
+    would show in the -v lines). Each check runs from "connecting" to "done"."""
+    arrived = 0
+    pairs = [anyio.Event(), anyio.Event()]
+
+    async def script(connection: ScriptedConnection) -> None:
+        nonlocal arrived
+        request = await connection.receive_frame()
+        assert request.function == "AuthenticateUser"
+        arrived += 1
+        pair = pairs[(arrived - 1) // 2]
+        if arrived % 2 == 0:
+            pair.set()
+        await pair.wait()
+        await connection.reply(request, {"Authenticated": False, "errormsg": "Not today"})
+        await connection.wait_closed()
+
+    async with serve_script(script) as server:
+        text = f'url = "{server.url}"\n' + "".join(
+            f'[[accounts]]\nname = "a{n}"\nusername = "a{n}"\npassword_env = "PW"\n'
+            for n in range(4)
+        )
+        path = accounts_file(tmp_path / "a.toml", text)
+        with anyio.fail_after(60):  # a guard against a hang, not a timing assertion
+            run = await alphapoint_cmd(
+                "check", str(path), "--concurrency", "2", "-v", "--json", env=clean_env(PW="pw-1")
+            )
+    assert run.code == 1, run.stderr
+    assert {record["status"] for record in records(run.stdout).values()} == {"rejected"}
+    in_flight, most = 0, 0
+    for line in run.stderr.splitlines():
+        if re.fullmatch(r"alphapoint check: \[a\d\] connecting to .*", line):
+            in_flight += 1
+            most = max(most, in_flight)
+        elif re.fullmatch(r"alphapoint check: \[a\d\] done: rejected", line):
+            in_flight -= 1
+    assert (most, in_flight, arrived) == (2, 0, 4)
