@@ -336,14 +336,25 @@ async def test_connection_refused_exits_5_with_one_line() -> None:
     assert_clean(run, ["pw-123456"])
 
 
-async def test_ctrl_c_stops_authenticate_cleanly_with_130() -> None:
+@pytest.mark.parametrize(
+    ("command", "waits_for"),
+    [
+        ("authenticate", "AuthenticateUser"),
+        ("call", "AuthenticateUser"),
+        ("check", "AuthenticateUser"),
+        ("ping", "Ping"),
+    ],
+)
+async def test_ctrl_c_stops_a_command_cleanly_with_130(
+    tmp_path: Path, command: str, waits_for: str
+) -> None:
     """Ctrl-C while the command waits for the gateway's reply: the session is
     closed with a closing handshake (1000), and the exit is 130 with one line."""
     asked, closed = anyio.Event(), anyio.Event()
     codes: list[int | None] = []
 
     async def script(connection: ScriptedConnection) -> None:
-        assert (await connection.receive_frame()).function == "AuthenticateUser"
+        assert (await connection.receive_frame()).function == waits_for
         asked.set()  # the command is in its event loop, waiting for the reply
         try:
             while True:
@@ -353,8 +364,22 @@ async def test_ctrl_c_stops_authenticate_cleanly_with_130() -> None:
             closed.set()
 
     async with serve_script(script) as server:
+        args = {
+            "authenticate": [server.url, "--username", "alice"],
+            "call": [server.url, "GetUserInfo", "--username", "alice"],
+            "check": [
+                str(
+                    accounts_file(
+                        tmp_path / "a.toml",
+                        f'[[accounts]]\nname = "a"\nurl = "{server.url}"\n'
+                        'username = "alice"\npassword_env = "ALPHAPOINT_PASSWORD"\n',
+                    )
+                )
+            ],
+            "ping": [server.url],
+        }[command]
         process = await anyio.open_process(
-            [*ALPHAPOINT_FROM_A_TERMINAL, "authenticate", server.url, "--username", "alice"],
+            [*ALPHAPOINT_FROM_A_TERMINAL, command, *args],
             env=clean_env(ALPHAPOINT_PASSWORD="pw-123456"),
         )
         async with process:
@@ -368,7 +393,7 @@ async def test_ctrl_c_stops_authenticate_cleanly_with_130() -> None:
                 stderr = b"".join([chunk async for chunk in process.stderr])
                 await closed.wait()
     run = Run(code, stdout.decode(), stderr.decode())
-    assert_interrupted(run, "authenticate")
+    assert_interrupted(run, command)
     assert run.stdout == ""
     assert codes == [1000]
     assert_clean(run, ["pw-123456"])
