@@ -36,7 +36,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 import attrs
@@ -140,6 +140,26 @@ class _UsageError(Exception):
     """A problem with how the command was invoked; exits with :attr:`ExitCode.USAGE`."""
 
 
+class _ArgumentError(Exception):
+    """Argparse's complaint about the command line, raised rather than exiting, so that
+    ``--json`` can print its record too."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        unrecognized = "unrecognized arguments: "
+        if message.startswith(unrecognized):
+            # Name the options only: what follows one may be a value typed by mistake.
+            words = message.removeprefix(unrecognized).split()
+            options = [word.split("=", 1)[0] for word in words if word.startswith("-")]
+            message = unrecognized + (" ".join(options) or "(values not shown)")
+        raise _ArgumentError(self, message)
+
+
 _T = TypeVar("_T")
 
 
@@ -150,14 +170,22 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
+    wants_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
     refused = _secret_option(parser, argv)
     if refused is not None:
         print(refused, file=sys.stderr)
-        if "--json" in argv:
+        if wants_json:
             message = refused.split(": error: ", 1)[1]
             _print_record(Outcome(Status.USAGE_ERROR, None, None, message, "UsageError"))
         return ExitCode.USAGE
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as exc:
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc}", file=sys.stderr)
+        if wants_json:
+            _print_record(Outcome(Status.USAGE_ERROR, None, None, str(exc), "UsageError"))
+        return ExitCode.USAGE
     handler: Callable[[argparse.Namespace], ExitCode] = args.handler
     try:
         return int(handler(args))
@@ -200,7 +228,7 @@ def _run(func: Callable[..., Awaitable[_T]], *args: object) -> _T:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``alphapoint`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="alphapoint",
         description="AlphaPoint APEX WebSocket client tools. Exit codes: 0 authenticated "
         "(or answered), 1 rejected, 2 usage, 3 locked, 4 two-factor code required or not "

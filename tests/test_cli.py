@@ -1261,3 +1261,26 @@ async def test_check_concurrency_is_bounded(tmp_path: Path) -> None:
         elif re.fullmatch(r"alphapoint check: \[a\d\] done: rejected", line):
             in_flight -= 1
     assert (most, in_flight, arrived) == (2, 0, 4)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["authenticate", "ws://127.0.0.1:9/"], "one of the arguments --username --api-key"),
+        (["ping", "--timeout", "0"], "--timeout: must be a positive number"),
+        (["check", "a.toml", "--concurrency", "0"], "--concurrency: must be at least 1"),
+        (
+            ["call", "ws://127.0.0.1:9/", "Ping", "--username", "a", "-x", "hunter2-typed"],
+            "unrecognized arguments: -x",
+        ),
+    ],
+)
+async def test_argument_errors_print_a_record_with_json(args: list[str], message: str) -> None:
+    run = await alphapoint_cmd(*args, "--json")
+    assert run.code == 2
+    assert run.stderr.startswith("usage: alphapoint ")
+    assert message in run.stderr.splitlines()[-1]
+    record = json.loads(run.stdout)
+    assert record["status"] == "usage_error"
+    assert message in record["message"]
+    assert_clean(run, ["hunter2-typed"])
