@@ -62,6 +62,7 @@ logger = logging.getLogger("alphapoint.session")
 
 #: Seconds a call waits for its reply unless told otherwise.
 DEFAULT_TIMEOUT: Final = 10.0
+"""Seconds a call waits for its reply unless told otherwise (``connect(timeout=...)``)."""
 
 T = TypeVar("T")
 
