@@ -39,7 +39,7 @@ from .session import DEFAULT_TIMEOUT
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised by CI on 3.10
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["AccountSpec", "AccountsFileError", "SecretSource", "load_accounts", "parse_accounts"]
 
