@@ -348,7 +348,7 @@ class Gateway:
         payload: Any,
         events: list[tuple[str, Any]],
     ) -> None:
-        """Send the reply to ``frame``, then the events its handler pushed, in one write."""
+        """Send the reply to ``frame``, then the events its handler pushed, in order."""
         frames = [Frame(MessageType.REPLY, frame.seq, frame.function, payload)]
         frames += [Frame(MessageType.EVENT, next(self._event_seq), *event) for event in events]
         try:
@@ -356,7 +356,8 @@ class Gateway:
         except InvalidPayload as exc:  # the handler's reply (or an event) is not JSON
             failed = self._error_reply(frame.function, exc)
             texts = [encode_frame(Frame(MessageType.REPLY, frame.seq, frame.function, failed))]
-        await connection.websocket.send_texts_together(texts)
+        for text in texts:
+            await connection.websocket.send_text(text)
 
     def _error_reply(self, function: str, error: Exception) -> dict[str, Any]:
         """The reply to a handler that raised: its refusal, else a generic Server Error.

@@ -76,8 +76,8 @@ class RequestContext:
         """Send an ``m=3`` event to this connection right after the reply.
 
         Events pushed while handling a request follow its reply, in the order
-        pushed, in the same write: the client reads the reply first, as it does
-        from a live gateway that confirms an order, then reports its state.
+        pushed: the client reads the reply first, as from a live gateway that
+        confirms an order, then reports its state.
         """
         if not isinstance(function, str) or not function:
             raise TypeError("an event's function name is a non-empty str")
