@@ -24,8 +24,8 @@ import websockets.sync.client
 import alphapoint
 from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
 from alphapoint.testing import GatewayThread, GatewayUser, demo_gateway
+from alphapoint.testing.home import Home
 from alphapoint.testing.pytest_plugin import GatewayFixture
-from alphapoint.testing.thread import Home
 
 from .helpers import LIMIT, unused_port
 

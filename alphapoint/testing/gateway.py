@@ -39,8 +39,9 @@ from ..frame import Frame, MessageType, decode_frame, encode_frame
 from ..instruments import MIXED, event_instrument, split_by_instrument
 from ..signing import sign
 from ..totp import Totp
+from .home import Home, on_home_loop
 from .routes import Refusal, RequestContext, RouteHandler, standard_response
-from .thread import Home, on_home_loop
+from .users import GatewayApiKey, GatewayUser
 
 __all__ = [
     "Casing",
@@ -89,37 +90,6 @@ class Casing(enum.Enum):
 
     PASCAL = "pascal"  #: as live gateways send them: ``Authenticated``, ``OMSId``
     CAMEL = "camel"  #: as the documentation shows them: ``authenticated``, ``omsId``
-
-
-@attrs.define
-class GatewayUser:
-    """A user account on the embedded gateway. Mutable: tests lock and unlock it."""
-
-    username: str
-    password: str = attrs.field(repr=False)
-    user_id: int
-    account_id: int = 0
-    email: str = ""
-    email_verified: bool = True
-    #: Base32 TOTP secret; a user with one must pass Authenticate2FA.
-    totp_secret: str | None = attrs.field(default=None, repr=False)
-    locked: bool = False
-    failed_attempts: int = 0
-
-    def __attrs_post_init__(self) -> None:
-        if not self.account_id:
-            self.account_id = self.user_id + 1000
-        if not self.email:
-            self.email = f"{self.username}@example.com"
-
-
-@attrs.define
-class GatewayApiKey:
-    """An API key: the user it belongs to (by ``UserId``, as the client signs it) and its secret."""
-
-    api_key: str
-    api_secret: str = attrs.field(repr=False)
-    user_id: str
 
 
 @attrs.frozen

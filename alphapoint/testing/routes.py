@@ -10,12 +10,11 @@ standard ``result: false`` reply, as a live gateway refuses a request.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-if TYPE_CHECKING:
-    from .gateway import GatewayUser
+from .users import GatewayUser
 
 __all__ = ["Refusal", "RequestContext", "RouteHandler"]
 
