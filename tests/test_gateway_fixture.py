@@ -148,8 +148,9 @@ def test_leaving_the_block_cuts_every_connection_and_joins_the_thread() -> None:
     before = set(threading.enumerate())
     with contextlib.ExitStack() as client_block:
         with GatewayThread(gateway) as served:
+            # No keepalive pings: their thread is not joined on close (only its reader is).
             client = client_block.enter_context(
-                websockets.sync.client.connect(served.url, open_timeout=LIMIT)
+                websockets.sync.client.connect(served.url, open_timeout=LIMIT, ping_interval=None)
             )
             client.send(encode_frame(Frame(MessageType.REQUEST, 2, "Ping", {})))
             assert decode_frame(client.recv(timeout=LIMIT)).payload == {"msg": "PONG"}
