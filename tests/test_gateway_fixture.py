@@ -164,14 +164,14 @@ def test_leaving_the_block_cuts_every_connection_and_joins_the_thread() -> None:
 def test_a_gateway_thread_that_cannot_listen_raises_and_leaves_no_thread() -> None:
     gateway, _ = demo_gateway()
     before = set(threading.enumerate())
-    with (
-        unused_port() as port,
-        pytest.raises(OSError) as info,  # noqa: PT011 - its errno is checked below
-        GatewayThread(gateway, port=port),
-    ):
-        pass
+    with unused_port() as port:
+        served = GatewayThread(gateway, port=port)
+        with pytest.raises(OSError) as info, served:  # noqa: PT011 - its errno is checked below
+            pass
     assert info.value.errno == errno.EADDRINUSE
     assert not new_threads(before)
+    with pytest.raises(RuntimeError, match="only inside"):
+        served.running  # noqa: B018 - the property is what raises
 
 
 def test_a_gateway_thread_runs_once_at_a_time() -> None:

@@ -83,11 +83,11 @@ class GatewayThread:
             raise RuntimeError("this GatewayThread is already running")
         with contextlib.ExitStack() as stack:
             portal = stack.enter_context(anyio.from_thread.start_blocking_portal("asyncio"))
-            self._home = Home(portal, portal.call(threading.get_ident))
-            self.gateway._home = self._home
+            home = Home(portal, portal.call(threading.get_ident))
+            self.gateway._home = home
             stack.callback(setattr, self.gateway, "_home", None)
-            self._running = stack.enter_context(portal.wrap_async_context_manager(self._serve()))
-            self._stack = stack.pop_all()
+            running = stack.enter_context(portal.wrap_async_context_manager(self._serve()))
+            self._home, self._running, self._stack = home, running, stack.pop_all()
         return self
 
     def __exit__(
