@@ -18,8 +18,8 @@ from .users import GatewayUser
 
 __all__ = ["Refusal", "RequestContext", "RouteHandler"]
 
-#: ``handler(payload, context) -> reply payload``, or an awaitable of it.
 RouteHandler = Callable[[Any, "RequestContext"], Any]
+"""A route's handler: ``handler(payload, context) -> reply payload``, or an awaitable of it."""
 
 
 class Refusal(Exception):
