@@ -76,7 +76,14 @@ def test_help_shows_no_private_arguments_and_no_object_reprs(obj: Any) -> None:
 
 
 def test_every_public_name_has_a_docstring() -> None:
-    missing = [name for name, obj, _ in public_objects() if not inspect.getdoc(obj)]
+    # Constants and type aliases carry their docstrings in the source, where the
+    # reference site reads them (scripts/check_reference.py checks those).
+    missing = [
+        name
+        for name, obj, _ in public_objects()
+        if (inspect.isclass(obj) or inspect.isroutine(obj) or isinstance(obj, property))
+        and not inspect.getdoc(obj)
+    ]
     assert missing == []
 
 

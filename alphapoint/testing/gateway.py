@@ -360,7 +360,7 @@ class Gateway:
         may be ``async``, and is then awaited while the connection goes on
         reading. Raising :class:`Refusal` answers the standard ``result:
         false`` reply; any other exception answers a generic one (code 102)
-        and is kept in :attr:`handler_errors`. A route replaces the built-in
+        and is kept in ``handler_errors``. A route replaces the built-in
         answer of the same function (``GetUserInfo``, ``Ping``...), and a later
         route the earlier one.
         """
