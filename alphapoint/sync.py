@@ -518,8 +518,9 @@ class SyncSubscription(SyncEventStream):
 
 async def _next_event(stream: EventStream, timeout: float | None) -> Event | None:
     """The stream's next event within ``timeout``, or None once it has ended."""
-    with anyio.fail_after(timeout):
+    with anyio.move_on_after(timeout):
         try:
             return await stream.__anext__()
         except StopAsyncIteration:
             return None
+    raise TimeoutError(f"no event within {timeout} s")

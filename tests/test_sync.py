@@ -222,7 +222,7 @@ def test_events_iterate_until_the_session_closes(served: ThreadedGateway, backen
     session.login(served.accounts.password)
     with session.subscribe("SubscribeLevel1", {"OMSId": 1, "InstrumentId": 1}) as level1:
         assert level1.snapshot["InstrumentId"] == 1
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError, match=f"no event within {SHORT} s"):
             level1.next(timeout=SHORT)  # nothing published yet
         for price in (100.0, 101.0):
             published = {"OMSId": 1, "InstrumentId": 1, "LastTradedPx": price}
