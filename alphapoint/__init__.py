@@ -9,6 +9,7 @@ The public surface is re-exported here::
 
 from .client import connect
 from .credentials import ApiKeyCredentials, Credentials, PasswordCredentials
+from .decoding import array_row, decode, decode_rows
 from .errors import (
     AccountLocked,
     AlphaPointError,
@@ -42,12 +43,14 @@ from .errors import (
     TwoFactorRequired,
     UsageError,
 )
-from .events import EventStream, StateChanges, Subscription
+from .events import Decoded, EventStream, StateChanges, Subscription
 from .frame import Frame, MessageType
 from .login import TwoFactor
+from .market_data import Level1, Level2Action, Level2Entry, Side, TickDirection, TickerBar, Trade
 from .models import AuthenticateResult, AuthStatus, Event, User
 from .policies import Backoff, Keepalive, Relogin, full_jitter, is_retryable
 from .session import DEFAULT_TIMEOUT, Session, SessionOptions
+from .shutdown import Stop, stop_on_signals
 from .signing import NonceSource, sign
 from .state import SessionState
 from .totp import Totp
@@ -70,6 +73,7 @@ __all__ = [
     "ConnectionClosed",
     "Credentials",
     "DecodeError",
+    "Decoded",
     "Event",
     "EventOverflow",
     "EventStream",
@@ -81,6 +85,9 @@ __all__ = [
     "InvalidRequest",
     "InvalidURL",
     "Keepalive",
+    "Level1",
+    "Level2Action",
+    "Level2Entry",
     "MessageType",
     "NetworkError",
     "NonceSource",
@@ -100,17 +107,26 @@ __all__ = [
     "SessionClosed",
     "SessionOptions",
     "SessionState",
+    "Side",
     "StateChanges",
+    "Stop",
     "Subscription",
+    "TickDirection",
+    "TickerBar",
     "Totp",
+    "Trade",
     "TransportError",
     "TwoFactor",
     "TwoFactorRequired",
     "UsageError",
     "User",
     "__version__",
+    "array_row",
     "connect",
+    "decode",
+    "decode_rows",
     "full_jitter",
     "is_retryable",
     "sign",
+    "stop_on_signals",
 ]

@@ -13,7 +13,8 @@ from types import TracebackType
 
 from .credentials import Credentials
 from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver
-from .login import Login, TwoFactor
+from .errors import UsageError
+from .login import TwoFactor
 from .policies import Backoff, Keepalive, Relogin, is_retryable
 from .session import DEFAULT_TIMEOUT, Session, SessionOptions
 from .state import SessionState
@@ -42,14 +43,26 @@ class connect:
     environment's (``HTTPS_PROXY``...), or ``None``. Plain ``ws://`` is allowed
     only to loopback unless ``allow_insecure``. ``event_buffer`` bounds each
     event stream. ``on_state_change`` is called with every new
-    :class:`SessionState`. ``driver`` picks how bytes move (see
+    :class:`SessionState`. ``retryable`` decides which errors another
+    connection attempt may mend (by default :func:`is_retryable`: the error's
+    own ``retryable`` attribute). ``driver`` picks how bytes move (see
     :mod:`alphapoint.drivers`; ``"auto"`` is right for nearly everyone).
+
+    The first connection fails fast: entering the block raises
+    :class:`ConnectError` if the gateway cannot be reached. A bot that should
+    start while the exchange is in maintenance passes
+    ``wait_for_gateway=True``: the first connection is then retried with the
+    ``reconnect`` policy, for retryable errors only (wrong credentials still
+    fail at once); bound the wait with ``Backoff(max_attempts=...)`` or a
+    timeout around the block.
 
     Exceptions from the block propagate unchanged (never wrapped in an
     ExceptionGroup); leaving the block logs out (unless
     ``logout_on_close=False``), closes the WebSocket with 1000, and waits for
     every task the session started.
     """
+
+    __slots__ = ("_session",)
 
     def __init__(
         self,
@@ -63,7 +76,7 @@ class connect:
         keepalive: Keepalive | None = Keepalive(),  # noqa: B008 - frozen, shared safely
         resume: bool = True,
         logout_on_close: bool = True,
-        retryable: Callable[[BaseException], bool] = is_retryable,
+        retryable: Callable[[BaseException], bool] | None = None,
         open_timeout: float = 10.0,
         close_timeout: float = 5.0,
         ssl: ssl_module.SSLContext | None = None,
@@ -73,16 +86,20 @@ class connect:
         event_buffer: int = 1024,
         on_state_change: Callable[[SessionState], None] | None = None,
         driver: Driver = "auto",
+        wait_for_gateway: bool = False,
     ) -> None:
+        """Check the arguments and make the session; nothing connects until ``async with``."""
         if reconnect is None:
             reconnect = credentials is not None
         policy = Backoff() if reconnect is True else reconnect or None
+        if wait_for_gateway and policy is None:
+            raise UsageError("wait_for_gateway retries with the reconnect policy: give one")
         options = SessionOptions(
             timeout=timeout,
             reconnect=policy,
             keepalive=keepalive,
             logout_on_close=logout_on_close,
-            retryable=retryable,
+            retryable=retryable or is_retryable,
             event_buffer=event_buffer,
             on_state_change=on_state_change,
             open_timeout=open_timeout,
@@ -92,9 +109,16 @@ class connect:
             allow_insecure=allow_insecure,
             max_message_size=max_message_size,
             driver=driver,
+            wait_for_gateway=wait_for_gateway,
         )
-        login = Login(credentials, two_factor, resume=resume, relogin=relogin)
-        self._session = Session(url, options, login)
+        self._session = Session(
+            url,
+            options,
+            credentials=credentials,
+            two_factor=two_factor,
+            resume=resume,
+            relogin=relogin,
+        )
 
     async def __aenter__(self) -> Session:
         await self._session._enter()

@@ -23,6 +23,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 
+from .decoding import decode_rows
 from .errors import AlphaPointError, AlreadySubscribed, EventOverflow, RequestError, UsageError
 from .frame import Frame, MessageType
 from .instruments import snapshot_instrument, subscription_key
@@ -31,6 +32,7 @@ from .state import SessionState
 
 __all__ = [
     "KNOWN_SUBSCRIPTIONS",
+    "Decoded",
     "EventStream",
     "Inbox",
     "StateChanges",
@@ -177,6 +179,17 @@ class EventStream:
             raise UsageError("enter the event stream with `async with` before iterating it")
         return await self._inbox.get()
 
+    def decoded(self, model: type[T]) -> Decoded[T]:
+        """The events' payloads as ``model`` rows: ``async for entry in
+        book.decoded(Level2Entry)``.
+
+        An event carrying an array of rows (Level2, trades, ticker) yields each
+        row; one carrying an object (Level1, account events) yields it. A
+        payload that does not fit ``model`` raises :class:`DecodeError`.
+        Iterate either the stream or this view, not both.
+        """
+        return Decoded(self, model)
+
     @property
     def dropped(self) -> int:
         """Events lost because this consumer fell behind."""
@@ -202,6 +215,24 @@ class EventStream:
         if not self._inbox.closed:
             self._owner.detach(self)
             self._inbox.close(error)
+
+
+class Decoded(Generic[T]):
+    """An event stream's payloads as typed rows; see :meth:`EventStream.decoded`."""
+
+    def __init__(self, stream: EventStream, model: type[T]) -> None:
+        self._stream = stream
+        self._model = model
+        self._rows: deque[T] = deque()
+
+    def __aiter__(self) -> Decoded[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while not self._rows:
+            event = await self._stream.__anext__()
+            self._rows.extend(decode_rows(self._model, event.payload, what=event.function))
+        return self._rows.popleft()
 
 
 class Subscription(EventStream):
@@ -246,6 +277,10 @@ class Subscription(EventStream):
         self.resubscribed = 0
         self._send = send
         self._cancel = cancel
+
+    def snapshot_rows(self, model: type[T]) -> list[T]:
+        """The ``snapshot`` as ``model`` rows (a book's entries, the last trades...)."""
+        return decode_rows(model, self.snapshot, what=self.function)
 
     @property
     def unsubscribe_type(self) -> MessageType:

@@ -26,7 +26,7 @@ import logging
 import math
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -35,6 +35,7 @@ import attrs
 from .apex import check_reply, refused_as_not_logged_in
 from .connection import Connection
 from .credentials import Credentials
+from .decoding import decode
 from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver, open_websocket
 from .errors import (
     AlphaPointError,
@@ -51,7 +52,7 @@ from .gate import Gate
 from .hub import EventHub
 from .login import Call, Login, TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
-from .policies import Backoff, Keepalive, is_retryable
+from .policies import Backoff, Keepalive, Relogin, is_retryable
 from .state import SessionState, StateMachine, Trigger
 from .urls import without_user_info
 
@@ -62,7 +63,17 @@ logger = logging.getLogger("alphapoint.session")
 #: Seconds a call waits for its reply unless told otherwise.
 DEFAULT_TIMEOUT: Final = 10.0
 
-_USE_DEFAULT: Any = object()
+T = TypeVar("T")
+
+
+class _SessionTimeout:
+    """The default of every call's ``timeout``: the one given to :func:`connect`."""
+
+    def __repr__(self) -> str:
+        return "<the session's timeout>"
+
+
+_USE_DEFAULT: Any = _SessionTimeout()
 
 
 @attrs.frozen
@@ -83,6 +94,7 @@ class SessionOptions:
     allow_insecure: bool = False
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
     driver: Driver = "auto"
+    wait_for_gateway: bool = False
 
 
 class Session:
@@ -91,7 +103,18 @@ class Session:
     Every method may be called concurrently from many tasks.
     """
 
-    def __init__(self, url: str, options: SessionOptions, login: Login) -> None:
+    def __init__(
+        self,
+        url: str,
+        options: SessionOptions,
+        *,
+        credentials: Credentials | None = None,
+        two_factor: TwoFactor | None = None,
+        resume: bool = True,
+        relogin: Relogin = Relogin(),  # noqa: B008 - frozen, shared safely
+    ) -> None:
+        """Made by :func:`connect`, which documents each argument; enter that, not this."""
+        login = Login(credentials, two_factor, resume=resume, relogin=relogin)
         self._connect_url = url
         #: The URL as shown in reprs, logs and task names: any user:password@ masked.
         self._url = without_user_info(url)
@@ -194,14 +217,41 @@ class Session:
 
     # -- calls ----------------------------------------------------------------
 
+    @overload
+    async def call(
+        self,
+        function: str,
+        payload: Mapping[str, Any] | list[Any] | None = None,
+        *,
+        timeout: float | None = ...,
+        model: None = None,
+    ) -> Any: ...
+
+    @overload
+    async def call(
+        self,
+        function: str,
+        payload: Mapping[str, Any] | list[Any] | None = None,
+        *,
+        timeout: float | None = ...,
+        model: type[T],
+    ) -> T: ...
+
     async def call(
         self,
         function: str,
         payload: Mapping[str, Any] | list[Any] | None = None,
         *,
         timeout: float | None = _USE_DEFAULT,
+        model: type[T] | None = None,
     ) -> Any:
-        """Call an APEX function and return its decoded reply payload.
+        """Call an APEX function and return its reply payload.
+
+        The payload is the decoded JSON, or with ``model`` an instance of it:
+        an attrs class or a dataclass (or a type such as ``list[Product]``),
+        read in any key casing by the converter that reads the login reply
+        (:func:`alphapoint.decode`); a reply of another shape raises
+        :class:`DecodeError` naming the field.
 
         Waits for the session to be ready (while reconnecting), then sends the
         request once, all within ``timeout`` (the session's default unless
@@ -211,7 +261,8 @@ class Session:
         or with an ``m=5`` error frame; :class:`RequestTimeout`;
         :class:`ConnectionClosed` if the connection drops first.
         """
-        return await self._send(MessageType.REQUEST, function, payload, timeout, checked=True)
+        reply = await self._send(MessageType.REQUEST, function, payload, timeout, checked=True)
+        return reply if model is None else decode(model, reply, what=function)
 
     async def request(
         self,
@@ -423,7 +474,8 @@ class Session:
         ``message_type=MessageType.SUBSCRIBE`` for ``m=2``/``m=4``), and its
         reply, checked like any call's, is ``snapshot``. It is sent again after
         every reconnect and re-login; leaving the block sends the unsubscribe
-        call. For the known subscribe functions (:data:`KNOWN_SUBSCRIPTIONS`)
+        call. For the known subscribe functions
+        (:data:`alphapoint.events.KNOWN_SUBSCRIPTIONS`)
         the event names and the unsubscribe call are filled in. A payload
         naming an ``InstrumentId`` (or a ``Symbol``) gets only that
         instrument's events, object- and array-shaped alike; ``match=``
@@ -643,13 +695,34 @@ class Session:
         await task_group.__aenter__()
         self._task_group = task_group
         try:
-            conn = await self._open_connection()
+            conn = await self._open_first_connection()
         except BaseException:
             self._machine.closing = True
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(None, None, None)
             raise
         self._install(conn)
+
+    async def _open_first_connection(self) -> Connection:
+        """The first connection: fails fast, unless told to wait for the gateway.
+
+        With ``wait_for_gateway``, a retryable failure (a gateway in
+        maintenance, a network not up yet) is retried as the reconnect policy
+        retries a dropped connection: with its backoff, at most
+        ``max_attempts`` attempts in all. Anything else (wrong credentials, a bad
+        certificate) still fails at once.
+        """
+        policy = self._options.reconnect if self._options.wait_for_gateway else None
+        failed = 0
+        while True:
+            try:
+                return await self._open_connection()
+            except Exception as exc:
+                failed += 1
+                if policy is None or not self._options.retryable(exc) or policy.gives_up(failed):
+                    raise
+                logger.warning("connecting to %s failed, will retry: %s", self._url, exc)
+            await anyio.sleep(policy.delay(failed - 1))
 
     async def _exit(self) -> None:
         """Close, and wait for every task of the session."""

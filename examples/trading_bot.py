@@ -18,11 +18,21 @@ import os
 import sys
 
 import anyio
+import attrs
 
 import alphapoint
 from alphapoint.testing import demo_gateway
 
 DEFAULT_ITERATIONS = 3
+
+
+@attrs.frozen
+class UserInfo:
+    """The part of the GetUserInfo reply the bot reads (any key casing decodes)."""
+
+    user_id: int
+    user_name: str
+    account_id: int = 0
 
 
 async def main(
@@ -51,6 +61,7 @@ async def run_bot(
 ) -> int:
     """Log in and call Ping and GetUserInfo ``iterations`` times, ``interval`` seconds apart.
 
+    SIGTERM or SIGINT ends the rounds early, and the bot logs out cleanly.
     The session is managed: if the connection drops, it reconnects, resumes
     the login (or logs in again) and calls wait for it. A call that was in
     flight during the drop fails with ConnectionClosed and is not re-sent: a
@@ -69,28 +80,39 @@ async def run_bot(
             started = True
             name = session.user.user_name if session.user else "?"
             print(f"Logged in as {name} (user id {credentials.user_id}) with an API key")
-            for n in range(1, iterations + 1):
-                try:
-                    pong = await session.call("Ping")
-                    print(f"[{n}/{iterations}] Ping: {_get(pong, 'msg')}")
-                    info = await session.call("GetUserInfo")
-                except alphapoint.ConnectionClosed as exc:
-                    print(f"[{n}/{iterations}] interrupted, not re-sent: {exc}")
-                else:
-                    print(
-                        f"[{n}/{iterations}] GetUserInfo: {_get(info, 'UserName')}, "
-                        f"user id {_get(info, 'UserId')}, account id {_get(info, 'AccountId')}"
-                    )
-                if n < iterations:
-                    await anyio.sleep(interval)
+            # SIGTERM (docker, systemd) or Ctrl-C ends the rounds; leaving the
+            # connect block then logs out and closes, as at the normal end.
+            async with alphapoint.stop_on_signals() as stop:
+                await rounds(session, iterations, interval)
+            if stop.signal is not None:
+                print(f"Stopping on {stop.signal.name}: logging out.", flush=True)
     except alphapoint.AuthenticationError as exc:
         print(f"trading_bot: login failed: {exc}", file=sys.stderr)
         return 1
     except alphapoint.AlphaPointError as exc:
         print(f"trading_bot: {exc}", file=sys.stderr)
         return 1
-    print(f"Done: {iterations} iteration(s).")
+    print("Stopped." if stop.signal is not None else f"Done: {iterations} iteration(s).")
     return 0
+
+
+async def rounds(session: alphapoint.Session, iterations: int, interval: float) -> None:
+    """Call Ping and GetUserInfo ``iterations`` times, ``interval`` seconds apart."""
+    for n in range(1, iterations + 1):
+        try:
+            pong = await session.call("Ping")
+            print(f"[{n}/{iterations}] Ping: {_get(pong, 'msg')}", flush=True)
+            info = await session.call("GetUserInfo", model=UserInfo)
+        except alphapoint.ConnectionClosed as exc:
+            print(f"[{n}/{iterations}] interrupted, not re-sent: {exc}")
+        else:
+            print(
+                f"[{n}/{iterations}] GetUserInfo: {info.user_name}, "
+                f"user id {info.user_id}, account id {info.account_id}",
+                flush=True,
+            )
+        if n < iterations:
+            await anyio.sleep(interval)
 
 
 def _env(name: str) -> str:
@@ -101,7 +123,7 @@ def _env(name: str) -> str:
 
 
 def _get(payload: object, key: str) -> object:
-    """A reply field in whichever casing the gateway sends (``AccountId`` or ``accountId``)."""
+    """A field of an untyped reply, in whichever casing the gateway sends (``msg`` or ``Msg``)."""
     if not isinstance(payload, dict):
         return None
     folded = {str(k).lower(): v for k, v in payload.items()}
