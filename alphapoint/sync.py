@@ -13,7 +13,7 @@ Timeouts, reconnects, re-logins, the LogOut on close and every error are the
 async session's, raised as the same types (never wrapped in an
 ExceptionGroup or a ``concurrent.futures`` error). Waiting for the next event
 is the one new wait: it is bounded by the stream's ``timeout`` and raises the
-builtin :class:`TimeoutError`, as ``anyio.fail_after`` would around the async
+builtin ``TimeoutError``, as ``anyio.fail_after`` would around the async
 iterator.
 
 The thread runs asyncio (or trio, with ``backend="trio"``) and is named after
@@ -37,26 +37,31 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import anyio
 from anyio.from_thread import BlockingPortal
 
 from .client import connect as connect_async
 from .credentials import Credentials
-from .decoding import decode
 from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver
 from .errors import SessionClosed, UsageError
-from .events import EventStream, Subscription
+from .events import Decoded, EventStream, Subscription
 from .frame import MessageType
 from .login import TwoFactor
 from .models import AuthenticateResult, Event, User
-from .policies import Backoff, Keepalive, Relogin, is_retryable
+from .policies import Backoff, Keepalive, Relogin
 from .session import DEFAULT_TIMEOUT, Session
 from .state import SessionState
 from .urls import without_user_info
 
-__all__ = ["Backend", "SyncEventStream", "SyncSession", "SyncSubscription", "connect"]
+__all__ = [
+    "SyncDecoded",
+    "SyncEventStream",
+    "SyncSession",
+    "SyncSubscription",
+    "connect",
+]
 
 logger = logging.getLogger("alphapoint.sync")
 
@@ -99,7 +104,7 @@ def connect(
     keepalive: Keepalive | None = Keepalive(),  # noqa: B008 - frozen, shared safely
     resume: bool = True,
     logout_on_close: bool = True,
-    retryable: Callable[[BaseException], bool] = is_retryable,
+    retryable: Callable[[BaseException], bool] | None = None,
     open_timeout: float = 10.0,
     close_timeout: float = 5.0,
     ssl: ssl_module.SSLContext | None = None,
@@ -109,6 +114,7 @@ def connect(
     event_buffer: int = 1024,
     on_state_change: Callable[[SessionState], None] | None = None,
     driver: Driver = "auto",
+    wait_for_gateway: bool = False,
     backend: Backend = "asyncio",
 ) -> SyncSession:
     """Open a session to ``url`` and return it once open (and logged in, with
@@ -142,6 +148,7 @@ def connect(
             event_buffer=event_buffer,
             on_state_change=on_state_change,
             driver=driver,
+            wait_for_gateway=wait_for_gateway,
         )
 
     return SyncSession(open_session, url=url, close_timeout=close_timeout, backend=backend)
@@ -313,8 +320,7 @@ class SyncSession:
         """
         session = self._session
         assert session is not None
-        reply = self._run(lambda: session.call(function, payload, **_timeout(timeout)))
-        return reply if model is None else decode(model, reply, what=function)
+        return self._run(lambda: session.call(function, payload, model=model, **_timeout(timeout)))
 
     def authenticate(
         self, credentials: Credentials, *, timeout: float | None = _SESSION_TIMEOUT
@@ -371,7 +377,7 @@ class SyncSession:
         ``with session.events("LogoutEvent") as events: for event in events:
         ...``. Each wait for the next event lasts at most ``timeout`` seconds
         (``None``: until an event comes or the session closes), then raises
-        :class:`TimeoutError`. Otherwise as :meth:`Session.events`.
+        ``TimeoutError``. Otherwise as :meth:`Session.events`.
         """
         assert self._session is not None
         stream = self._session.events(*functions, buffer=buffer, match=match)
@@ -433,7 +439,7 @@ class SyncSession:
 
 
 class SyncEventStream:
-    """A blocking iterator of events; made by :meth:`SyncSession.events`.
+    """A blocking iterator of events; made by :meth:`~alphapoint.sync.SyncSession.events`.
 
     Use it in a ``with`` block, and iterate inside. Iteration ends when the
     session closes (or raises the error it ended with, :class:`EventOverflow`
@@ -473,20 +479,16 @@ class SyncEventStream:
         return self.next()
 
     def next(self, timeout: float | None = _STREAM_TIMEOUT) -> Event:
-        """The next event, within ``timeout`` seconds (:class:`TimeoutError` if none comes).
+        """The next event, within ``timeout`` seconds (``TimeoutError`` if none comes).
 
-        Raises :class:`StopIteration` once the stream has ended.
+        Raises ``StopIteration`` once the stream has ended.
         """
-        if timeout is _STREAM_TIMEOUT:
-            timeout = self.timeout
-        stream = self._stream
-        try:
-            event = self._client._run(lambda: _next_event(stream, timeout))
-        except SessionClosed:
-            event = None  # closed, and its thread gone: the stream has ended
-        if event is None:
-            raise StopIteration
-        return event
+        return _next(self._client, self._stream.__anext__, self.timeout, timeout)
+
+    def decoded(self, model: type[T]) -> SyncDecoded[T]:
+        """The events' payloads as ``model`` rows: ``for entry in book.decoded(Level2Entry)``
+        (see :meth:`EventStream.decoded`); ``timeout`` as the stream's."""
+        return SyncDecoded(self._client, self._stream.decoded(model), self.timeout)
 
     @property
     def dropped(self) -> int:
@@ -495,7 +497,10 @@ class SyncEventStream:
 
 
 class SyncSubscription(SyncEventStream):
-    """A gateway subscription as a blocking iterator; made by :meth:`SyncSession.subscribe`."""
+    """A gateway subscription as a blocking iterator.
+
+    Made by :meth:`~alphapoint.sync.SyncSession.subscribe`.
+    """
 
     def __init__(self, client: SyncSession, stream: Subscription, timeout: float | None) -> None:
         super().__init__(client, stream, timeout)
@@ -510,17 +515,69 @@ class SyncSubscription(SyncEventStream):
         """The subscribe call's reply, refreshed on every resubscription."""
         return self._subscription.snapshot
 
+    def snapshot_rows(self, model: type[T]) -> list[T]:
+        """The ``snapshot`` as ``model`` rows (a book's entries, the last trades...)."""
+        return self._subscription.snapshot_rows(model)
+
     @property
     def resubscribed(self) -> int:
         """How many times the subscription was sent again (reconnects, re-logins)."""
         return self._subscription.resubscribed
 
 
-async def _next_event(stream: EventStream, timeout: float | None) -> Event | None:
-    """The stream's next event within ``timeout``, or None once it has ended."""
+class SyncDecoded(Generic[T]):
+    """A stream's payloads as typed rows, blocking.
+
+    Made by :meth:`~alphapoint.sync.SyncEventStream.decoded`.
+    """
+
+    def __init__(self, client: SyncSession, decoded: Decoded[T], timeout: float | None) -> None:
+        self._client = client
+        self._decoded = decoded
+        #: The longest wait for the next row (``None``: no limit).
+        self.timeout = timeout
+
+    def __iter__(self) -> SyncDecoded[T]:
+        return self
+
+    def __next__(self) -> T:
+        return self.next()
+
+    def next(self, timeout: float | None = _STREAM_TIMEOUT) -> T:
+        """The next row, within ``timeout`` seconds (``TimeoutError`` if none comes).
+
+        Raises ``StopIteration`` once the stream has ended.
+        """
+        return _next(self._client, self._decoded.__anext__, self.timeout, timeout)
+
+
+def _next(
+    client: SyncSession,
+    anext: Callable[[], Awaitable[T]],
+    default: float | None,
+    timeout: float | None,
+) -> T:
+    """The next item of an async iterator, within ``timeout`` (``default`` if not given).
+
+    The end of the iteration, or of the session (its thread gone), is
+    ``StopIteration``; a wait that runs out, ``TimeoutError``.
+    """
+    if timeout is _STREAM_TIMEOUT:
+        timeout = default
+    try:
+        items = client._run(lambda: _within(anext, timeout))
+    except SessionClosed:
+        raise StopIteration from None
+    if not items:
+        raise StopIteration
+    return items[0]
+
+
+async def _within(anext: Callable[[], Awaitable[T]], timeout: float | None) -> list[T]:
+    """``[await anext()]`` within ``timeout``, or ``[]`` once the iteration has ended."""
     with anyio.move_on_after(timeout):
         try:
-            return await stream.__anext__()
+            return [await anext()]
         except StopAsyncIteration:
-            return None
+            return []
     raise TimeoutError(f"no event within {timeout} s")

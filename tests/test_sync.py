@@ -27,6 +27,7 @@ from alphapoint import (
     AuthStatus,
     ConnectionClosed,
     DecodeError,
+    Level2Entry,
     RequestTimeout,
     SessionClosed,
     SessionState,
@@ -149,6 +150,10 @@ def test_a_failed_open_raises_and_leaves_no_thread(backend: Backend) -> None:
     assert not sync_threads()
     with pytest.raises(alphapoint.InvalidURL):
         alphapoint.sync.connect("http://127.0.0.1/", backend=backend)
+    with pytest.raises(UsageError, match="wait_for_gateway"):  # the async connect's check
+        alphapoint.sync.connect(
+            "ws://127.0.0.1/", wait_for_gateway=True, reconnect=False, backend=backend
+        )
     assert not sync_threads()
 
 
@@ -236,6 +241,27 @@ def test_events_iterate_until_the_session_closes(served: ThreadedGateway, backen
     assert not sync_threads()
     with pytest.raises(StopIteration):
         level1.next()
+
+
+def test_a_subscription_yields_typed_rows(served: ThreadedGateway, backend: Backend) -> None:
+    entries = [
+        [1, 1, 1700000000000, 0, price, 1, price, 1, 0.5, 0] for price in (100.0, 101.0, 102.0)
+    ]
+    with alphapoint.sync.connect(
+        served.url, credentials=served.accounts.password, backend=backend
+    ) as session:
+        payload = {"OMSId": 1, "InstrumentId": 1, "Depth": 10}
+        with session.subscribe("SubscribeLevel2", payload, timeout=LIMIT) as book:
+            assert book.snapshot_rows(Level2Entry) == []  # the embedded gateway's empty book
+            assert served.run(served.gateway.publish, "Level2UpdateEvent", entries[:2]) == 1
+            assert served.run(served.gateway.publish, "Level2UpdateEvent", entries[2:]) == 1
+            rows = book.decoded(Level2Entry)
+            # Two events, three rows: one row at a time, whichever event it came in.
+            assert [next(rows).price for _ in range(3)] == [100.0, 101.0, 102.0]
+            with pytest.raises(TimeoutError):
+                rows.next(timeout=SHORT)
+        session.close()
+        assert list(rows) == []  # the stream ended with the session
 
 
 def test_event_streams_by_name_and_unsubscribing(served: ThreadedGateway, backend: Backend) -> None:
