@@ -46,7 +46,7 @@ from .client import connect as connect_async
 from .credentials import Credentials
 from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver
 from .errors import SessionClosed, UsageError
-from .events import Decoded, EventStream, Subscription
+from .events import EventStream, Subscription
 from .frame import MessageType
 from .login import TwoFactor
 from .models import AuthenticateResult, Event, User
@@ -56,7 +56,7 @@ from .state import SessionState
 from .urls import without_user_info
 
 __all__ = [
-    "SyncDecoded",
+    "BlockingIterator",
     "SyncEventStream",
     "SyncSession",
     "SyncSubscription",
@@ -438,7 +438,56 @@ class SyncSession:
             raise error
 
 
-class SyncEventStream:
+class BlockingIterator(Generic[T]):
+    """A blocking iterator over one of the session's async iterators.
+
+    Each wait for the next item lasts at most ``timeout`` seconds, then raises
+    ``TimeoutError``; iteration ends when the async iterator does, or when the
+    session closes.
+    """
+
+    def __init__(
+        self, client: SyncSession, anext: Callable[[], Awaitable[T]], timeout: float | None
+    ) -> None:
+        self._client = client
+        self._anext = anext
+        #: The longest wait for the next item (``None``: until one comes or it ends).
+        self.timeout = timeout
+
+    def __iter__(self) -> BlockingIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        return self.next()
+
+    def next(self, timeout: float | None = _STREAM_TIMEOUT) -> T:
+        """The next item, within ``timeout`` seconds (``TimeoutError`` if none comes).
+
+        Raises ``StopIteration`` once the iteration, or the session, has ended.
+        """
+        if timeout is _STREAM_TIMEOUT:
+            timeout = self.timeout
+        anext = self._anext
+        try:
+            items = self._client._run(lambda: _within(anext, timeout))
+        except SessionClosed:
+            raise StopIteration from None  # closed, its thread gone: the stream has ended
+        if not items:
+            raise StopIteration
+        return items[0]
+
+
+async def _within(anext: Callable[[], Awaitable[T]], timeout: float | None) -> list[T]:
+    """``[await anext()]`` within ``timeout``, or ``[]`` once the iteration has ended."""
+    with anyio.move_on_after(timeout):
+        try:
+            return [await anext()]
+        except StopAsyncIteration:
+            return []
+    raise TimeoutError(f"nothing came within {timeout} s")
+
+
+class SyncEventStream(BlockingIterator[Event]):
     """A blocking iterator of events; made by :meth:`~alphapoint.sync.SyncSession.events`.
 
     Use it in a ``with`` block, and iterate inside. Iteration ends when the
@@ -447,10 +496,8 @@ class SyncEventStream:
     """
 
     def __init__(self, client: SyncSession, stream: EventStream, timeout: float | None) -> None:
-        self._client = client
+        super().__init__(client, stream.__anext__, timeout)
         self._stream = stream
-        #: The longest wait for the next event (``None``: no limit).
-        self.timeout = timeout
 
     def __repr__(self) -> str:
         names = ",".join(sorted(self._stream.functions)) or "every event"
@@ -472,23 +519,10 @@ class SyncEventStream:
         with contextlib.suppress(SessionClosed):
             self._client._run(lambda: stream.__aexit__(None, None, None))
 
-    def __iter__(self) -> SyncEventStream:
-        return self
-
-    def __next__(self) -> Event:
-        return self.next()
-
-    def next(self, timeout: float | None = _STREAM_TIMEOUT) -> Event:
-        """The next event, within ``timeout`` seconds (``TimeoutError`` if none comes).
-
-        Raises ``StopIteration`` once the stream has ended.
-        """
-        return _next(self._client, self._stream.__anext__, self.timeout, timeout)
-
-    def decoded(self, model: type[T]) -> SyncDecoded[T]:
+    def decoded(self, model: type[T]) -> BlockingIterator[T]:
         """The events' payloads as ``model`` rows: ``for entry in book.decoded(Level2Entry)``
         (see :meth:`EventStream.decoded`); ``timeout`` as the stream's."""
-        return SyncDecoded(self._client, self._stream.decoded(model), self.timeout)
+        return BlockingIterator(self._client, self._stream.decoded(model).__anext__, self.timeout)
 
     @property
     def dropped(self) -> int:
@@ -523,61 +557,3 @@ class SyncSubscription(SyncEventStream):
     def resubscribed(self) -> int:
         """How many times the subscription was sent again (reconnects, re-logins)."""
         return self._subscription.resubscribed
-
-
-class SyncDecoded(Generic[T]):
-    """A stream's payloads as typed rows, blocking.
-
-    Made by :meth:`~alphapoint.sync.SyncEventStream.decoded`.
-    """
-
-    def __init__(self, client: SyncSession, decoded: Decoded[T], timeout: float | None) -> None:
-        self._client = client
-        self._decoded = decoded
-        #: The longest wait for the next row (``None``: no limit).
-        self.timeout = timeout
-
-    def __iter__(self) -> SyncDecoded[T]:
-        return self
-
-    def __next__(self) -> T:
-        return self.next()
-
-    def next(self, timeout: float | None = _STREAM_TIMEOUT) -> T:
-        """The next row, within ``timeout`` seconds (``TimeoutError`` if none comes).
-
-        Raises ``StopIteration`` once the stream has ended.
-        """
-        return _next(self._client, self._decoded.__anext__, self.timeout, timeout)
-
-
-def _next(
-    client: SyncSession,
-    anext: Callable[[], Awaitable[T]],
-    default: float | None,
-    timeout: float | None,
-) -> T:
-    """The next item of an async iterator, within ``timeout`` (``default`` if not given).
-
-    The end of the iteration, or of the session (its thread gone), is
-    ``StopIteration``; a wait that runs out, ``TimeoutError``.
-    """
-    if timeout is _STREAM_TIMEOUT:
-        timeout = default
-    try:
-        items = client._run(lambda: _within(anext, timeout))
-    except SessionClosed:
-        raise StopIteration from None
-    if not items:
-        raise StopIteration
-    return items[0]
-
-
-async def _within(anext: Callable[[], Awaitable[T]], timeout: float | None) -> list[T]:
-    """``[await anext()]`` within ``timeout``, or ``[]`` once the iteration has ended."""
-    with anyio.move_on_after(timeout):
-        try:
-            return [await anext()]
-        except StopAsyncIteration:
-            return []
-    raise TimeoutError(f"no event within {timeout} s")
