@@ -239,7 +239,10 @@ class SyncSession:
             if self._stop is None:
                 raise SessionClosed("the session was closed")
             assert self._portal is not None
-            future = self._portal.start_task_soon(operation)
+            try:
+                future = self._portal.start_task_soon(operation)
+            except RuntimeError as exc:  # the portal stopped: its loop ended by itself
+                raise SessionClosed("the session has ended") from exc
         try:
             return future.result()
         except concurrent.futures.CancelledError:
@@ -428,7 +431,8 @@ class SyncSession:
             stop, self._stop = self._stop, None
             if stop is not None:
                 assert self._portal is not None
-                self._portal.call(stop.set)
+                with contextlib.suppress(RuntimeError):  # its loop ended by itself
+                    self._portal.call(stop.set)
         self._thread.join(self._close_timeout + SHUTDOWN_GRACE)
         if self._thread.is_alive():
             logger.warning("%s did not end within the close timeout", self._thread.name)
