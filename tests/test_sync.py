@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -399,48 +398,6 @@ def test_secrets_stay_out_of_reprs_and_thread_names(
     for text in shown:
         assert "url-secret" not in text
         assert credentials.password not in text
-
-
-USER_SCRIPT = """\
-import attrs
-
-import alphapoint
-import alphapoint.sync
-
-
-@attrs.frozen
-class Pong:
-    msg: str
-
-
-def check(url: str, credentials: alphapoint.Credentials) -> str:
-    with alphapoint.sync.connect(url, credentials=credentials, timeout=5) as session:
-        pong = session.call("Ping", model=Pong)
-        user = session.call("GetUserInfo", model=alphapoint.User)
-        with session.subscribe("SubscribeLevel1", {"OMSId": 1, "InstrumentId": 1}) as level1:
-            for quote in level1.decoded(alphapoint.Level1):
-                return f"{pong.msg} {user.user_name} {quote.best_bid:.2f}"
-    return pong.msg
-
-
-def typo(session: alphapoint.sync.SyncSession) -> None:
-    session.call("Ping", model=Pong).mgs
-"""
-
-
-def test_a_users_script_is_typed_by_mypy_strict(tmp_path: Path) -> None:
-    """Outside the repository, as a user's project: replies typed by model=, rows by decoded()."""
-    (tmp_path / "script.py").write_text(USER_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / ".cache"), "."],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=LIMIT * 5,  # a cold mypy run on a busy machine: a bug fails, never hangs
-    )
-    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
-    line = USER_SCRIPT.splitlines().index('    session.call("Ping", model=Pong).mgs') + 1
-    assert errors == [f'script.py:{line}: error: "Pong" has no attribute "mgs"  [attr-defined]']
 
 
 def test_import_starts_nothing() -> None:
