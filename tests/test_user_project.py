@@ -3,7 +3,8 @@
 The test writes a small bot and its tests into a temporary directory and runs
 ``mypy --strict`` there with no configuration of ours, as a user would: the
 package's ``py.typed`` and annotations must carry ``model=`` through to the
-user's own class, and a misspelt field must be an error.
+user's own class (through the sync client too), and a misspelt field must be
+an error.
 """
 
 from __future__ import annotations
@@ -46,6 +47,37 @@ async def run(url: str, credentials: alphapoint.PasswordCredentials) -> str:
                     break
         reveal_type(stop.signal)
         return info.user_name
+"""
+
+# An operations script on the sync client: each function returns a field of a
+# typed reply or row, so a reply typed Any fails --strict ("Returning Any").
+OPS = """
+from __future__ import annotations
+
+import attrs
+
+import alphapoint
+import alphapoint.sync
+
+
+@attrs.frozen
+class Account:
+    user_name: str
+
+
+def user_name(url: str, credentials: alphapoint.PasswordCredentials) -> str:
+    with alphapoint.sync.connect(url, credentials=credentials, timeout=5) as session:
+        return session.call("GetUserInfo", model=Account).user_name
+
+
+def best_bid(session: alphapoint.sync.SyncSession) -> float:
+    with session.subscribe("SubscribeLevel1", {"InstrumentId": 1}, timeout=5) as level1:
+        return next(level1.decoded(alphapoint.Level1)).best_bid
+
+
+def book_top(session: alphapoint.sync.SyncSession) -> float:
+    with session.subscribe("SubscribeLevel2", {"InstrumentId": 1}) as book:
+        return book.snapshot_rows(alphapoint.Level2Entry)[0].price
 """
 
 MISTAKE = """
@@ -96,6 +128,7 @@ def test_a_user_project_type_checks_and_sees_its_own_types(tmp_path: Path) -> No
     project.mkdir()
     (project / "bot.py").write_text(textwrap.dedent(BOT))
     (project / "mistake.py").write_text(textwrap.dedent(MISTAKE))
+    (project / "ops.py").write_text(textwrap.dedent(OPS))
     run = mypy_strict(project)
     # Older mypy versions spell builtins out ("builtins.float").
     revealed = [
