@@ -19,8 +19,7 @@ import trustme
 
 import alphapoint
 from alphapoint import AuthenticationError
-from alphapoint.testing import DemoAccounts, Gateway, RunningGateway, demo_gateway
-from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing import DemoAccounts, Gateway, GatewayFixture, RunningGateway, demo_gateway
 
 #: Upper bound, in seconds, on any wait in a test: a bug fails, never hangs.
 LIMIT = 10.0

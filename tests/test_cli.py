@@ -28,9 +28,8 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 import alphapoint
 from alphapoint.demo import run_demo
 from alphapoint.redaction import REDACTED
-from alphapoint.testing import DemoAccounts, demo_gateway
+from alphapoint.testing import DemoAccounts, GatewayFixture, demo_gateway
 from alphapoint.testing.config import GatewayConfigError, load_gateway_config
-from alphapoint.testing.pytest_plugin import GatewayFixture
 from alphapoint.testing.scripted import ScriptedConnection, serve_script, serve_tcp
 
 from .helpers import unused_port, wrong_code

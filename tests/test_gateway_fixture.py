@@ -23,9 +23,8 @@ import websockets.sync.client
 
 import alphapoint
 from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
-from alphapoint.testing import GatewayThread, GatewayUser, demo_gateway
+from alphapoint.testing import GatewayFixture, GatewayThread, GatewayUser, demo_gateway
 from alphapoint.testing.home import Home
-from alphapoint.testing.pytest_plugin import GatewayFixture
 
 from .helpers import LIMIT, unused_port
 

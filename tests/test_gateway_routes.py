@@ -18,8 +18,7 @@ import alphapoint
 from alphapoint import NotAuthorized, OperationFailed, RequestTimeout, ServerError
 from alphapoint.errors import InvalidPayload
 from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
-from alphapoint.testing import Refusal, RequestContext
-from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing import GatewayFixture, Refusal, RequestContext
 
 from .helpers import LIMIT, SHORT
 

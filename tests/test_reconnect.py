@@ -44,8 +44,7 @@ from alphapoint.connection import Connection
 from alphapoint.drivers import Driver
 from alphapoint.drivers.server import accept_websocket
 from alphapoint.frame import MessageType
-from alphapoint.testing import Gateway, RunningGateway, demo_gateway
-from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing import Gateway, GatewayFixture, RunningGateway, demo_gateway
 from alphapoint.testing.scripted import ScriptedConnection, serve_script, serve_tcp
 
 from .helpers import LIMIT, no_jitter, running_tasks, wait_until

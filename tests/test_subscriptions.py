@@ -16,9 +16,8 @@ import pytest
 import alphapoint
 from alphapoint import AlreadySubscribed, SessionState
 from alphapoint.frame import MessageType
-from alphapoint.testing import Gateway, TwoFactorKeys, demo_gateway
+from alphapoint.testing import Gateway, GatewayFixture, TwoFactorKeys, demo_gateway
 from alphapoint.testing.faults import login_reply
-from alphapoint.testing.pytest_plugin import GatewayFixture
 from alphapoint.testing.scripted import ScriptedConnection, serve_script
 
 from .helpers import LIMIT, wait_until

@@ -19,6 +19,7 @@
 
 from .accounts import DemoAccounts, demo_gateway
 from .config import GatewayConfigError, load_gateway_config
+from .fixture import GatewayFixture
 from .gateway import (
     Casing,
     Gateway,
@@ -37,6 +38,7 @@ __all__ = [
     "Gateway",
     "GatewayApiKey",
     "GatewayConfigError",
+    "GatewayFixture",
     "GatewayThread",
     "GatewayUser",
     "LoggedRequest",
