@@ -18,6 +18,7 @@ from pathlib import Path
 #: Module -> the page (under the site directory) that documents its ``__all__``.
 PAGES = {
     "alphapoint": "reference/alphapoint/index.html",
+    "alphapoint.sync": "reference/sync/index.html",
     "alphapoint.testing": "reference/testing/index.html",
     "alphapoint.checks": "reference/cli/index.html",
     "alphapoint.accounts_file": "reference/cli/index.html",
