@@ -56,6 +56,7 @@ from .state import SessionState
 from .totp import Totp
 
 __version__ = "0.1.0"
+"""The version: the one place it is written (the package metadata reads it at build time)."""
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -64,3 +64,4 @@ class ApiKeyCredentials:
 
 
 Credentials = PasswordCredentials | ApiKeyCredentials
+"""Either way to log in: what ``Session.login`` and ``connect(credentials=...)`` take."""

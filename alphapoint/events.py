@@ -275,6 +275,10 @@ class Subscription(EventStream):
         self.message_type = message_type
         self.snapshot: Any = None
         self.resubscribed = 0
+        #: Whether the subscribe call has been answered: until then it is the
+        #: entering task's to send (and send again after a code-20 re-login),
+        #: not the reconnects' and re-logins' that send the live ones again.
+        self.subscribed = False
         self._send = send
         self._cancel = cancel
 
@@ -314,6 +318,7 @@ class Subscription(EventStream):
         except BaseException:
             self._owner.detach(self)
             raise
+        self.subscribed = True
         return self
 
     def replied(self, frame: Frame) -> None:

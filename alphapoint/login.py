@@ -33,10 +33,10 @@ __all__ = ["Call", "Login", "TwoFactor", "two_factor_code"]
 
 logger = logging.getLogger("alphapoint.session")
 
-#: A two-factor code, or something that produces one (``Totp(secret)``, a
-#: function that asks a human, an async function that reads a vault). Only a
-#: provider can log in again unattended after a reconnect.
 TwoFactor = str | Callable[[], "str | Awaitable[str]"]
+"""A two-factor code, or something that produces one (``Totp(secret)``, a
+function that asks a human, an async function that reads a vault). Only a
+provider can log in again unattended after a reconnect."""
 
 #: A checked APEX call on one connection: (function, payload) -> reply payload.
 Call = Callable[[str, Any], Awaitable[Any]]

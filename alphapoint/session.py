@@ -62,6 +62,7 @@ logger = logging.getLogger("alphapoint.session")
 
 #: Seconds a call waits for its reply unless told otherwise.
 DEFAULT_TIMEOUT: Final = 10.0
+"""Seconds a call waits for its reply unless told otherwise (``connect(timeout=...)``)."""
 
 T = TypeVar("T")
 
@@ -513,9 +514,14 @@ class Session:
         await conn.caller(message_type=kind, timeout=timeout)(unsubscribe, subscription.payload)
 
     async def _resubscribe(self, conn: Connection, *, same_connection: bool) -> None:
-        """Send every live subscription again on a new (or re-logged-in) connection."""
+        """Send every live subscription again on a new (or re-logged-in) connection.
+
+        One still being entered is left to its own call, which waits for this
+        connection or is sent again after the re-login: sent from here too, it
+        would be subscribed twice (and refused 909).
+        """
         for stream in self._hub.streams():
-            if isinstance(stream, Subscription):
+            if isinstance(stream, Subscription) and stream.subscribed:
                 call = conn.caller(message_type=stream.message_type, timeout=self._timeout)
                 await stream.resend(call, same_connection=same_connection)
 

@@ -12,9 +12,14 @@ other than a letter or digit turned into ``_`` (``john.doe`` ->
     python examples/account_check.py --file users.txt
 
 Each account gets its own connection and one AuthenticateUser
-(``Session.authenticate``: the outcome is reported, never raised); a login that
-succeeds is logged out again. The exit code is 0 when every account is ok, else 1.
-Mind that every wrong password counts towards the gateway's lockout.
+(``alphapoint.checks.check_login``: the outcome is reported, never raised); a
+login that succeeds is logged out again. The exit code is 0 when every account
+is ok, else 1. Mind that every wrong password counts towards the gateway's lockout.
+
+For operations, ``alphapoint check ACCOUNTS_FILE`` does the same from a TOML
+file that names each account's URL and where each secret is (API keys, 2FA,
+secrets from commands, JSON Lines output, exit codes); this script shows how
+little it takes to build such a check on the library.
 
 With no URL (first argument or ``ALPHAPOINT_URL``) it checks the accounts of
 an embedded demo gateway, including a locked one, a 2FA one and an unknown
@@ -24,7 +29,6 @@ one, so the demo run reports problems (and exits 1) on purpose.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import secrets
@@ -35,6 +39,7 @@ import anyio
 import attrs
 
 import alphapoint
+from alphapoint.checks import Status, check_login
 from alphapoint.testing import demo_gateway
 
 #: At most this many accounts are checked at the same time.
@@ -102,24 +107,27 @@ async def check_all(url: str, usernames: Sequence[str], passwords: Mapping[str, 
 
 
 async def check_account(url: str, username: str, password: str | None) -> Check:
-    """One account's outcome; never raises for a gateway or connection problem."""
+    """One account's outcome; never raises for a gateway or connection problem.
+
+    The login itself is :func:`alphapoint.checks.check_login`, what ``alphapoint
+    check`` runs for each account of an accounts file (it logs out again after a
+    login that succeeded); this script only names the outcomes its own way.
+    """
     if password is None:
         return Check(username, "no password", f"set {password_variable(username)}")
-    try:
-        async with alphapoint.connect(url) as session:
-            result = await session.authenticate(alphapoint.PasswordCredentials(username, password))
-            status = result.status
-            if status is alphapoint.AuthStatus.AUTHENTICATED:
-                user = result.user
-                detail = f"user id {user.user_id}, account id {user.account_id}" if user else ""
-                with contextlib.suppress(alphapoint.AlphaPointError):
-                    await session.logout()  # the check is done: drop the session token
-                return Check(username, "ok", detail)
-            if status is alphapoint.AuthStatus.TWO_FACTOR_REQUIRED:
-                return Check(username, "needs 2FA", f"two-factor type {result.two_fa_type}")
-            return Check(username, status.value, result.display_message)
-    except alphapoint.AlphaPointError as exc:
-        return Check(username, "error", str(exc))
+    credentials = alphapoint.PasswordCredentials(username, password)
+    outcome = await check_login(url, credentials, timeout=alphapoint.DEFAULT_TIMEOUT)
+    result = outcome.result
+    if outcome.status is Status.AUTHENTICATED:
+        user = result.user if result is not None else None
+        detail = f"user id {user.user_id}, account id {user.account_id}" if user else ""
+        return Check(username, "ok", detail)
+    if outcome.status is Status.TWO_FACTOR_REQUIRED:
+        kind = result.two_fa_type if result is not None else None
+        return Check(username, "needs 2FA", f"two-factor type {kind}")
+    if outcome.status in (Status.FAILED, Status.USAGE_ERROR):
+        return Check(username, "error", outcome.message)
+    return Check(username, outcome.status.value, outcome.message)
 
 
 def read_usernames(path: str) -> list[str]:

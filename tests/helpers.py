@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import attrs
 import pytest
 import trustme
 
 import alphapoint
 from alphapoint import AuthenticationError
-from alphapoint.testing import demo_gateway
-from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing import DemoAccounts, Gateway, GatewayFixture, RunningGateway, demo_gateway
 
 #: Upper bound, in seconds, on any wait in a test: a bug fails, never hangs.
 LIMIT = 10.0
@@ -41,6 +42,14 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float = LIMIT) -
     with anyio.fail_after(timeout):
         while not predicate():  # noqa: ASYNC110 - polled state has no event
             await anyio.sleep(0.005)
+
+
+def wait_until_blocking(predicate: Callable[[], bool], *, timeout: float = LIMIT) -> None:
+    """:func:`wait_until` for a thread without an event loop (a sync test)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        time.sleep(0.005)
 
 
 @contextlib.contextmanager
@@ -80,6 +89,41 @@ async def open_and_ping(url: str, **options: Any) -> Any:
     with anyio.fail_after(LIMIT):
         async with alphapoint.connect(url, **options) as session:
             return await session.call("Ping")
+
+
+# -- a gateway for sync tests -------------------------------------------------------------------
+
+
+@attrs.frozen
+class ThreadedGateway:
+    """A demo gateway on an event loop in a thread of its own, for tests without a loop.
+
+    ``run(fn, *args)`` runs a function (sync or async) of the gateway on that
+    loop, and blocks until it is done: ``served.run(served.gateway.drop_connections)``.
+    """
+
+    gateway: Gateway
+    accounts: DemoAccounts
+    running: RunningGateway
+    portal: anyio.from_thread.BlockingPortal
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.portal.call(fn, *args)
+
+
+@contextlib.contextmanager
+def gateway_in_thread(**options: Any) -> Iterator[ThreadedGateway]:
+    """Serve a :func:`demo_gateway` from a thread of its own while the block runs."""
+    gateway, accounts = demo_gateway(**options)
+    with (
+        anyio.from_thread.start_blocking_portal("asyncio") as portal,
+        portal.wrap_async_context_manager(gateway.serve()) as running,
+    ):
+        yield ThreadedGateway(gateway, accounts, running, portal)
 
 
 # -- TLS ----------------------------------------------------------------------------------------

@@ -28,20 +28,25 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 import alphapoint
 from alphapoint.demo import run_demo
 from alphapoint.redaction import REDACTED
-from alphapoint.testing import DemoAccounts, demo_gateway
+from alphapoint.testing import DemoAccounts, GatewayFixture, demo_gateway
 from alphapoint.testing.config import GatewayConfigError, load_gateway_config
-from alphapoint.testing.pytest_plugin import GatewayFixture
-from alphapoint.testing.scripted import ScriptedConnection, serve_script
+from alphapoint.testing.scripted import ScriptedConnection, serve_script, serve_tcp
 
-from .helpers import wrong_code
+from .helpers import unused_port, wrong_code
 
 pytestmark = pytest.mark.anyio
 
 #: A session token of the embedded gateway (``secrets.token_hex(16)``), or anything like it.
 TOKEN_LIKE = re.compile(r"\b[0-9a-f]{32}\b")
 
-#: The fields of an AuthenticateResult, as ``--json`` spells them.
+#: The fields of a login's ``--json`` record: the account and URL, the status
+#: and what it means, and an AuthenticateResult's fields in snake_case.
 RESULT_KEYS = {
+    "account",
+    "url",
+    "message",
+    "error_kind",
+    "timings_ms",
     "authenticated",
     "locked",
     "requires_2fa",
@@ -183,6 +188,10 @@ async def test_api_key_login_json(alphapoint_gateway: GatewayFixture) -> None:
     data = json.loads(run.stdout)
     assert set(data) == RESULT_KEYS
     assert data["status"] == "authenticated"
+    assert data["account"] == "user 7"
+    assert data["url"] == alphapoint_gateway.url
+    assert data["error_kind"] is None
+    assert set(data["timings_ms"]) == {"connect", "login"}
     assert data["authenticated"] is True
     assert data["session_token"] == REDACTED
     assert data["two_fa_token"] is None
@@ -300,7 +309,16 @@ async def test_two_factor_with_wrong_code_exits_4(alphapoint_gateway: GatewayFix
     assert run.code == 4
     data = json.loads(run.stdout)
     assert data["status"] == "two_factor_required"
-    assert data["errormsg"] == "Invalid 2FA code"
+    # The gateway's first reply said Authenticated: true (as live ones do), but
+    # the code was refused: the record agrees with its status, not with that flag.
+    assert alphapoint_gateway.gateway.two_factor_reply_authenticated
+    assert data["authenticated"] is False
+    assert data["requires_2fa"] is True
+    assert data["locked"] is False
+    assert data["session_token"] is None
+    assert data["account"] == "bob"
+    assert data["url"] == alphapoint_gateway.url
+    assert data["message"] == data["errormsg"] == "Invalid 2FA code"
     assert len(alphapoint_gateway.gateway.requests_for("Authenticate2FA")) == 1
     assert_clean(run, [*secrets_of(accounts), code])
 
@@ -317,14 +335,25 @@ async def test_connection_refused_exits_5_with_one_line() -> None:
     assert_clean(run, ["pw-123456"])
 
 
-async def test_ctrl_c_stops_authenticate_cleanly_with_130() -> None:
+@pytest.mark.parametrize(
+    ("command", "waits_for"),
+    [
+        ("authenticate", "AuthenticateUser"),
+        ("call", "AuthenticateUser"),
+        ("check", "AuthenticateUser"),
+        ("ping", "Ping"),
+    ],
+)
+async def test_ctrl_c_stops_a_command_cleanly_with_130(
+    tmp_path: Path, command: str, waits_for: str
+) -> None:
     """Ctrl-C while the command waits for the gateway's reply: the session is
     closed with a closing handshake (1000), and the exit is 130 with one line."""
     asked, closed = anyio.Event(), anyio.Event()
     codes: list[int | None] = []
 
     async def script(connection: ScriptedConnection) -> None:
-        assert (await connection.receive_frame()).function == "AuthenticateUser"
+        assert (await connection.receive_frame()).function == waits_for
         asked.set()  # the command is in its event loop, waiting for the reply
         try:
             while True:
@@ -334,8 +363,22 @@ async def test_ctrl_c_stops_authenticate_cleanly_with_130() -> None:
             closed.set()
 
     async with serve_script(script) as server:
+        args = {
+            "authenticate": [server.url, "--username", "alice"],
+            "call": [server.url, "GetUserInfo", "--username", "alice"],
+            "check": [
+                str(
+                    accounts_file(
+                        tmp_path / "a.toml",
+                        f'[[accounts]]\nname = "a"\nurl = "{server.url}"\n'
+                        'username = "alice"\npassword_env = "ALPHAPOINT_PASSWORD"\n',
+                    )
+                )
+            ],
+            "ping": [server.url],
+        }[command]
         process = await anyio.open_process(
-            [*ALPHAPOINT_FROM_A_TERMINAL, "authenticate", server.url, "--username", "alice"],
+            [*ALPHAPOINT_FROM_A_TERMINAL, command, *args],
             env=clean_env(ALPHAPOINT_PASSWORD="pw-123456"),
         )
         async with process:
@@ -349,7 +392,7 @@ async def test_ctrl_c_stops_authenticate_cleanly_with_130() -> None:
                 stderr = b"".join([chunk async for chunk in process.stderr])
                 await closed.wait()
     run = Run(code, stdout.decode(), stderr.decode())
-    assert_interrupted(run, "authenticate")
+    assert_interrupted(run, command)
     assert run.stdout == ""
     assert codes == [1000]
     assert_clean(run, ["pw-123456"])
@@ -667,3 +710,576 @@ def test_config_builds_the_gateway(tmp_path: Path) -> None:
     assert gateway.api_keys["dora-key"].api_secret == "dora-api-secret-0a0b"
     assert gateway.casing.value == "camel"
     assert gateway.max_failed_attempts == 3
+
+
+# -- check: an accounts file with every outcome ----------------------------------------
+
+
+def accounts_file(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def records(stdout: str) -> dict[str, dict[str, Any]]:
+    """JSON Lines, one record per account, keyed by account name (in the file's order)."""
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    by_name = {line["account"]: line for line in lines}
+    assert len(by_name) == len(lines)
+    return by_name
+
+
+def secret_printer(path: Path, secret: str) -> str:
+    """A TOML array for a command that prints ``secret`` (kept in a file, not in argv)."""
+    path.write_text(secret + "\n", encoding="utf-8")
+    script = "import sys; print(open(sys.argv[1]).read().strip())"
+    return json.dumps([sys.executable, "-c", script, str(path)])
+
+
+async def test_check_reports_every_outcome(
+    alphapoint_gateway: GatewayFixture, tmp_path: Path
+) -> None:
+    """One file, one account per outcome; the exit code is the worst (5: unreachable)."""
+    accounts = alphapoint_gateway.accounts
+    key = accounts.api_key
+    with unused_port() as port:
+        path = accounts_file(
+            tmp_path / "accounts.toml",
+            f"""
+# every outcome alphapoint check can report
+url = "{alphapoint_gateway.url}"
+timeout = 10
+
+[[accounts]]
+name = "alice"
+username = "alice"
+password_env = "ALICE_PASSWORD"
+
+[[accounts]]
+name = "alice-key"
+api_key = "{key.api_key}"
+user_id = {key.user_id}
+api_secret_command = {secret_printer(tmp_path / "secret.txt", key.api_secret)}
+
+[[accounts]]
+name = "bob-unattended"
+username = "bob"
+password_env = "BOB_PASSWORD"
+totp_secret_env = "BOB_TOTP"
+
+[[accounts]]
+name = "bob"
+username = "bob"
+password_env = "BOB_PASSWORD"
+
+[[accounts]]
+name = "carol"
+username = "carol"
+password_env = "CAROL_PASSWORD"
+
+[[accounts]]
+name = "mallory"
+username = "mallory"
+password_env = "MALLORY_PASSWORD"
+
+[[accounts]]
+name = "dave"
+username = "dave"
+password_env = "DAVE_PASSWORD"
+
+[[accounts]]
+name = "elsewhere"
+url = "ws://127.0.0.1:{port}/WSGateway/"
+username = "alice"
+password_env = "ALICE_PASSWORD"
+""",
+        )
+        env = clean_env(
+            ALICE_PASSWORD=accounts.password.password,
+            BOB_PASSWORD=accounts.two_factor.password,
+            BOB_TOTP=accounts.two_factor_secret,
+            CAROL_PASSWORD=accounts.locked.password,
+            MALLORY_PASSWORD="not-her-password",
+        )
+        run = await alphapoint_cmd("check", str(path), "--json", env=env)
+        table = await alphapoint_cmd("check", str(path), "--concurrency", "3", env=env)
+
+    assert run.code == 5, run.stderr
+    found = records(run.stdout)
+    assert list(found) == [
+        "alice",
+        "alice-key",
+        "bob-unattended",
+        "bob",
+        "carol",
+        "mallory",
+        "dave",
+        "elsewhere",
+    ]
+    statuses = {name: record["status"] for name, record in found.items()}
+    assert statuses == {
+        "alice": "authenticated",
+        "alice-key": "authenticated",
+        "bob-unattended": "authenticated",
+        "bob": "two_factor_required",
+        "carol": "locked",
+        "mallory": "rejected",
+        "dave": "usage_error",
+        "elsewhere": "failed",
+    }
+    for name, record in found.items():
+        assert set(record) == RESULT_KEYS, name
+        # Every field agrees with the status.
+        assert record["authenticated"] is (record["status"] == "authenticated")
+        assert record["locked"] is (record["status"] == "locked")
+        assert record["requires_2fa"] is (record["status"] == "two_factor_required")
+        assert (record["session_token"] == REDACTED) is (record["status"] == "authenticated")
+        assert (record["error_kind"] is None) is (record["status"] not in ("usage_error", "failed"))
+        expected_url = f"ws://127.0.0.1:{port}/WSGateway/" if name == "elsewhere" else None
+        assert record["url"] == (expected_url or alphapoint_gateway.url)
+    assert found["alice"]["user"]["user_name"] == "alice"
+    assert found["alice-key"]["user"]["user_id"] == 7
+    assert found["bob-unattended"]["user"]["user_name"] == "bob"
+    assert set(found["bob-unattended"]["timings_ms"]) == {"connect", "login", "two_factor"}
+    assert found["bob"]["two_fa_type"] == "Google"
+    assert found["carol"]["message"] == "User is locked"
+    assert found["mallory"]["message"] == "Invalid username or password"
+    assert found["dave"]["error_kind"] == "SecretUnavailable"
+    assert "DAVE_PASSWORD" in found["dave"]["message"]
+    assert found["elsewhere"]["error_kind"] == "NetworkError"
+    assert found["elsewhere"]["message"].startswith("could not connect")
+    # stderr stays quiet with --json: the records say it all.
+    assert "Traceback" not in run.stderr
+
+    gateway = alphapoint_gateway.gateway
+    # Two runs, six logins each (dave and elsewhere never reach this gateway),
+    # each on its own connection; one 2FA code per run; every login logged out.
+    logins = gateway.requests_for("AuthenticateUser")
+    assert len(logins) == 12
+    assert len({request.connection for request in logins}) == 12
+    assert len(gateway.requests_for("Authenticate2FA")) == 2
+    assert len(gateway.requests_for("LogOut")) == 6
+
+    assert table.code == 5, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["ACCOUNT", "STATUS", "MS", "DETAIL"]
+    rows = {line.split()[0]: line.split(None, 3) for line in lines[1:-1]}
+    assert rows["alice"][1] == "authenticated"
+    assert rows["alice"][3] == "user id 7, account id 1007"
+    assert rows["dave"][3].startswith("SecretUnavailable: ")
+    assert rows["elsewhere"][3].startswith("NetworkError: could not connect")
+    assert lines[-1] == "3 of 8 account(s) authenticated"
+
+    for each in (run, table):
+        assert_clean(each, [*secrets_of(accounts), "not-her-password"])
+
+
+@pytest.mark.parametrize(
+    ("names", "code"),
+    [
+        (["alice"], 0),
+        (["alice", "bob"], 4),
+        (["alice", "bob", "mallory"], 1),
+        (["alice", "bob", "mallory", "carol"], 3),
+        (["alice", "carol", "dave"], 2),
+    ],
+)
+async def test_check_exits_with_the_worst_outcome(
+    alphapoint_gateway: GatewayFixture, tmp_path: Path, names: list[str], code: int
+) -> None:
+    accounts = alphapoint_gateway.accounts
+    text = "".join(
+        f'[[accounts]]\nname = "{name}"\nusername = "{name}"\npassword_env = "PW_{name}"\n'
+        for name in names
+    )
+    env = clean_env(
+        ALPHAPOINT_URL=alphapoint_gateway.url,  # no url in the file: the environment's
+        PW_alice=accounts.password.password,
+        PW_bob=accounts.two_factor.password,
+        PW_carol=accounts.locked.password,
+        PW_mallory="not-her-password",
+    )
+    path = accounts_file(tmp_path / "a.toml", text)
+    run = await alphapoint_cmd("check", str(path), "--json", "--concurrency", "1", env=env)
+    assert run.code == code, run.output
+    assert list(records(run.stdout)) == names
+    assert_clean(run, [*secrets_of(accounts), "not-her-password"])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "no such file"),
+        ("[[accounts]\n", "not valid TOML"),
+        ('url = "ws://127.0.0.1:9/"\n', "accounts: missing"),
+        (
+            '[[accounts]]\nname = "a"\nusername = "a"\npassword = "hunter2-in-a-file"\n',
+            "accounts[0].password: secrets are never written in the accounts file",
+        ),
+        (
+            '[[accounts]]\nname = "a"\napi_key = "k"\nuser_id = "7"\n'
+            'api_secret = "hunter2-in-a-file"\n',
+            "accounts[0].api_secret: secrets are never written in the accounts file",
+        ),
+        (
+            '[[accounts]]\nname = "a"\nusername = "a"\npassword_env = "P"\n',
+            "accounts[0].url: missing",
+        ),
+        (
+            'url = "ws://127.0.0.1:9/"\n[[accounts]]\nname = "a"\nusername = "a"\n',
+            "accounts[0].password_env: missing",
+        ),
+        (
+            'url = "ws://127.0.0.1:9/"\n[[accounts]]\nname = "a"\napi_key = "k"\n'
+            'api_secret_env = "S"\n',
+            "accounts[0].user_id: missing",
+        ),
+        (
+            'url = "ws://127.0.0.1:9/"\n[[accounts]]\nname = "a"\npassword_env = "P"\n',
+            "accounts[0].username: missing",
+        ),
+        (
+            'url = "ws://127.0.0.1:9/"\n[[accounts]]\nname = "a"\nusername = "a"\n'
+            'api_key = "k"\nuser_id = "7"\npassword_env = "P"\n',
+            "accounts[0].api_key: give username or api_key, not both",
+        ),
+        (
+            'url = "ws://127.0.0.1:9/"\n[[accounts]]\nname = "a"\nusername = "a"\n'
+            'password_env = "P"\npassword_command = ["pass"]\n',
+            "accounts[0].password_command: give password_env or password_command, not both",
+        ),
+        (
+            'url = "ws://127.0.0.1:9/"\n[[accounts]]\nname = "a"\nusername = "a"\n'
+            'password_env = "P"\ntimeout = -1\n',
+            "accounts[0].timeout: must be a positive number",
+        ),
+        (
+            'url = "ws://127.0.0.1:9/"\n[[accounts]]\nname = "a"\nusername = "a"\n'
+            'password_env = "P"\n[[accounts]]\nname = "a"\nusername = "b"\npassword_env = "P"\n',
+            "accounts[1].name: another account has this name",
+        ),
+        (
+            'url = "ws://127.0.0.1:9/"\n[[accounts]]\nname = "a"\nusername = "a"\n'
+            'password_env = "P"\nuser = "hunter2-in-a-file"\n',
+            "accounts[0].user: unknown field",
+        ),
+    ],
+)
+async def test_check_bad_accounts_file_exits_2(
+    tmp_path: Path, text: str | None, message: str
+) -> None:
+    path = tmp_path / "accounts.toml"
+    if text is not None:
+        accounts_file(path, text)
+    run = await alphapoint_cmd("check", str(path), "--json")
+    assert run.code == 2
+    [line] = run.stderr.splitlines()
+    assert line.startswith(f"alphapoint check: error: {path}: ")
+    assert message in line
+    [record] = [json.loads(line) for line in run.stdout.splitlines()]
+    assert record["status"] == "usage_error"
+    assert record["error_kind"] == "UsageError"
+    assert message in record["message"]
+    assert_clean(run, ["hunter2-in-a-file"])
+
+
+async def test_check_secret_command_that_fails(tmp_path: Path) -> None:
+    """A command that fails or prints nothing is that account's usage error; what it
+    printed on stderr is not shown (it may hold a secret)."""
+    leaky = json.dumps([sys.executable, "-c", "import sys; sys.exit('hunter2-leaked')"])
+    empty = json.dumps([sys.executable, "-c", "pass"])
+    path = accounts_file(
+        tmp_path / "a.toml",
+        'url = "ws://127.0.0.1:9/"\n'
+        f'[[accounts]]\nname = "leaky"\nusername = "a"\npassword_command = {leaky}\n'
+        f'[[accounts]]\nname = "empty"\nusername = "a"\npassword_command = {empty}\n'
+        '[[accounts]]\nname = "missing"\nusername = "a"\n'
+        'password_command = ["/nonexistent/alphapoint-secret"]\n',
+    )
+    run = await alphapoint_cmd("check", str(path), "--json")
+    assert run.code == 2
+    found = records(run.stdout)
+    assert {record["status"] for record in found.values()} == {"usage_error"}
+    assert found["leaky"]["message"] == "password_command (python) exited with code 1".replace(
+        "python", sys.executable
+    )
+    assert found["empty"]["message"].endswith("printed nothing")
+    assert "could not be run" in found["missing"]["message"]
+    assert_clean(run, ["hunter2-leaked"])
+
+
+# -- ping ------------------------------------------------------------------------------
+
+
+async def test_ping_reports_round_trip(alphapoint_gateway: GatewayFixture) -> None:
+    run = await alphapoint_cmd("ping", alphapoint_gateway.url)
+    assert run.code == 0, run.stderr
+    assert re.fullmatch(
+        rf"PONG from {re.escape(alphapoint_gateway.url)} in [\d.]+ ms \(handshake [\d.]+ ms\)\n",
+        run.stdout,
+    )
+    # ALPHAPOINT_URL is the default URL.
+    run = await alphapoint_cmd(
+        "ping", "--json", env=clean_env(ALPHAPOINT_URL=alphapoint_gateway.url)
+    )
+    assert run.code == 0, run.stderr
+    record = json.loads(run.stdout)
+    assert record["status"] == "ok"
+    assert record["message"] == "PONG"
+    assert record["account"] is None
+    assert record["url"] == alphapoint_gateway.url
+    assert record["reply"] == {"msg": "PONG"}
+    assert set(record["timings_ms"]) == {"connect", "ping"}
+    gateway = alphapoint_gateway.gateway
+    assert [request.function for request in gateway.requests] == ["Ping", "Ping"]
+
+
+async def test_ping_failures_print_a_record() -> None:
+    """Nothing listening, and a port that answers but is not WebSocket: exit 5,
+    one line on stderr, and with --json a record on stdout."""
+
+    async def not_websocket(stream: anyio.abc.ByteStream) -> None:
+        await stream.receive()
+        await stream.send(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+    with unused_port() as port:
+        closed = await alphapoint_cmd("ping", f"ws://127.0.0.1:{port}/", "--json")
+    async with serve_tcp(not_websocket) as server:
+        refused = await alphapoint_cmd("ping", server.url, "--json")
+    for run, kind in [(closed, "NetworkError"), (refused, "HandshakeRefused")]:
+        assert run.code == 5
+        record = json.loads(run.stdout)
+        assert record["status"] == "failed"
+        assert record["error_kind"] == kind
+        [line] = run.stderr.splitlines()
+        assert line == f"alphapoint ping: error: {record['message']}"
+
+
+async def test_no_url_anywhere_exits_2() -> None:
+    run = await alphapoint_cmd("ping", "--json")
+    assert run.code == 2
+    assert "ALPHAPOINT_URL" in run.stderr
+    assert json.loads(run.stdout)["status"] == "usage_error"
+
+
+# -- call ------------------------------------------------------------------------------
+
+
+async def test_call_prints_the_reply(alphapoint_gateway: GatewayFixture) -> None:
+    key = alphapoint_gateway.accounts.api_key
+    env = clean_env(ALPHAPOINT_API_SECRET=key.api_secret)
+    who = ["--api-key", key.api_key, "--user-id", key.user_id]
+    plain = await alphapoint_cmd("call", alphapoint_gateway.url, "GetUserInfo", *who, env=env)
+    assert plain.code == 0, plain.stderr
+    info = json.loads(plain.stdout)
+    assert info["UserName"] == "alice"
+    assert info["AccountId"] == 1007
+
+    env["ALPHAPOINT_URL"] = alphapoint_gateway.url
+    run = await alphapoint_cmd("call", "GetUserInfo", "{}", *who, "--json", env=env)
+    assert run.code == 0, run.stderr
+    record = json.loads(run.stdout)
+    assert record["status"] == "ok"
+    assert record["authenticated"] is True
+    assert record["account"] == "user 7"
+    assert record["function"] == "GetUserInfo"
+    assert record["reply"] == info
+    assert set(record["timings_ms"]) == {"connect", "login", "call"}
+    gateway = alphapoint_gateway.gateway
+    assert [request.payload for request in gateway.requests_for("GetUserInfo")] == [{}, {}]
+    assert_clean(plain, secrets_of(alphapoint_gateway.accounts))
+    assert_clean(run, secrets_of(alphapoint_gateway.accounts))
+
+
+async def test_call_failures(alphapoint_gateway: GatewayFixture) -> None:
+    accounts = alphapoint_gateway.accounts
+    url = alphapoint_gateway.url
+    alice = clean_env(ALPHAPOINT_PASSWORD=accounts.password.password)
+    refused = await alphapoint_cmd(
+        "call", url, "NoSuchFunction", '{"X": 1}', "--username", "alice", "--json", env=alice
+    )
+    assert refused.code == 5
+    record = json.loads(refused.stdout)
+    assert record["status"] == "failed"
+    assert record["error_kind"] == "RequestError"
+    assert record["function"] == "NoSuchFunction"
+    assert record["reply"] is None
+
+    wrong = await alphapoint_cmd(
+        "call",
+        url,
+        "GetUserInfo",
+        "--username",
+        "alice",
+        "--json",
+        env=clean_env(ALPHAPOINT_PASSWORD="not-the-password"),
+    )
+    assert wrong.code == 1
+    assert json.loads(wrong.stdout)["status"] == "rejected"
+    assert alphapoint_gateway.gateway.requests_for("GetUserInfo") == []
+
+    for args in (["AuthenticateUser", '{"UserName": "alice"}'], ["GetUserInfo", "[1,"]):
+        usage = await alphapoint_cmd("call", url, *args, "--username", "alice", env=alice)
+        assert usage.code == 2
+        assert usage.stdout == ""
+        assert len(usage.stderr.splitlines()) == 1
+    for run in (refused, wrong):
+        assert_clean(run, [*secrets_of(accounts), "not-the-password"])
+
+
+# -- 2FA unattended, -v, URLs with user info --------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["ALPHAPOINT_TOTP_SECRET", "BOB_TOTP"])
+async def test_totp_secret_from_the_environment(
+    alphapoint_gateway: GatewayFixture, variable: str
+) -> None:
+    accounts = alphapoint_gateway.accounts
+    option = [] if variable == "ALPHAPOINT_TOTP_SECRET" else ["--totp-secret-env", variable]
+    run = await alphapoint_cmd(
+        "authenticate",
+        alphapoint_gateway.url,
+        "--username",
+        "bob",
+        *option,
+        "--json",
+        env=clean_env(
+            ALPHAPOINT_PASSWORD=accounts.two_factor.password,
+            **{variable: accounts.two_factor_secret},
+        ),
+    )
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout)["status"] == "authenticated"
+    [sent] = alphapoint_gateway.gateway.requests_for("Authenticate2FA")
+    assert alphapoint.Totp(accounts.two_factor_secret).verify(sent.payload["Code"])
+    assert_clean(run, [*secrets_of(accounts), sent.payload["Code"]])
+
+
+async def test_verbose_tells_progress_without_secrets(
+    alphapoint_gateway: GatewayFixture,
+) -> None:
+    accounts = alphapoint_gateway.accounts
+    # A URL with user info: it is never shown.
+    url = alphapoint_gateway.url.replace("ws://", "ws://ops:url-secret-1234@")
+    run = await alphapoint_cmd(
+        "authenticate",
+        url,
+        "--username",
+        "bob",
+        "-v",
+        "--json",
+        env=clean_env(
+            ALPHAPOINT_PASSWORD=accounts.two_factor.password,
+            ALPHAPOINT_TOTP_SECRET=accounts.two_factor_secret,
+        ),
+    )
+    assert run.code == 0, run.stderr
+    shown = alphapoint_gateway.url.replace("ws://", "ws://…@")
+    assert json.loads(run.stdout)["url"] == shown
+    lines = run.stderr.splitlines()
+    assert lines[0] == f"alphapoint authenticate: connecting to {shown}"
+    patterns = [
+        r"handshake \d+ ms",
+        r"login \d+ ms: two_factor_required",
+        r"2FA \d+ ms: authenticated",
+    ]
+    assert len(lines) == 1 + len(patterns)
+    for line, pattern in zip(lines[1:], patterns, strict=True):
+        assert re.fullmatch(f"alphapoint authenticate: {pattern}", line), line
+    [code] = [r.payload["Code"] for r in alphapoint_gateway.gateway.requests_for("Authenticate2FA")]
+    assert_clean(run, [*secrets_of(accounts), code, "url-secret-1234"])
+
+
+@pytest.mark.parametrize(
+    ("args", "where"),
+    [
+        (["--password", "hunter2-typed"], "$ALPHAPOINT_PASSWORD"),
+        (["--password=hunter2-typed"], "$ALPHAPOINT_PASSWORD"),
+        (["--api-secret", "hunter2-typed"], "$ALPHAPOINT_API_SECRET"),
+        (["--secret", "hunter2-typed"], "$ALPHAPOINT_API_SECRET"),
+        (["--totp-secret", "hunter2-typed"], "$ALPHAPOINT_TOTP_SECRET"),
+        (["--code", "hunter2-typed"], "--two-factor-code-env VAR"),
+        (["--token", "hunter2-typed"], "a session token is never given"),
+    ],
+)
+async def test_secret_options_say_where_the_secret_goes(args: list[str], where: str) -> None:
+    run = await alphapoint_cmd(
+        "authenticate", "ws://127.0.0.1:9/", "--username", "alice", *args, "--json"
+    )
+    assert run.code == 2
+    [line] = run.stderr.splitlines()
+    option = args[0].split("=")[0]
+    assert line.startswith(f"alphapoint authenticate: error: {option}: secrets are never")
+    assert where in line
+    assert "unrecognized" not in line
+    assert json.loads(run.stdout)["status"] == "usage_error"
+    assert_clean(run, ["hunter2-typed"])
+
+
+async def test_version_is_the_package_version() -> None:
+    run = await alphapoint_cmd("--version")
+    assert run.code == 0
+    assert run.stdout == f"alphapoint {alphapoint.__version__}\n"
+
+
+async def test_check_concurrency_is_bounded(tmp_path: Path) -> None:
+    """Four accounts, --concurrency 2, against a gateway that answers logins only in
+    pairs: exactly two are in flight at a time (fewer would never be answered, more
+    would show in the -v lines). Each check runs from "connecting" to "done"."""
+    arrived = 0
+    pairs = [anyio.Event(), anyio.Event()]
+
+    async def script(connection: ScriptedConnection) -> None:
+        nonlocal arrived
+        request = await connection.receive_frame()
+        assert request.function == "AuthenticateUser"
+        arrived += 1
+        pair = pairs[(arrived - 1) // 2]
+        if arrived % 2 == 0:
+            pair.set()
+        await pair.wait()
+        await connection.reply(request, {"Authenticated": False, "errormsg": "Not today"})
+        await connection.wait_closed()
+
+    async with serve_script(script) as server:
+        text = f'url = "{server.url}"\n' + "".join(
+            f'[[accounts]]\nname = "a{n}"\nusername = "a{n}"\npassword_env = "PW"\n'
+            for n in range(4)
+        )
+        path = accounts_file(tmp_path / "a.toml", text)
+        with anyio.fail_after(60):  # a guard against a hang, not a timing assertion
+            run = await alphapoint_cmd(
+                "check", str(path), "--concurrency", "2", "-v", "--json", env=clean_env(PW="pw-1")
+            )
+    assert run.code == 1, run.stderr
+    assert {record["status"] for record in records(run.stdout).values()} == {"rejected"}
+    in_flight, most = 0, 0
+    for line in run.stderr.splitlines():
+        if re.fullmatch(r"alphapoint check: \[a\d\] connecting to .*", line):
+            in_flight += 1
+            most = max(most, in_flight)
+        elif re.fullmatch(r"alphapoint check: \[a\d\] done: rejected", line):
+            in_flight -= 1
+    assert (most, in_flight, arrived) == (2, 0, 4)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["authenticate", "ws://127.0.0.1:9/"], "one of the arguments --username --api-key"),
+        (["ping", "--timeout", "0"], "--timeout: must be a positive number"),
+        (["check", "a.toml", "--concurrency", "0"], "--concurrency: must be at least 1"),
+        (
+            ["call", "ws://127.0.0.1:9/", "Ping", "--username", "a", "-x", "hunter2-typed"],
+            "unrecognized arguments: -x",
+        ),
+    ],
+)
+async def test_argument_errors_print_a_record_with_json(args: list[str], message: str) -> None:
+    run = await alphapoint_cmd(*args, "--json")
+    assert run.code == 2
+    assert run.stderr.startswith("usage: alphapoint ")
+    assert message in run.stderr.splitlines()[-1]
+    record = json.loads(run.stdout)
+    assert record["status"] == "usage_error"
+    assert message in record["message"]
+    assert_clean(run, ["hunter2-typed"])

@@ -18,8 +18,7 @@ import attrs
 import pytest
 from anyio.streams.text import TextReceiveStream
 
-from alphapoint.testing import Gateway
-from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing import Gateway, GatewayFixture
 
 pytestmark = pytest.mark.anyio
 

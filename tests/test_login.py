@@ -34,8 +34,7 @@ from alphapoint import (
     User,
 )
 from alphapoint.signing import sign
-from alphapoint.testing import Casing, Gateway, GatewayApiKey, GatewayUser
-from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing import Casing, Gateway, GatewayApiKey, GatewayFixture, GatewayUser
 
 from .helpers import LIMIT, texts_of, wrong_code
 

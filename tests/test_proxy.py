@@ -25,8 +25,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 import alphapoint
 from alphapoint import ConnectError, InvalidURL, SessionState
-from alphapoint.testing import demo_gateway
-from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing import GatewayFixture, demo_gateway
 
 from .helpers import LIMIT, everything_said, unused_port
 

@@ -44,8 +44,7 @@ from alphapoint.connection import Connection
 from alphapoint.drivers import Driver
 from alphapoint.drivers.server import accept_websocket
 from alphapoint.frame import MessageType
-from alphapoint.testing import Gateway, RunningGateway
-from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing import Gateway, GatewayFixture, RunningGateway, demo_gateway
 from alphapoint.testing.scripted import ScriptedConnection, serve_script, serve_tcp
 
 from .helpers import CALLBACK_DRIVERS, LIMIT, no_jitter, running_tasks, wait_until
@@ -603,14 +602,14 @@ async def test_a_session_gives_up_after_max_attempts(alphapoint_gateway: Gateway
         assert isinstance(info.value.__cause__, ConnectError)
 
 
-async def test_max_attempts_counts_every_failed_attempt(
-    alphapoint_gateway: GatewayFixture,
-) -> None:
+async def test_max_attempts_counts_every_failed_attempt() -> None:
     """Attempts that reach a listener which hangs up before the handshake each
     count. One listener serves the first connection (through the gateway) and
     hangs up on every later one: it is there before the drop, so no attempt is
-    refused for want of it, whatever the reconnect's timer and the loop do."""
-    gateway = alphapoint_gateway.gateway
+    refused for want of it, whatever the reconnect's timer and the loop do.
+    The gateway serves on this test's loop (not the fixture's thread): the
+    listener hands it the connection."""
+    gateway, accounts = demo_gateway()
     policy = Backoff(initial=0.01, maximum=0.05, jitter=no_jitter, max_attempts=3)
 
     async def first_served_then_hung_up(stream: anyio.abc.ByteStream) -> None:
@@ -624,7 +623,7 @@ async def test_max_attempts_counts_every_failed_attempt(
         serve_tcp(first_served_then_hung_up) as server,
         alphapoint.connect(
             server.url,
-            credentials=alphapoint_gateway.accounts.password,
+            credentials=accounts.password,
             reconnect=policy,
             keepalive=None,
         ) as session,

@@ -35,8 +35,7 @@ from alphapoint import (
     SessionClosed,
 )
 from alphapoint.frame import Frame, MessageType
-from alphapoint.testing import Gateway, GatewayUser
-from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing import Gateway, GatewayFixture, GatewayUser
 from alphapoint.testing.scripted import ScriptedConnection, serve_script
 
 from .helpers import CALLBACK_DRIVERS, LIMIT, SHORT, wait_until

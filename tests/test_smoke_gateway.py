@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 import alphapoint
-from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing import GatewayFixture
 
 pytestmark = pytest.mark.anyio
 

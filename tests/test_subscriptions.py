@@ -16,9 +16,8 @@ import pytest
 import alphapoint
 from alphapoint import AlreadySubscribed, SessionState
 from alphapoint.frame import MessageType
-from alphapoint.testing import Gateway, TwoFactorKeys, demo_gateway
+from alphapoint.testing import Gateway, GatewayFixture, TwoFactorKeys, demo_gateway
 from alphapoint.testing.faults import login_reply
-from alphapoint.testing.pytest_plugin import GatewayFixture
 from alphapoint.testing.scripted import ScriptedConnection, serve_script
 
 from .helpers import LIMIT, wait_until
@@ -175,6 +174,28 @@ async def test_a_resubscribe_answered_909_after_a_relogin_keeps_the_stream(
     replies = gateway.requests_for("SubscribeLevel1")
     assert len(replies) == 2
     assert replies[0].connection == replies[1].connection  # the same socket
+
+
+async def test_a_subscription_entered_while_the_gateway_ends_the_login_is_sent_once() -> None:
+    """The LogoutEvent and the subscribe cross: the subscribe is refused with code 20
+    (or waits for the re-login), and is sent once after it, by its own call only;
+    the re-login's resubscribe of the live ones must not send it too (a 909)."""
+    gateway, accounts = demo_gateway()
+    payload = {"OMSId": 1, "InstrumentId": 1}
+    with anyio.fail_after(LIMIT):
+        async with gateway.serve() as running, alphapoint.connect(running.url) as session:
+            await session.login(accounts.password)
+            assert await gateway.logout_event() == 1
+            async with session.subscribe("SubscribeTrades", payload) as trades:
+                assert trades.subscribed
+            assert session.authenticated
+    functions = [
+        r.function
+        for r in gateway.requests
+        if r.function in ("AuthenticateUser", "SubscribeTrades")
+    ]
+    last_login = len(functions) - 1 - functions[::-1].index("AuthenticateUser")
+    assert functions[last_login + 1 :] == ["SubscribeTrades"]
 
 
 async def test_909_on_a_new_connection_ends_the_stream() -> None:

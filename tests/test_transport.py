@@ -39,7 +39,7 @@ from alphapoint.drivers.asyncio_protocol import AsyncioWebSocket
 from alphapoint.frame import Frame as ApexFrame
 from alphapoint.frame import decode_frame, encode_frame
 from alphapoint.models import Event
-from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing import GatewayFixture
 from alphapoint.testing.scripted import ScriptedConnection, serve_script, serve_tcp
 
 from .helpers import (

@@ -3,7 +3,8 @@
 The test writes a small bot and its tests into a temporary directory and runs
 ``mypy --strict`` there with no configuration of ours, as a user would: the
 package's ``py.typed`` and annotations must carry ``model=`` through to the
-user's own class, and a misspelt field must be an error.
+user's own class (through the sync client too), and a misspelt field must be
+an error.
 """
 
 from __future__ import annotations
@@ -46,6 +47,61 @@ async def run(url: str, credentials: alphapoint.PasswordCredentials) -> str:
                     break
         reveal_type(stop.signal)
         return info.user_name
+"""
+
+# An operations script on the sync client: each function returns a field of a
+# typed reply or row, so a reply typed Any fails --strict ("Returning Any").
+OPS = """
+from __future__ import annotations
+
+import attrs
+
+import alphapoint
+import alphapoint.sync
+
+
+@attrs.frozen
+class Account:
+    user_name: str
+
+
+def user_name(url: str, credentials: alphapoint.PasswordCredentials) -> str:
+    with alphapoint.sync.connect(url, credentials=credentials, timeout=5) as session:
+        return session.call("GetUserInfo", model=Account).user_name
+
+
+def best_bid(session: alphapoint.sync.SyncSession) -> float:
+    with session.subscribe("SubscribeLevel1", {"InstrumentId": 1}, timeout=5) as level1:
+        return next(level1.decoded(alphapoint.Level1)).best_bid
+
+
+def book_top(session: alphapoint.sync.SyncSession) -> float:
+    with session.subscribe("SubscribeLevel2", {"InstrumentId": 1}) as book:
+        return book.snapshot_rows(alphapoint.Level2Entry)[0].price
+"""
+
+# The user's tests, with the fixture (typed by GatewayFixture) and a route.
+USER_TESTS = """
+from __future__ import annotations
+
+from typing import Any
+
+import alphapoint
+import alphapoint.sync
+from alphapoint.testing import GatewayFixture, Refusal, RequestContext
+
+
+def test_send_order(alphapoint_gateway: GatewayFixture) -> None:
+    @alphapoint_gateway.gateway.route("SendOrder")
+    def send_order(payload: Any, context: RequestContext) -> dict[str, Any]:
+        if context.user is None:
+            raise Refusal(20, "Not Authorized")
+        return {"OrderId": 1}
+
+    credentials = alphapoint_gateway.accounts.password
+    with alphapoint.sync.connect(alphapoint_gateway.url, credentials=credentials) as session:
+        reveal_type(session.call("SendOrder", {"Quantity": 1}))
+    reveal_type(alphapoint_gateway.gateway.requests_for("SendOrder")[0].payload)
 """
 
 MISTAKE = """
@@ -96,21 +152,31 @@ def test_a_user_project_type_checks_and_sees_its_own_types(tmp_path: Path) -> No
     project.mkdir()
     (project / "bot.py").write_text(textwrap.dedent(BOT))
     (project / "mistake.py").write_text(textwrap.dedent(MISTAKE))
+    (project / "ops.py").write_text(textwrap.dedent(OPS))
+    (project / "test_orders.py").write_text(textwrap.dedent(USER_TESTS))
     run = mypy_strict(project)
-    # Older mypy versions spell builtins out ("builtins.float").
-    revealed = [
-        line.split("Revealed type is ", 1)[1].replace("builtins.", "")
-        for line in run.stdout.splitlines()
-        if "Revealed type is" in line
-    ]
-    assert revealed == [
-        '"bot.UserInfo"',
-        '"list[bot.UserInfo]"',
-        '"Any"',
-        '"float"',
-        '"alphapoint.market_data.Side | None"',
-        '"signal.Signals | None"',
-    ], run.stdout
+    # By file, in line order (mypy reports files in any order). Older mypy
+    # versions spell builtins out ("builtins.float").
+    revealed: dict[str, list[tuple[int, str]]] = {}
+    for line in run.stdout.splitlines():
+        if "Revealed type is" in line:
+            file, number = line.split(":")[:2]
+            shown = line.split("Revealed type is ", 1)[1].replace("builtins.", "")
+            revealed.setdefault(file, []).append((int(number), shown))
+    assert {file: [shown for _, shown in sorted(rows)] for file, rows in revealed.items()} == {
+        "bot.py": [
+            '"bot.UserInfo"',
+            '"list[bot.UserInfo]"',
+            '"Any"',
+            '"float"',
+            '"alphapoint.market_data.Side | None"',
+            '"signal.Signals | None"',
+        ],
+        "test_orders.py": [
+            '"Any"',  # the user's own function, untyped without model=
+            '"Any"',  # the payload a request carried, as the gateway logged it
+        ],
+    }, run.stdout
     errors = [line for line in run.stdout.splitlines() if ": error:" in line]
     assert errors, run.stdout
     assert all(line.startswith("mistake.py:16:") for line in errors), run.stdout

@@ -5,24 +5,27 @@ default, ``m=5`` with a raw string for unknown functions, no reply at all to
 text that is not a frame) and keeps the state a login needs: users with
 passwords, TOTP secrets and lockout after failed attempts; API keys whose HMAC
 it verifies, refusing a reused nonce; session tokens for
-``WebAuthenticateUser``. Test hooks (``send_event``, ``drop_connections``,
-``expire_session_tokens``, ``answer_pings``) let a test make it misbehave the
-way real gateways do.
+``WebAuthenticateUser``. A test answers functions of its own with
+:meth:`Gateway.route`, and test hooks (``send_event``, ``drop_connections``,
+``expire_session_tokens``, ``answer_pings``) let it misbehave the way real
+gateways do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hmac
+import inspect
 import itertools
 import json
 import logging
 import secrets
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -31,11 +34,14 @@ from anyio.streams.tls import TLSListener
 
 from ..drivers.anyio_stream import StreamWebSocket
 from ..drivers.server import accept_websocket
-from ..errors import ConnectionClosed, FrameError
+from ..errors import ConnectionClosed, FrameError, InvalidPayload
 from ..frame import Frame, MessageType, decode_frame, encode_frame
 from ..instruments import MIXED, event_instrument, split_by_instrument
 from ..signing import sign
 from ..totp import Totp
+from .home import Home, on_home_loop
+from .routes import Refusal, RequestContext, RouteHandler, standard_response
+from .users import GatewayApiKey, GatewayUser
 
 __all__ = [
     "Casing",
@@ -51,8 +57,12 @@ logger = logging.getLogger("alphapoint.testing.gateway")
 
 NOT_AUTHORIZED = 20
 INVALID_REQUEST = 100
+SERVER_ERROR = 102
 RESOURCE_NOT_FOUND = 104
 ALREADY_SUBSCRIBED = 909
+
+#: The message types a client sends, each answered.
+_CLIENT_REQUESTS = (MessageType.REQUEST, MessageType.SUBSCRIBE, MessageType.UNSUBSCRIBE)
 
 #: Symbols the gateway knows unless told others (Bitazza accepts them in place of ids).
 DEFAULT_SYMBOLS: Mapping[str, int] = {"BTCUSD": 1, "ETHUSD": 2}
@@ -80,37 +90,6 @@ class Casing(enum.Enum):
 
     PASCAL = "pascal"  #: as live gateways send them: ``Authenticated``, ``OMSId``
     CAMEL = "camel"  #: as the documentation shows them: ``authenticated``, ``omsId``
-
-
-@attrs.define
-class GatewayUser:
-    """A user account on the embedded gateway. Mutable: tests lock and unlock it."""
-
-    username: str
-    password: str = attrs.field(repr=False)
-    user_id: int
-    account_id: int = 0
-    email: str = ""
-    email_verified: bool = True
-    #: Base32 TOTP secret; a user with one must pass Authenticate2FA.
-    totp_secret: str | None = attrs.field(default=None, repr=False)
-    locked: bool = False
-    failed_attempts: int = 0
-
-    def __attrs_post_init__(self) -> None:
-        if not self.account_id:
-            self.account_id = self.user_id + 1000
-        if not self.email:
-            self.email = f"{self.username}@example.com"
-
-
-@attrs.define
-class GatewayApiKey:
-    """An API key: the user it belongs to (by ``UserId``, as the client signs it) and its secret."""
-
-    api_key: str
-    api_secret: str = attrs.field(repr=False)
-    user_id: str
 
 
 @attrs.frozen
@@ -143,7 +122,10 @@ class _Connection:
         self.subscriptions: dict[str, set[Any]] = {}
 
 
-Handler = Callable[["_Connection", Any], Any]
+#: A built-in function's answer: ``(connection, payload) -> reply payload``, None for no reply.
+_Builtin = Callable[["_Connection", Any], Any]
+
+H = TypeVar("H", bound=RouteHandler)
 
 
 class Gateway:
@@ -197,7 +179,12 @@ class Gateway:
         self.issued_tokens: list[str] = []
         self._numbers = itertools.count(1)
         self._event_seq = itertools.count(2, 2)
-        self._handlers: dict[str, Handler] = {
+        #: Exceptions raised by route handlers (not Refusal), oldest first.
+        self.handler_errors: list[Exception] = []
+        #: The loop serving this gateway, when it runs in a thread of its own.
+        self._home: Home | None = None
+        self._routes: dict[str, RouteHandler] = {}
+        self._builtins: dict[str, _Builtin] = {
             "Ping": self._ping,
             "AuthenticateUser": self._authenticate_user,
             "Authenticate2FA": self._authenticate_2fa,
@@ -206,8 +193,8 @@ class Gateway:
             "GetUserInfo": self._get_user_info,
         }
         for subscribe, unsubscribe in _SUBSCRIPTIONS.items():
-            self._handlers[subscribe] = self._subscriber(subscribe)
-            self._handlers[unsubscribe] = self._unsubscriber(subscribe)
+            self._builtins[subscribe] = self._subscriber(subscribe)
+            self._builtins[unsubscribe] = self._unsubscriber(subscribe)
 
     # -- accounts -------------------------------------------------------------
 
@@ -247,41 +234,156 @@ class Gateway:
         connection = _Connection(next(self._numbers), websocket)
         self._connections[connection.number] = connection
         try:
+            async with anyio.create_task_group() as later:
+                try:
+                    await self._read(connection, later)
+                finally:
+                    # Replies async handlers are still working on have no one to go to.
+                    later.cancel_scope.cancel()
+        finally:
+            del self._connections[connection.number]
+            await websocket.abort()
+
+    async def _read(self, connection: _Connection, later: anyio.abc.TaskGroup) -> None:
+        """Answer each request in turn; an async route's answer is awaited in ``later``."""
+        try:
             while True:
-                message = await websocket.receive()
+                message = await connection.websocket.receive()
                 if isinstance(message, bytes):
                     continue
                 try:
                     frame = decode_frame(message)
                 except FrameError:
                     continue  # live gateways answer nothing to text that is not a frame
-                reply = self._respond(connection, frame)
-                if reply is not None:
-                    await websocket.send_text(encode_frame(reply))
+                if frame.type in _CLIENT_REQUESTS:
+                    await self._answer(connection, frame, later)
         except ConnectionClosed:
             pass
-        finally:
-            del self._connections[connection.number]
-            await websocket.abort()
 
-    def _respond(self, connection: _Connection, frame: Frame) -> Frame | None:
-        if frame.type not in (MessageType.REQUEST, MessageType.SUBSCRIBE, MessageType.UNSUBSCRIBE):
-            return None
+    async def _answer(
+        self, connection: _Connection, frame: Frame, later: anyio.abc.TaskGroup
+    ) -> None:
         self.requests.append(
             LoggedRequest(connection.number, frame.type, frame.seq, frame.function, frame.payload)
         )
-        handler = self._handlers.get(frame.function)
-        if handler is None:
-            return Frame(MessageType.ERROR, frame.seq, frame.function, "Endpoint Not Found")
+        route = self._routes.get(frame.function)
+        if route is None:
+            await self._answer_builtin(connection, frame)
+            return
+        events: list[tuple[str, Any]] = []
+        context = RequestContext(frame.function, connection.number, connection.user, events=events)
+        try:
+            payload = route(frame.payload, context)
+        except Exception as exc:  # noqa: BLE001 - answered, and kept for the test to see
+            payload = self._error_reply(frame.function, exc)
+        if inspect.isawaitable(payload):
+            # The connection goes on reading (and answering Ping) meanwhile.
+            later.start_soon(self._answer_when_done, connection, frame, payload, events)
+        else:
+            await self._reply(connection, frame, payload, events)
+
+    async def _answer_when_done(
+        self,
+        connection: _Connection,
+        frame: Frame,
+        pending: Awaitable[Any],
+        events: list[tuple[str, Any]],
+    ) -> None:
+        try:
+            payload = await pending
+        except Exception as exc:  # noqa: BLE001 - answered, and kept for the test to see
+            payload = self._error_reply(frame.function, exc)
+        with contextlib.suppress(ConnectionClosed):  # the client left while the handler worked
+            await self._reply(connection, frame, payload, events)
+
+    async def _answer_builtin(self, connection: _Connection, frame: Frame) -> None:
+        builtin = self._builtins.get(frame.function)
+        if builtin is None:
+            reply = Frame(MessageType.ERROR, frame.seq, frame.function, "Endpoint Not Found")
+            await connection.websocket.send_text(encode_frame(reply))
+            return
         if not isinstance(frame.payload, dict):
-            payload: Any = _standard(
+            payload: Any = standard_response(
                 False, "Invalid Request", INVALID_REQUEST, "payload must be an object"
             )
         else:
-            payload = handler(connection, frame.payload)
-        if payload is None:
-            return None
-        return Frame(MessageType.REPLY, frame.seq, frame.function, payload)
+            payload = builtin(connection, frame.payload)
+        if payload is not None:
+            await self._reply(connection, frame, payload, [])
+
+    async def _reply(
+        self,
+        connection: _Connection,
+        frame: Frame,
+        payload: Any,
+        events: list[tuple[str, Any]],
+    ) -> None:
+        """Send the reply to ``frame``, then the events its handler pushed, in order."""
+        frames = [Frame(MessageType.REPLY, frame.seq, frame.function, payload)]
+        frames += [Frame(MessageType.EVENT, next(self._event_seq), *event) for event in events]
+        try:
+            texts = [encode_frame(reply) for reply in frames]
+        except InvalidPayload as exc:  # the handler's reply (or an event) is not JSON
+            failed = self._error_reply(frame.function, exc)
+            texts = [encode_frame(Frame(MessageType.REPLY, frame.seq, frame.function, failed))]
+        for text in texts:
+            await connection.websocket.send_text(text)
+
+    def _error_reply(self, function: str, error: Exception) -> dict[str, Any]:
+        """The reply to a handler that raised: its refusal, else a generic Server Error.
+
+        Any exception but a :class:`Refusal` is a bug in the test (a failed
+        assert in a handler, say): it is logged and kept for
+        :meth:`check_handler_errors`, which the pytest fixture calls on teardown.
+        """
+        if isinstance(error, Refusal):
+            return error.reply()
+        self.handler_errors.append(error)
+        logger.error("the %s handler raised %s", function, type(error).__name__, exc_info=error)
+        detail = f"the {function} handler raised {type(error).__name__}"
+        return standard_response(False, "Server Error", SERVER_ERROR, detail)
+
+    # -- routes ---------------------------------------------------------------
+
+    @overload
+    def route(self, function: str) -> Callable[[H], H]: ...
+
+    @overload
+    def route(self, function: str, handler: H) -> H: ...
+
+    def route(self, function: str, handler: H | None = None) -> H | Callable[[H], H]:
+        """Answer ``function`` with ``handler(payload, context)``; also a decorator.
+
+        ``payload`` is the request's decoded ``o`` (any JSON value), ``context``
+        a :class:`RequestContext` (the connection's user, ``push()`` for
+        events). The handler returns the reply's payload (any JSON value); it
+        may be ``async``, and is then awaited while the connection goes on
+        reading. Raising :class:`Refusal` answers the standard ``result:
+        false`` reply; any other exception answers a generic one (code 102)
+        and is kept in ``handler_errors``. A route replaces the built-in
+        answer of the same function (``GetUserInfo``, ``Ping``...), and a later
+        route the earlier one.
+        """
+        if not isinstance(function, str) or not function:
+            raise TypeError("a route's function name is a non-empty str")
+
+        def add(handler: H) -> H:
+            if not callable(handler):
+                raise TypeError(f"a route's handler is callable, not {type(handler).__name__}")
+            self._routes[function] = handler
+            return handler
+
+        return add if handler is None else add(handler)
+
+    def check_handler_errors(self) -> None:
+        """Raise the oldest exception a route handler raised, if any (and forget it).
+
+        The pytest fixture calls it when the test ends, so that a failed
+        assertion inside a handler fails the test even though the client only
+        saw a generic error reply.
+        """
+        if self.handler_errors:
+            raise self.handler_errors.pop(0)
 
     # -- test hooks -----------------------------------------------------------
 
@@ -290,27 +392,32 @@ class Gateway:
         """How many clients are connected now."""
         return len(self._connections)
 
+    @on_home_loop
     async def send_event(
         self,
         function: str,
         payload: Any,
         *,
         user_id: int | None = None,
+        connection: int | None = None,
         seq: int | None = None,
     ) -> int:
-        """Push an ``m=3`` event to every connection (or ``user_id``'s); returns how many got it.
+        """Push an ``m=3`` event to every connection; returns how many got it.
 
+        ``user_id`` limits it to the connections logged in as that user,
+        ``connection`` to the connection with that number (a
+        :attr:`LoggedRequest.connection`, a :attr:`RequestContext.connection`).
         ``seq`` sets the event's ``i`` (to collide with a pending request, say).
         """
         sent = 0
-        for connection in list(self._connections.values()):
-            if user_id is not None and (
-                connection.user is None or connection.user.user_id != user_id
-            ):
+        for client in list(self._connections.values()):
+            if connection is not None and client.number != connection:
+                continue
+            if user_id is not None and (client.user is None or client.user.user_id != user_id):
                 continue
             number = next(self._event_seq) if seq is None else seq
             try:
-                await connection.websocket.send_text(
+                await client.websocket.send_text(
                     encode_frame(Frame(MessageType.EVENT, number, function, payload))
                 )
             except ConnectionClosed:
@@ -318,6 +425,7 @@ class Gateway:
             sent += 1
         return sent
 
+    @on_home_loop
     async def publish(self, function: str, payload: Any) -> int:
         """Push an event to the connections subscribed to it; returns how many got it.
 
@@ -345,8 +453,11 @@ class Gateway:
 
     def subscribers(self, subscribe: str) -> int:
         """How many connections hold a subscription made with ``subscribe``."""
-        return sum(1 for c in self._connections.values() if subscribe in c.subscriptions)
+        # A copy taken at once: the gateway's thread may add or drop connections meanwhile.
+        connections = list(self._connections.values())
+        return sum(1 for c in connections if subscribe in c.subscriptions)
 
+    @on_home_loop
     async def logout_event(self, *, user_id: int | None = None) -> int:
         """End sessions the way the exchange does: log out, then push a LogoutEvent.
 
@@ -369,6 +480,7 @@ class Gateway:
             sent += 1
         return sent
 
+    @on_home_loop
     async def drop_connections(self) -> None:
         """Cut every connection at the TCP level, with no closing handshake."""
         for connection in list(self._connections.values()):
@@ -398,7 +510,7 @@ class Gateway:
         elif "UserName" in payload:
             user, error = self._check_password(payload)
         else:
-            return _standard(
+            return standard_response(
                 False, "Invalid Request", INVALID_REQUEST, "UserName and Password, or APIKey"
             )
         if user is None:
@@ -522,28 +634,28 @@ class Gateway:
 
     def _log_out(self, connection: _Connection, payload: dict[str, Any]) -> Any:
         self._forget_login(connection)
-        return _standard(True, None, 0, None)
+        return standard_response(True, None, 0, None)
 
     def _get_user_info(self, connection: _Connection, payload: dict[str, Any]) -> Any:
         user = connection.user
         if user is None:
-            return _standard(False, "Not Authorized", NOT_AUTHORIZED, None)
+            return standard_response(False, "Not Authorized", NOT_AUTHORIZED, None)
         record = self._user_record(user)
         record.update({"Locked": user.locked, "NumberOfFailedAttempt": user.failed_attempts})
         return self._cased(record)
 
-    def _subscriber(self, subscribe: str) -> Handler:
+    def _subscriber(self, subscribe: str) -> _Builtin:
         def handle(connection: _Connection, payload: dict[str, Any]) -> Any:
             if connection.user is None:
-                return _standard(False, "Not Authorized", NOT_AUTHORIZED, None)
+                return standard_response(False, "Not Authorized", NOT_AUTHORIZED, None)
             instrument = self._instrument(payload)
             if instrument is _UNKNOWN:
-                return _standard(False, "Resource Not Found", RESOURCE_NOT_FOUND, None)
+                return standard_response(False, "Resource Not Found", RESOURCE_NOT_FOUND, None)
             held = connection.subscriptions.setdefault(subscribe, set())
             if instrument in held:
                 # As live gateways answer: the first subscription keeps delivering.
                 detail = json.dumps(payload, separators=(",", ":"))
-                return _standard(False, "Already Subscribed.", ALREADY_SUBSCRIBED, detail)
+                return standard_response(False, "Already Subscribed.", ALREADY_SUBSCRIBED, detail)
             held.add(instrument)
             return self._snapshot(subscribe, instrument)
 
@@ -555,13 +667,13 @@ class Gateway:
             return self.symbols.get(payload["Symbol"], _UNKNOWN)
         return payload.get("InstrumentId")
 
-    def _unsubscriber(self, subscribe: str) -> Handler:
+    def _unsubscriber(self, subscribe: str) -> _Builtin:
         def handle(connection: _Connection, payload: dict[str, Any]) -> Any:
             instruments = connection.subscriptions.get(subscribe, set())
             instruments.discard(self._instrument(payload))
             if not instruments:
                 connection.subscriptions.pop(subscribe, None)
-            return _standard(True, None, 0, None)
+            return standard_response(True, None, 0, None)
 
         return handle
 
@@ -606,11 +718,6 @@ class Gateway:
 
     def _cased(self, reply: dict[str, Any]) -> dict[str, Any]:
         return reply if self.casing is Casing.PASCAL else _camel_case(reply)
-
-
-def _standard(result: bool, message: str | None, code: int, detail: str | None) -> dict[str, Any]:
-    """APEX's standard response, always spelled in lowercase."""
-    return {"result": result, "errormsg": message, "errorcode": code, "detail": detail}
 
 
 #: The subscriptions the gateway offers: subscribe function -> unsubscribe function.
@@ -706,6 +813,11 @@ class RunningGateway:
                 task_group.cancel_scope.cancel()
                 await task_group.__aexit__(None, None, None)
 
+    @property
+    def _home(self) -> Home | None:
+        return self.gateway._home
+
+    @on_home_loop
     async def start(self) -> None:
         """Listen (again, on the same port once it has one).
 
@@ -731,6 +843,7 @@ class RunningGateway:
             raise
         logger.info("gateway listening on %s", self.url)
 
+    @on_home_loop
     async def stop(self) -> None:
         """Stop listening and cut every connection (a gateway restart, with :meth:`start`)."""
         run, self._run = self._run, None

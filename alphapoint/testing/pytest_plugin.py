@@ -2,39 +2,35 @@
 
 ``alphapoint_gateway`` is a running :func:`demo_gateway` for one test: connect
 to ``alphapoint_gateway.url`` and log in with ``alphapoint_gateway.accounts``.
-It is an async fixture: the test runs under anyio's pytest plugin
-(``@pytest.mark.anyio``), on whichever backend ``anyio_backend`` selects.
+The gateway runs in a thread of its own with its own event loop (a
+:class:`GatewayThread`), as pytest-httpserver's server does, so one fixture
+serves every style of test: synchronous ones (a subprocess, a blocking
+client), anyio's (``@pytest.mark.anyio``, asyncio or trio) and
+pytest-asyncio's, in strict and in auto mode.
+
+Each test gets a new gateway: users, routes, logs and state start afresh.
+When the test ends the gateway stops (every connection cut, the thread
+joined), then the first exception a route handler raised, if any, fails the
+test (:meth:`Gateway.check_handler_errors`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 
-import attrs
 import pytest
 
-from .accounts import DemoAccounts, demo_gateway
-from .gateway import Gateway, RunningGateway
+from .accounts import demo_gateway
+from .fixture import GatewayFixture
+from .thread import GatewayThread
 
 __all__ = ["GatewayFixture", "alphapoint_gateway"]
 
 
-@attrs.frozen
-class GatewayFixture:
-    """A running demo gateway and the credentials of its accounts."""
-
-    gateway: Gateway
-    accounts: DemoAccounts
-    running: RunningGateway
-
-    @property
-    def url(self) -> str:
-        return self.running.url
-
-
 @pytest.fixture
-async def alphapoint_gateway(anyio_backend: object) -> AsyncIterator[GatewayFixture]:
-    """A demo gateway listening on a free loopback port for the duration of one test."""
+def alphapoint_gateway() -> Iterator[GatewayFixture]:
+    """A demo gateway listening on a free loopback port, from its own thread, for one test."""
     gateway, accounts = demo_gateway()
-    async with gateway.serve() as running:
-        yield GatewayFixture(gateway, accounts, running)
+    with GatewayThread(gateway) as served:
+        yield GatewayFixture(gateway, accounts, served.running)
+    gateway.check_handler_errors()
