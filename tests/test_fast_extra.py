@@ -18,7 +18,7 @@ import alphapoint
 from alphapoint import UsageError
 from alphapoint.drivers import Driver, choose, open_websocket
 from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
-from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing import GatewayFixture
 
 from .helpers import LIMIT
 
