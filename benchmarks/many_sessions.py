@@ -11,6 +11,17 @@ not counted), takes the resident set size, logs N sessions in concurrently,
 waits until every one is authenticated (the login time), collects garbage,
 takes the resident set size again, and prints one JSON line:
 ``{"rss_per_session": bytes, "login_wall": s, "login_cpu": s, ...}``.
+
+It also counts the objects the garbage collector tracks (``gc.get_objects()``)
+before and after the logins, per session, and times one full collection.
+With ``--idle SECONDS`` it then leaves the sessions idle for that long and
+reports the process's CPU time over the window per session per second
+(``idle_cpu_us``): what keepalive and timers cost a session that does nothing.
+``--open-limit N`` hands alphapoint ``open_limiter=anyio.CapacityLimiter(N)``
+(``0``: no limiter); without it the library's default applies.
+
+The soft limit on open files is raised to the hard one (10,000 sessions need
+10,000 sockets here and as many in the server's process).
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import asyncio
 import gc
 import json
 import os
+import resource
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -56,11 +68,18 @@ class Holder:
         await self.release.wait()
 
 
+#: Whether to profile the idle window (cProfile, to standard error; --profile).
+PROFILE = False
+
+#: Extra keyword arguments for alphapoint.connect (set from --open-limit).
+CONNECT_OPTIONS: dict[str, Any] = {}
+
+
 async def _alphapoint(url: str, creds: Credentials, holder: Holder) -> None:
     import alphapoint
 
     async with alphapoint.connect(
-        url, credentials=creds.alphapoint(), logout_on_close=False
+        url, credentials=creds.alphapoint(), logout_on_close=False, **CONNECT_OPTIONS
     ) as session:
         assert session.authenticated
         await holder.logged_in()
@@ -94,6 +113,23 @@ async def _picows(url: str, creds: Credentials, holder: Holder) -> None:
     await client.close()
 
 
+def _object_types() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for obj in gc.get_objects():
+        name = type(obj).__qualname__
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _print_object_types(before: dict[str, int] | None, n: int) -> None:
+    """The GC-tracked objects per session by type (--profile), to standard error."""
+    after = _object_types()
+    rows = sorted(((after[k] - (before or {}).get(k, 0)) / n, k) for k in after)
+    for per_session, name in reversed(rows):
+        if per_session >= 0.5:
+            print(f"{per_session:8.2f}  {name}", file=sys.stderr)
+
+
 SessionFn = Callable[[str, Credentials, Holder], Awaitable[None]]
 
 
@@ -107,8 +143,13 @@ def _session_fn(client: str, backend: str) -> SessionFn:
     raise ValueError(client)
 
 
-async def _hold(url: str, n: int, fn: SessionFn, creds: Credentials) -> dict[str, Any]:
+async def _hold(
+    url: str, n: int, fn: SessionFn, creds: Credentials, idle: float, open_limit: int | None
+) -> dict[str, Any]:
     import anyio
+
+    if open_limit is not None:
+        CONNECT_OPTIONS["open_limiter"] = anyio.CapacityLimiter(open_limit) if open_limit else None
 
     warm = Holder(WARMUP)
     async with anyio.create_task_group() as tg:
@@ -119,7 +160,10 @@ async def _hold(url: str, n: int, fn: SessionFn, creds: Credentials) -> dict[str
     gc.collect()
     await anyio.sleep(0.05)
     before = rss()
+    objects_before = len(gc.get_objects())
+    before_types = _object_types() if PROFILE else None
     holder = Holder(n)
+    idle_result: dict[str, Any] = {}
     async with anyio.create_task_group() as tg:
         wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
@@ -129,8 +173,37 @@ async def _hold(url: str, n: int, fn: SessionFn, creds: Credentials) -> dict[str
         gc.collect()
         await anyio.sleep(0.05)
         after = rss()
+        gc.collect()
+        objects_after = len(gc.get_objects())
+        if PROFILE:
+            _print_object_types(before_types, n)
+        collect = time.perf_counter()
+        gc.collect()
+        idle_result["gc_full_collect_s"] = time.perf_counter() - collect
+        if idle > 0:
+            # The logins are over: let the last replies settle, then a quiet window.
+            await anyio.sleep(1.0)
+            profiler = None
+            if PROFILE:
+                import cProfile
+
+                profiler = cProfile.Profile()
+                profiler.enable()
+            idle_cpu, idle_wall = time.process_time(), time.perf_counter()
+            await anyio.sleep(idle)
+            idle_cpu = time.process_time() - idle_cpu
+            idle_wall = time.perf_counter() - idle_wall
+            if profiler is not None:
+                import pstats
+
+                profiler.disable()
+                pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+            idle_result["idle_window_s"] = idle_wall
+            idle_result["idle_cpu_us"] = idle_cpu / n / idle_wall * 1e6
         holder.release.set()
     return {
+        **idle_result,
+        "objects_per_session": (objects_after - objects_before) / n,
         "sessions": n,
         "rss_before": before,
         "rss_after": after,
@@ -146,7 +219,17 @@ def main() -> None:
     parser.add_argument("--client", choices=["alphapoint", "floor", "picows"], required=True)
     parser.add_argument("--backend", choices=["asyncio", "uvloop", "trio"], default="asyncio")
     parser.add_argument("-n", type=int, default=1000)
+    parser.add_argument("--idle", type=float, default=0.0, help="seconds of idle window")
+    parser.add_argument("--open-limit", type=int, default=None)
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the idle window (to standard error)"
+    )
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     creds = Credentials(
         os.environ["BENCH_API_KEY"], os.environ["BENCH_API_SECRET"], os.environ["BENCH_USER_ID"]
     )
@@ -156,13 +239,13 @@ def main() -> None:
     if args.backend == "trio":
         import trio
 
-        result = trio.run(_hold, args.url, args.n, fn, creds)
+        result = trio.run(_hold, args.url, args.n, fn, creds, args.idle, args.open_limit)
     elif args.backend == "uvloop":
         import uvloop
 
-        result = uvloop.run(_hold(args.url, args.n, fn, creds))
+        result = uvloop.run(_hold(args.url, args.n, fn, creds, args.idle, args.open_limit))
     else:
-        result = asyncio.run(_hold(args.url, args.n, fn, creds))
+        result = asyncio.run(_hold(args.url, args.n, fn, creds, args.idle, args.open_limit))
     print(json.dumps(result), flush=True)
 
 
