@@ -492,6 +492,14 @@ class Session:
         finally:
             self._running -= 1
 
+    async def _run_connection(self, conn: Connection) -> None:
+        """A connection's task (as :meth:`_start` would run it, holding less for
+        the connection's whole life: no bound method, no tuple of arguments)."""
+        try:
+            await conn.run(self._options.keepalive)
+        finally:
+            self._running -= 1
+
     async def _open_connection(self) -> Connection:
         """Open, start the connection's task, log in, resubscribe. Raises, leaving nothing open."""
         options = self._options
@@ -515,7 +523,11 @@ class Session:
             number=self._connections,
             secrets=self._login.secrets,
         )
-        self._start(conn.run, self._options.keepalive, name=f"alphapoint connection {self._url}")
+        assert self._task_group is not None
+        self._running += 1
+        self._task_group.start_soon(
+            self._run_connection, conn, name=f"alphapoint connection {self._url}"
+        )
         try:
             if self._login.automatic:
                 self._fire(Trigger.OPENED)

@@ -1,0 +1,143 @@
+"""Idle sessions and many logins at once: ``python benchmarks/idle.py``.
+
+For each backend and client, a fresh process (``many_sessions.py``) logs N
+sessions in at once against the echo server (``servers.py``, a process of its
+own), then leaves them idle for a window and reports, per session:
+
+* the process's CPU time over the window, per second (``time.process_time``:
+  what keepalive and timers cost a session that does nothing; the server's
+  work is in the other process);
+* the objects the garbage collector tracks (``len(gc.get_objects())`` before
+  and after the logins);
+* the time until all N were logged in, and how many failed (none may).
+
+Each measurement is repeated ``--repeats`` times, the clients in a rotating
+order; the table shows medians and the min-max spread. The machine is shared
+and noisy: CPU time, not wall time, and medians. ``--python-path DIR`` runs
+alphapoint from another checkout (the "before" column of docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from servers import ServerProcess, available_impls  # noqa: E402
+
+CLIENTS = ["floor", "alphapoint"]
+BACKENDS = ["asyncio", "uvloop", "trio"]
+
+
+def run_one(
+    url: str,
+    client: str,
+    backend: str,
+    n: int,
+    idle: float,
+    env: dict[str, str],
+    extra: list[str],
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        os.path.join(HERE, "many_sessions.py"),
+        url,
+        "--client",
+        client,
+        "--backend",
+        backend,
+        "-n",
+        str(n),
+        "--idle",
+        str(idle),
+        *(extra if client == "alphapoint" else []),
+    ]
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        failures = sum("Error" in line for line in lines)
+        return {
+            "error": (lines[-1] if lines else f"exit {done.returncode}")[:100],
+            "lines": failures,
+        }
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def summary(values: list[float], fmt: str) -> str:
+    if not values:
+        return "-"
+    low, high = fmt.format(min(values)), fmt.format(max(values))
+    return f"{fmt.format(statistics.median(values))} [{low}-{high}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", type=int, default=10_000)
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle window")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--clients", default=",".join(CLIENTS))
+    parser.add_argument("--open-limit", type=int, default=None, help="alphapoint's open_limiter")
+    parser.add_argument("--python-path", default=None, help="run alphapoint from this checkout")
+    args = parser.parse_args()
+    api_key, api_secret, user_id = secrets.token_hex(16), secrets.token_hex(32), "7"
+    env = dict(
+        os.environ, BENCH_API_KEY=api_key, BENCH_API_SECRET=api_secret, BENCH_USER_ID=user_id
+    )
+    if args.python_path:
+        env["PYTHONPATH"] = os.path.abspath(args.python_path)
+    extra = [] if args.open_limit is None else ["--open-limit", str(args.open_limit)]
+    backends, clients = args.backends.split(","), args.clients.split(",")
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    started = time.perf_counter()
+    impl = available_impls()[0]
+    with ServerProcess(impl, api_key, api_secret, user_id) as server:
+        for k in range(args.repeats):
+            for backend in backends:
+                order = clients[k % len(clients) :] + clients[: k % len(clients)]
+                for client in order:
+                    result = run_one(server.url, client, backend, args.n, args.idle, env, extra)
+                    print(
+                        f"# {backend} {client}: {json.dumps(result)}", file=sys.stderr, flush=True
+                    )
+                    results.setdefault((backend, client), []).append(result)
+    print(
+        f"idle sessions: n={args.n}, idle window {args.idle:g} s, {args.repeats} repeats, "
+        f"echo server {impl}, {time.perf_counter() - started:.0f} s: "
+        f"python benchmarks/idle.py {' '.join(sys.argv[1:])}"
+    )
+    print()
+    print(
+        "| backend | client | idle CPU µs per session per s | GC objects per session "
+        "| all logged in after (s) | login CPU µs each | failed runs |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for backend in backends:
+        for client in clients:
+            runs = results.get((backend, client), [])
+            ok = [r for r in runs if "error" not in r]
+            failed = [r["error"] for r in runs if "error" in r]
+            print(
+                f"| {backend} | {client} "
+                f"| {summary([r['idle_cpu_us'] for r in ok if 'idle_cpu_us' in r], '{:.2f}')} "
+                f"| {summary([r['objects_per_session'] for r in ok], '{:.1f}')} "
+                f"| {summary([r['login_wall'] for r in ok], '{:.1f}')} "
+                f"| {summary([r['login_cpu'] / r['sessions'] * 1e6 for r in ok], '{:.0f}')} "
+                f"| {len(failed)}/{len(runs)}{': ' + failed[0] if failed else ''} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
