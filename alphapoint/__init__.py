@@ -46,6 +46,7 @@ from .events import EventStream, StateChanges, Subscription
 from .frame import Frame, MessageType
 from .login import TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
+from .open_limit import DEFAULT_OPEN_LIMIT, OpenLimiter, default_open_limiter
 from .policies import Backoff, Keepalive, Relogin, full_jitter, is_retryable
 from .session import DEFAULT_TIMEOUT, Session, SessionOptions
 from .signing import NonceSource, sign
@@ -55,6 +56,7 @@ from .totp import Totp
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_OPEN_LIMIT",
     "DEFAULT_TIMEOUT",
     "AccountLocked",
     "AlphaPointError",
@@ -85,6 +87,7 @@ __all__ = [
     "NetworkError",
     "NonceSource",
     "NotAuthorized",
+    "OpenLimiter",
     "OperationFailed",
     "OperationNotSupported",
     "PasswordCredentials",
@@ -110,6 +113,7 @@ __all__ = [
     "User",
     "__version__",
     "connect",
+    "default_open_limiter",
     "full_jitter",
     "is_retryable",
     "sign",

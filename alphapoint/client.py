@@ -14,6 +14,7 @@ from types import TracebackType
 from .credentials import Credentials
 from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver
 from .login import Login, TwoFactor
+from .open_limit import OpenLimiter
 from .policies import Backoff, Keepalive, Relogin, is_retryable
 from .session import DEFAULT_TIMEOUT, Session, SessionOptions
 from .state import SessionState
@@ -44,6 +45,11 @@ class connect:
     event stream. ``on_state_change`` is called with every new
     :class:`SessionState`. ``driver`` picks how bytes move (see
     :mod:`alphapoint.drivers`; ``"auto"`` is right for nearly everyone).
+    ``open_limiter`` bounds how many connections are set up at once (opened,
+    logged in, resubscribed; a reconnect too): by default the event loop's
+    shared limit of :data:`DEFAULT_OPEN_LIMIT`, or an ``anyio.CapacityLimiter``
+    of your own, or ``None`` for no bound. Waiting for a turn is not part of
+    ``open_timeout`` (see :mod:`alphapoint.open_limit`).
 
     Exceptions from the block propagate unchanged (never wrapped in an
     ExceptionGroup); leaving the block logs out (unless
@@ -73,6 +79,7 @@ class connect:
         event_buffer: int = 1024,
         on_state_change: Callable[[SessionState], None] | None = None,
         driver: Driver = "auto",
+        open_limiter: OpenLimiter = "shared",
     ) -> None:
         if reconnect is None:
             reconnect = credentials is not None
@@ -92,6 +99,7 @@ class connect:
             allow_insecure=allow_insecure,
             max_message_size=max_message_size,
             driver=driver,
+            open_limiter=open_limiter,
         )
         login = Login(credentials, two_factor, resume=resume, relogin=relogin)
         self._session = Session(url, options, login)

@@ -51,6 +51,7 @@ from .gate import Gate
 from .hub import EventHub
 from .login import Call, Login, TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
+from .open_limit import OpenLimiter, default_open_limiter
 from .policies import Backoff, Keepalive, is_retryable
 from .state import SessionState, StateMachine, Trigger
 from .urls import without_user_info
@@ -83,6 +84,7 @@ class SessionOptions:
     allow_insecure: bool = False
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
     driver: Driver = "auto"
+    open_limiter: OpenLimiter = "shared"
 
 
 class Session:
@@ -501,7 +503,21 @@ class Session:
             self._running -= 1
 
     async def _open_connection(self) -> Connection:
-        """Open, start the connection's task, log in, resubscribe. Raises, leaving nothing open."""
+        """Open, start the connection's task, log in, resubscribe, after waiting for a
+        turn (:mod:`.open_limit`). Raises, leaving nothing open."""
+        limiter = self._options.open_limiter
+        if limiter == "shared":
+            limiter = default_open_limiter()
+        if limiter is None:
+            return await self._set_up_connection()
+        # On behalf of the session: a task may open several sessions, one at a time.
+        await limiter.acquire_on_behalf_of(self)
+        try:
+            return await self._set_up_connection()
+        finally:
+            limiter.release_on_behalf_of(self)
+
+    async def _set_up_connection(self) -> Connection:
         options = self._options
         websocket = await open_websocket(
             self._connect_url,

@@ -1,6 +1,6 @@
 """One timer for the alarms of every connection on an event loop.
 
-A connection's alarm (:meth:`BaseWebSocket.set_alarm`) rings at its calls'
+A connection's alarm (:meth:`Alarmed.set_alarm`) rings at its calls'
 deadlines and at its keepalive's next look. Kept one timer per connection, an
 idle connection paid for a timer of its own at every ring: under asyncio a
 timer handle and a copied context, under trio a cancel scope whose deadline
@@ -35,17 +35,14 @@ import asyncio
 import heapq
 import logging
 import math
-import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Protocol
 
 import anyio
 
-from .loop import EventLike, current_loop
+from .loop import EventLike, LoopLocal
 
-if TYPE_CHECKING:
-    from .base import BaseWebSocket
-
-__all__ = ["TICK", "AlarmClock", "current_alarm_clock"]
+__all__ = ["TICK", "AlarmClock", "Alarmed", "current_alarm_clock"]
 
 logger = logging.getLogger("alphapoint.drivers")
 
@@ -55,28 +52,44 @@ logger = logging.getLogger("alphapoint.drivers")
 TICK = 0.01
 
 
+class Alarmed(Protocol):
+    """What the clock needs of a connection (:class:`~.base.BaseWebSocket`)."""
+
+    #: When it wants to be rung (``inf``: never); the clock rings it only if due.
+    _alarm_at: float
+    #: The clock that rings it now, if any.
+    _alarm_clock: AlarmClock | None
+    clock: Callable[[], float]
+
+    def _ring(self, now: float) -> None:
+        """Its alarm is due: handle it (see Alarmed._ring)."""
+
+    def _wake_alarm_task(self) -> None:
+        """Wake the task that keeps its alarm, if it waits."""
+
+
 class AlarmClock:
     """The alarms of one event loop's connections; see the module's docstring."""
 
     def __init__(self) -> None:
         #: Tick number -> the connections to ring then (a connection may be
         #: filed more than once; a ring checks it is still due).
-        self._buckets: dict[int, list[BaseWebSocket]] = {}
+        self._buckets: dict[int, list[Alarmed]] = {}
         #: The tick numbers of the buckets, earliest first.
         self._ticks: list[int] = []
         #: The connections whose alarm is kept here now (insertion-ordered).
-        self._members: dict[BaseWebSocket, None] = {}
+        self._members: dict[Alarmed, None] = {}
 
     # -- filing ------------------------------------------------------------------
 
-    def join(self, target: BaseWebSocket) -> None:
+    def join(self, target: Alarmed) -> None:
         """``target``'s run() keeps its alarm from now on: file the ring it asked for."""
         self._members[target] = None
         target._alarm_clock = self
         if target._alarm_at != math.inf:
             self.file(target, target._alarm_at)
 
-    def leave(self, target: BaseWebSocket) -> None:
+    def leave(self, target: Alarmed) -> None:
         """``target`` has ended: it is rung no more. The last to leave stops the timer."""
         target._alarm_clock = None
         self._members.pop(target, None)
@@ -85,7 +98,7 @@ class AlarmClock:
             self._ticks.clear()
             self._stop()
 
-    def file(self, target: BaseWebSocket, when: float) -> None:
+    def file(self, target: Alarmed, when: float) -> None:
         """Ring ``target`` at ``when`` (at most one tick later)."""
         tick = math.ceil(when / TICK)
         bucket = self._buckets.get(tick)
@@ -105,7 +118,7 @@ class AlarmClock:
     def ring_due(self, now: float) -> None:
         """Ring every connection whose alarm is due by ``now``."""
         ticks, buckets = self._ticks, self._buckets
-        due: list[BaseWebSocket] = []
+        due: list[Alarmed] = []
         while ticks and ticks[0] * TICK <= now:
             due += buckets.pop(heapq.heappop(ticks))
         # What these rings file goes in the heap for the next ring, even if it
@@ -127,12 +140,12 @@ class AlarmClock:
     def _stop(self) -> None:
         """Nothing is filed and nobody is left: stop the timer."""
 
-    async def wait(self, target: BaseWebSocket, event: EventLike) -> None:
+    async def wait(self, target: Alarmed, event: EventLike) -> None:
         """Wait in ``target``'s alarm task until ``event`` is set (or, for the
         leader under trio, until the timer rings the connections due)."""
         await event.wait()
 
-    def step_down(self, target: BaseWebSocket) -> None:
+    def step_down(self, target: Alarmed) -> None:
         """``target``'s task is about to wait for work of its own: keep the timer elsewhere."""
 
 
@@ -173,7 +186,7 @@ class _LeaderClock(AlarmClock):
 
     def __init__(self) -> None:
         super().__init__()
-        self._leader: BaseWebSocket | None = None
+        self._leader: Alarmed | None = None
         #: The leader's sleep, while it sleeps: its deadline is the timer's time.
         self._scope: anyio.CancelScope | None = None
 
@@ -182,18 +195,18 @@ class _LeaderClock(AlarmClock):
         if scope is not None and when < scope.deadline:
             scope.deadline = when
 
-    def leave(self, target: BaseWebSocket) -> None:
+    def leave(self, target: Alarmed) -> None:
         super().leave(target)
         if self._leader is target:
             self._leader = None
             self._hand_over(target)
 
-    def step_down(self, target: BaseWebSocket) -> None:
+    def step_down(self, target: Alarmed) -> None:
         if self._leader is target and len(self._members) > 1:
             self._leader = None
             self._hand_over(target)
 
-    def _hand_over(self, previous: BaseWebSocket) -> None:
+    def _hand_over(self, previous: Alarmed) -> None:
         """Wake another member, which takes the lead in its next wait."""
         for member in self._members:
             if member is not previous:
@@ -201,7 +214,7 @@ class _LeaderClock(AlarmClock):
                 member._wake_alarm_task()
                 return
 
-    async def wait(self, target: BaseWebSocket, event: EventLike) -> None:
+    async def wait(self, target: Alarmed, event: EventLike) -> None:
         if self._leader is None:
             self._leader = target
         if self._leader is not target:
@@ -217,30 +230,16 @@ class _LeaderClock(AlarmClock):
             self.ring_due(target.clock())
 
 
-#: The clock of each running asyncio loop (trio's is in a RunVar).
-_asyncio_clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AlarmClock] = (
-    weakref.WeakKeyDictionary()
-)
-_trio_clock: Any = None
+def _new_clock() -> AlarmClock:
+    try:
+        return _CallbackClock(asyncio.get_running_loop())
+    except RuntimeError:  # trio
+        return _LeaderClock()
+
+
+_clocks: LoopLocal[AlarmClock] = LoopLocal("alphapoint_alarm_clock", _new_clock)
 
 
 def current_alarm_clock() -> AlarmClock:
     """The alarm clock of the running event loop (made on first use)."""
-    if current_loop() == "asyncio":
-        loop = asyncio.get_running_loop()
-        clock = _asyncio_clocks.get(loop)
-        if clock is None:
-            clock = _asyncio_clocks[loop] = _CallbackClock(loop)
-        return clock
-    global _trio_clock
-    import trio
-
-    if _trio_clock is None:
-        _trio_clock = trio.lowlevel.RunVar("alphapoint_alarm_clock")
-    try:
-        clock = _trio_clock.get()
-    except LookupError:
-        clock = _LeaderClock()
-        _trio_clock.set(clock)
-    assert isinstance(clock, AlarmClock)
-    return clock
+    return _clocks.get()

@@ -9,10 +9,13 @@ keeping the loop's own clock and event costs nothing per call.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
-__all__ = ["EventLike", "Loop", "current_loop", "native_clock_and_event"]
+__all__ = ["EventLike", "Loop", "LoopLocal", "current_loop", "native_clock_and_event"]
+
+T = TypeVar("T")
 
 #: The event loops the library runs on (uvloop is an asyncio loop).
 Loop = Literal["asyncio", "trio"]
@@ -83,3 +86,39 @@ def native_clock_and_event() -> tuple[Callable[[], float], Callable[[], EventLik
     import trio
 
     return trio.current_time, trio.Event
+
+
+class LoopLocal(Generic[T]):
+    """One value per running event loop, made by ``factory`` on first use there.
+
+    For what all the sessions of a loop share (the alarm clock, the limit on
+    connections being opened at once) and must not outlive it: under asyncio
+    it is kept by the loop object (weakly), under trio in a ``RunVar``.
+    """
+
+    def __init__(self, name: str, factory: Callable[[], T]) -> None:
+        self._name = name
+        self._factory = factory
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._run_var: Any = None
+
+    def get(self) -> T:
+        """The running loop's value. Raises :class:`RuntimeError` outside of one."""
+        if current_loop() == "asyncio":
+            loop = asyncio.get_running_loop()
+            value = self._by_loop.get(loop)
+            if value is None:
+                value = self._by_loop[loop] = self._factory()
+            return value
+        import trio
+
+        if self._run_var is None:
+            self._run_var = trio.lowlevel.RunVar(self._name)
+        try:
+            found: T = self._run_var.get()
+        except LookupError:
+            found = self._factory()
+            self._run_var.set(found)
+        return found
