@@ -18,7 +18,9 @@ With ``--idle SECONDS`` it then leaves the sessions idle for that long and
 reports the process's CPU time over the window per session per second
 (``idle_cpu_us``): what keepalive and timers cost a session that does nothing.
 ``--open-limit N`` hands alphapoint ``open_limiter=anyio.CapacityLimiter(N)``
-(``0``: no limiter); without it the library's default applies.
+(``0``: ``None``, no limiter), and bounds the raw clients' set-ups (connect
+and log in) with such a limiter of the harness's own; without it alphapoint
+runs with the library's default and the raw clients unbounded.
 
 The soft limit on open files is raised to the hard one (10,000 sessions need
 10,000 sockets here and as many in the server's process).
@@ -85,30 +87,66 @@ async def _alphapoint(url: str, creds: Credentials, holder: Holder) -> None:
         await holder.logged_in()
 
 
+#: The harness's own bound on the raw clients' set-ups (--open-limit), which
+#: have no such tool: connect and log in while holding a token, then let go.
+HARNESS_LIMITER: Any = None
+
+
+async def _take_turn() -> object | None:
+    """A token of the harness's limiter, held by the object returned (None: no limiter)."""
+    if HARNESS_LIMITER is None:
+        return None
+    borrower = object()
+    await HARNESS_LIMITER.acquire_on_behalf_of(borrower)
+    return borrower
+
+
+def _give_back(borrower: object | None) -> None:
+    if borrower is not None:
+        HARNESS_LIMITER.release_on_behalf_of(borrower)
+
+
 async def _floor_asyncio(url: str, creds: Credentials, holder: Holder) -> None:
     from websockets.asyncio.client import connect
 
-    async with connect(url, compression=None) as ws:
-        await ws.send(creds.auth_frame("s"))
-        check_authenticated(_loads(_loads(await ws.recv())["o"]))
-        await holder.logged_in()
+    turn = await _take_turn()
+    try:
+        async with connect(url, compression=None) as ws:
+            await ws.send(creds.auth_frame("s"))
+            check_authenticated(_loads(_loads(await ws.recv())["o"]))
+            _give_back(turn)
+            turn = None  # held no longer: not counted in the session's objects
+            await holder.logged_in()
+    finally:
+        _give_back(turn)
 
 
 async def _floor_trio(url: str, creds: Credentials, holder: Holder) -> None:
     from websockets.trio.client import connect
 
-    async with connect(url, compression=None) as ws:
-        await ws.send(creds.auth_frame("s"))
-        check_authenticated(_loads(_loads(await ws.recv())["o"]))
-        await holder.logged_in()
+    turn = await _take_turn()
+    try:
+        async with connect(url, compression=None) as ws:
+            await ws.send(creds.auth_frame("s"))
+            check_authenticated(_loads(_loads(await ws.recv())["o"]))
+            _give_back(turn)
+            turn = None
+            await holder.logged_in()
+    finally:
+        _give_back(turn)
 
 
 async def _picows(url: str, creds: Credentials, holder: Holder) -> None:
     from clients import _picows_listener
     from picows import ws_connect
 
-    _, client = await ws_connect(_picows_listener(), url)
-    check_authenticated(await client.call(2, creds.auth_frame("s")))
+    turn = await _take_turn()
+    try:
+        _, client = await ws_connect(_picows_listener(), url)
+        check_authenticated(await client.call(2, creds.auth_frame("s")))
+    finally:
+        _give_back(turn)
+    turn = None
     await holder.logged_in()
     await client.close()
 
@@ -149,7 +187,10 @@ async def _hold(
     import anyio
 
     if open_limit is not None:
-        CONNECT_OPTIONS["open_limiter"] = anyio.CapacityLimiter(open_limit) if open_limit else None
+        limiter = anyio.CapacityLimiter(open_limit) if open_limit else None
+        CONNECT_OPTIONS["open_limiter"] = limiter
+        global HARNESS_LIMITER
+        HARNESS_LIMITER = limiter
 
     warm = Holder(WARMUP)
     async with anyio.create_task_group() as tg:
