@@ -21,6 +21,9 @@ from .state import SessionState
 
 __all__ = ["connect"]
 
+#: The reconnect policy of ``reconnect=True``: frozen, so every session shares one.
+_DEFAULT_BACKOFF = Backoff()
+
 
 class connect:
     """Open a :class:`Session` to ``url``; close it when the block ends.
@@ -83,7 +86,7 @@ class connect:
     ) -> None:
         if reconnect is None:
             reconnect = credentials is not None
-        policy = Backoff() if reconnect is True else reconnect or None
+        policy = _DEFAULT_BACKOFF if reconnect is True else reconnect or None
         options = SessionOptions(
             timeout=timeout,
             reconnect=policy,

@@ -100,6 +100,9 @@ def main() -> None:
         "--open-limit", type=int, default=None, help="alphapoint's open_limiter (default: its own)"
     )
     parser.add_argument(
+        "--keepalive", type=float, default=None, help="alphapoint's keepalive interval and timeout"
+    )
+    parser.add_argument(
         "--floor-open-limit",
         type=int,
         default=100,
@@ -114,6 +117,8 @@ def main() -> None:
     if args.python_path:
         env["PYTHONPATH"] = os.path.abspath(args.python_path)
     extra = [] if args.open_limit is None else ["--open-limit", str(args.open_limit)]
+    if args.keepalive is not None:
+        extra += ["--keepalive", str(args.keepalive)]
     floor_extra = ["--open-limit", str(args.floor_open_limit)]
     backends, clients = args.backends.split(","), args.clients.split(",")
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}

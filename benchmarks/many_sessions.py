@@ -263,11 +263,21 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=0.0, help="seconds of idle window")
     parser.add_argument("--open-limit", type=int, default=None)
     parser.add_argument(
+        "--keepalive",
+        type=float,
+        default=None,
+        help="alphapoint's Keepalive(interval=S, timeout=S) instead of the default",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="cProfile the idle window (to standard error)"
     )
     args = parser.parse_args()
     global PROFILE
     PROFILE = args.profile
+    if args.keepalive is not None:
+        import alphapoint
+
+        CONNECT_OPTIONS["keepalive"] = alphapoint.Keepalive(args.keepalive, args.keepalive)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
