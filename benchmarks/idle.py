@@ -28,11 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -72,12 +74,14 @@ def run_one(
         command, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        failures = sum("Error" in line for line in lines)
-        return {
-            "error": (lines[-1] if lines else f"exit {done.returncode}")[:100],
-            "lines": failures,
-        }
+        # The exception group's members: the most frequent error line says why.
+        errors = Counter(
+            line.strip(" |+")
+            for line in done.stderr.splitlines()
+            if re.match(r"^[\s|+]*[\w.]+(Error|Timeout|Closed|Exception)\b: ", line)
+        )
+        why = errors.most_common(1)[0][0] if errors else f"exit {done.returncode}"
+        return {"error": why[:120], "failures": sum(errors.values())}
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
@@ -109,7 +113,12 @@ def main() -> None:
         help="the harness's bound on the raw clients' set-ups (0: none; they have no tool)",
     )
     parser.add_argument("--python-path", default=None, help="run alphapoint from this checkout")
+    parser.add_argument("--from-log", default=None, help="print the table of an earlier run's log")
     args = parser.parse_args()
+    backends, clients = args.backends.split(","), args.clients.split(",")
+    if args.from_log:
+        print_table(f"from {args.from_log}", read_log(args.from_log), backends, clients)
+        return
     api_key, api_secret, user_id = secrets.token_hex(16), secrets.token_hex(32), "7"
     env = dict(
         os.environ, BENCH_API_KEY=api_key, BENCH_API_SECRET=api_secret, BENCH_USER_ID=user_id
@@ -120,7 +129,6 @@ def main() -> None:
     if args.keepalive is not None:
         extra += ["--keepalive", str(args.keepalive)]
     floor_extra = ["--open-limit", str(args.floor_open_limit)]
-    backends, clients = args.backends.split(","), args.clients.split(",")
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     started = time.perf_counter()
     impl = available_impls()[0]
@@ -136,26 +144,51 @@ def main() -> None:
                         f"# {backend} {client}: {json.dumps(result)}", file=sys.stderr, flush=True
                     )
                     results.setdefault((backend, client), []).append(result)
-    print(
+    header = (
         f"idle sessions: n={args.n}, idle window {args.idle:g} s, {args.repeats} repeats, "
         f"echo server {impl}, {time.perf_counter() - started:.0f} s: "
         f"python benchmarks/idle.py {' '.join(sys.argv[1:])}"
     )
+    print_table(header, results, backends, clients)
+
+
+def read_log(path: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The results of a run from what it wrote to standard error (``# backend client: {...}``)."""
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    with open(path) as log:
+        for line in log:
+            if line.startswith("# "):
+                names, _, data = line[2:].partition(": ")
+                backend, client = names.split()
+                results.setdefault((backend, client), []).append(json.loads(data))
+    return results
+
+
+def print_table(
+    header: str,
+    results: dict[tuple[str, str], list[dict[str, Any]]],
+    backends: list[str],
+    clients: list[str],
+) -> None:
+    print(header)
     print()
     print(
         "| backend | client | idle CPU µs per session per s | GC objects per session "
-        "| all logged in after (s) | login CPU µs each | failed runs |"
+        "| full collection (s) | all logged in after (s) | login CPU µs each | failed runs |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for backend in backends:
         for client in clients:
             runs = results.get((backend, client), [])
+            if not runs:
+                continue
             ok = [r for r in runs if "error" not in r]
             failed = [r["error"] for r in runs if "error" in r]
             print(
                 f"| {backend} | {client} "
                 f"| {summary([r['idle_cpu_us'] for r in ok if 'idle_cpu_us' in r], '{:.2f}')} "
                 f"| {summary([r['objects_per_session'] for r in ok], '{:.1f}')} "
+                f"| {summary([r['gc_full_collect_s'] for r in ok], '{:.2f}')} "
                 f"| {summary([r['login_wall'] for r in ok], '{:.1f}')} "
                 f"| {summary([r['login_cpu'] / r['sessions'] * 1e6 for r in ok], '{:.0f}')} "
                 f"| {len(failed)}/{len(runs)}{': ' + failed[0] if failed else ''} |"

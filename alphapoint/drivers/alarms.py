@@ -40,7 +40,7 @@ from typing import Protocol
 
 import anyio
 
-from .loop import EventLike, LoopLocal
+from .loop import LoopLocal, Wakeup
 
 __all__ = ["TICK", "AlarmClock", "Alarmed", "current_alarm_clock"]
 
@@ -140,10 +140,10 @@ class AlarmClock:
     def _stop(self) -> None:
         """Nothing is filed and nobody is left: stop the timer."""
 
-    async def wait(self, target: Alarmed, event: EventLike) -> None:
-        """Wait in ``target``'s alarm task until ``event`` is set (or, for the
+    async def wait(self, target: Alarmed, wake: Wakeup) -> None:
+        """Wait in ``target``'s alarm task until ``wake`` is rung (or, for the
         leader under trio, until the timer rings the connections due)."""
-        await event.wait()
+        await wake.wait()
 
     def step_down(self, target: Alarmed) -> None:
         """``target``'s task is about to wait for work of its own: keep the timer elsewhere."""
@@ -214,16 +214,16 @@ class _LeaderClock(AlarmClock):
                 member._wake_alarm_task()
                 return
 
-    async def wait(self, target: Alarmed, event: EventLike) -> None:
+    async def wait(self, target: Alarmed, wake: Wakeup) -> None:
         if self._leader is None:
             self._leader = target
         if self._leader is not target:
-            await event.wait()
+            await wake.wait()
             return
         with anyio.CancelScope(deadline=self.next_ring()) as scope:
             self._scope = scope
             try:
-                await event.wait()
+                await wake.wait()
             finally:
                 self._scope = None
         if scope.cancelled_caught:

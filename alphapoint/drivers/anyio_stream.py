@@ -50,11 +50,11 @@ from .base import (
     DEFAULT_MAX_FRAGMENTS,
     READ_SLICE,
     BaseWebSocket,
-    EventLike,
     OnAlarm,
     OnMessage,
     OnWakeup,
 )
+from .loop import Wakeup, new_wakeup
 
 __all__ = ["READ_SIZE", "StreamWebSocket", "open_stream_websocket"]
 
@@ -92,9 +92,9 @@ class StreamWebSocket(BaseWebSocket):
         self._write_deadline = math.inf
         self._tickets = itertools.count()
         self._stream_closed = False
-        #: What the alarm task waits on, while it waits, and whether the alarm
-        #: rang with work for it (see BaseWebSocket._ring).
-        self._alarm_wake: EventLike | None = None
+        #: What the alarm task waits on (made when it starts), and whether the
+        #: alarm rang with work for it (see BaseWebSocket._ring).
+        self._alarm_wake: Wakeup | None = None
         self._alarm_task_due = False
         #: What on_alarm raised (a bug), for run() to raise.
         self._alarm_bug: Exception | None = None
@@ -299,15 +299,14 @@ class StreamWebSocket(BaseWebSocket):
 
     async def _keep_alarm(self, on_alarm: OnAlarm) -> None:
         clock = current_alarm_clock()
+        self._alarm_wake = wake = new_wakeup()
         clock.join(self)
         try:
             while True:
                 if not self._alarm_task_due:
                     # Wait for a ring with work (or, leading the loop's timer
                     # under trio, ring the others: see alarms.py).
-                    self._alarm_wake = wake = self.new_event()
                     await clock.wait(self, wake)
-                    self._alarm_wake = None
                     continue
                 self._alarm_task_due = False
                 clock.step_down(self)  # this may wait: the timer goes on without it
