@@ -173,10 +173,11 @@ def print_table(
     print(header)
     print()
     print(
-        "| backend | client | idle CPU µs per session per s | GC objects per session "
+        "| backend | client | idle CPU µs per session per s | of which GC "
+        "| GC objects per session "
         "| full collection (s) | all logged in after (s) | login CPU µs each | failed runs |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for backend in backends:
         for client in clients:
             runs = results.get((backend, client), [])
@@ -187,6 +188,7 @@ def print_table(
             print(
                 f"| {backend} | {client} "
                 f"| {summary([r['idle_cpu_us'] for r in ok if 'idle_cpu_us' in r], '{:.2f}')} "
+                f"| {summary([r['idle_gc_us'] for r in ok if 'idle_gc_us' in r], '{:.2f}')} "
                 f"| {summary([r['objects_per_session'] for r in ok], '{:.1f}')} "
                 f"| {summary([r['gc_full_collect_s'] for r in ok], '{:.2f}')} "
                 f"| {summary([r['login_wall'] for r in ok], '{:.1f}')} "

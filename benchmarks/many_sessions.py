@@ -151,6 +151,22 @@ async def _picows(url: str, creds: Credentials, holder: Holder) -> None:
     await client.close()
 
 
+class _CollectionTimer:
+    """A ``gc.callbacks`` entry: the time spent in collections, and how many of each generation."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.counts = [0, 0, 0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.counts[info["generation"]] += 1
+
+
 def _object_types() -> dict[str, int]:
     counts: dict[str, int] = {}
     for obj in gc.get_objects():
@@ -230,10 +246,15 @@ async def _hold(
 
                 profiler = cProfile.Profile()
                 profiler.enable()
+            collecting = _CollectionTimer()
+            gc.callbacks.append(collecting)
             idle_cpu, idle_wall = time.process_time(), time.perf_counter()
             await anyio.sleep(idle)
             idle_cpu = time.process_time() - idle_cpu
             idle_wall = time.perf_counter() - idle_wall
+            gc.callbacks.remove(collecting)
+            idle_result["idle_gc_us"] = collecting.seconds / n / idle_wall * 1e6
+            idle_result["idle_gc_collections"] = collecting.counts
             if profiler is not None:
                 import pstats
 
