@@ -106,8 +106,13 @@ def _give_back(borrower: object | None) -> None:
         HARNESS_LIMITER.release_on_behalf_of(borrower)
 
 
-async def _floor_asyncio(url: str, creds: Credentials, holder: Holder) -> None:
-    from websockets.asyncio.client import connect
+async def _floor(url: str, creds: Credentials, holder: Holder) -> None:
+    from alphapoint.drivers import current_loop
+
+    if current_loop() == "trio":
+        from websockets.trio.client import connect
+    else:
+        from websockets.asyncio.client import connect  # type: ignore[assignment]
 
     turn = await _take_turn()
     try:
@@ -116,21 +121,6 @@ async def _floor_asyncio(url: str, creds: Credentials, holder: Holder) -> None:
             check_authenticated(_loads(_loads(await ws.recv())["o"]))
             _give_back(turn)
             turn = None  # held no longer: not counted in the session's objects
-            await holder.logged_in()
-    finally:
-        _give_back(turn)
-
-
-async def _floor_trio(url: str, creds: Credentials, holder: Holder) -> None:
-    from websockets.trio.client import connect
-
-    turn = await _take_turn()
-    try:
-        async with connect(url, compression=None) as ws:
-            await ws.send(creds.auth_frame("s"))
-            check_authenticated(_loads(_loads(await ws.recv())["o"]))
-            _give_back(turn)
-            turn = None
             await holder.logged_in()
     finally:
         _give_back(turn)
@@ -191,7 +181,7 @@ def _session_fn(client: str, backend: str) -> SessionFn:
     if client == "alphapoint":
         return _alphapoint
     if client == "floor":
-        return _floor_trio if backend == "trio" else _floor_asyncio
+        return _floor
     if client == "picows":
         return _picows
     raise ValueError(client)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 import anyio
 import pytest
@@ -22,7 +21,7 @@ from alphapoint.drivers.alarms import TICK, current_alarm_clock
 from alphapoint.testing.pytest_plugin import GatewayFixture
 from alphapoint.testing.scripted import ScriptedConnection, serve_script
 
-from .helpers import LIMIT, SHORT, no_task_left, wait_until
+from .helpers import LIMIT, SHORT, hold_session, no_task_left, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -36,15 +35,6 @@ def pings_on(fixture: GatewayFixture) -> Callable[[int], int]:
     return lambda connection: sum(
         1 for request in gateway.requests_for("Ping") if request.connection == connection
     )
-
-
-async def hold(
-    url: str, opened: list[alphapoint.Session], leave: anyio.Event, **options: Any
-) -> None:
-    """A session of its own task, open until ``leave`` is set."""
-    async with alphapoint.connect(url, **options) as session:
-        opened.append(session)
-        await leave.wait()
 
 
 def opened_more_than(opened: list[alphapoint.Session], n: int) -> bool:
@@ -63,7 +53,14 @@ async def test_every_session_of_a_loop_keeps_pinging_as_others_leave(
     async with no_task_left(), anyio.create_task_group() as tg:
         for n in range(3):
             tg.start_soon(
-                partial(hold, url, opened, leave[n], credentials=credentials, keepalive=QUICK_PINGS)
+                partial(
+                    hold_session,
+                    url,
+                    opened,
+                    leave[n],
+                    credentials=credentials,
+                    keepalive=QUICK_PINGS,
+                )
             )
             # One at a time: the first session joins the timer first.
             await wait_until(partial(opened_more_than, opened, n))
@@ -90,7 +87,7 @@ async def test_a_call_deadline_is_kept_when_the_session_keeping_the_timer_leaves
     opened: list[alphapoint.Session] = []
     leave = anyio.Event()
     async with no_task_left(), serve_script(script) as server, anyio.create_task_group() as tg:
-        tg.start_soon(partial(hold, server.url, opened, leave, keepalive=QUICK_PINGS))
+        tg.start_soon(partial(hold_session, server.url, opened, leave, keepalive=QUICK_PINGS))
         await wait_until(lambda: len(opened) == 1)
         async with alphapoint.connect(server.url) as second, anyio.create_task_group() as calls:
 

@@ -8,7 +8,6 @@ through the limiter's statistics and the gateway's log, never by timing.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 import anyio
 import pytest
@@ -17,18 +16,16 @@ import alphapoint
 from alphapoint import SessionState
 from alphapoint.testing.pytest_plugin import GatewayFixture
 
-from .helpers import LIMIT, SHORT, wait_until
+from .helpers import LIMIT, SHORT, hold_session, wait_until
 
 pytestmark = pytest.mark.anyio
 
 
-async def hold_open(
-    url: str, opened: list[alphapoint.Session], leave: anyio.Event, **options: Any
-) -> None:
-    """Open a session and keep it until ``leave`` is set."""
-    async with alphapoint.connect(url, **options) as session:
-        opened.append(session)
-        await leave.wait()
+async def taken(limiter: anyio.CapacityLimiter) -> object:
+    """Take ``limiter``'s token (of one) on behalf of the test; the borrower returned."""
+    holder = object()
+    await limiter.acquire_on_behalf_of(holder)
+    return holder
 
 
 async def test_a_set_up_waits_for_a_token_of_its_limiter(
@@ -36,12 +33,11 @@ async def test_a_set_up_waits_for_a_token_of_its_limiter(
 ) -> None:
     gateway, url = alphapoint_gateway.gateway, alphapoint_gateway.url
     limiter = anyio.CapacityLimiter(1)
-    holder = object()
-    await limiter.acquire_on_behalf_of(holder)
+    holder = await taken(limiter)
     opened: list[alphapoint.Session] = []
     leave = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(partial(hold_open, url, opened, leave, open_limiter=limiter))
+        tg.start_soon(partial(hold_session, url, opened, leave, open_limiter=limiter))
         await wait_until(lambda: limiter.statistics().tasks_waiting == 1)
         assert gateway.requests == []  # not even connected: it waits before opening
         limiter.release_on_behalf_of(holder)
@@ -56,14 +52,13 @@ async def test_the_wait_for_a_turn_is_not_part_of_open_timeout(
 ) -> None:
     url, credentials = alphapoint_gateway.url, alphapoint_gateway.accounts.password
     limiter = anyio.CapacityLimiter(1)
-    holder = object()
-    await limiter.acquire_on_behalf_of(holder)
+    holder = await taken(limiter)
     opened: list[alphapoint.Session] = []
     leave = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(
             partial(
-                hold_open,
+                hold_session,
                 url,
                 opened,
                 leave,
@@ -97,12 +92,12 @@ async def test_sessions_share_the_loops_limiter_by_default_and_none_opts_out(
         leave = anyio.Event()
         async with anyio.create_task_group() as tg:
             for _ in range(2):
-                tg.start_soon(partial(hold_open, url, opened, leave, credentials=credentials))
+                tg.start_soon(partial(hold_session, url, opened, leave, credentials=credentials))
             await wait_until(lambda: shared.statistics().tasks_waiting == 2)
             # open_limiter=None: no turn to wait for, while the shared one is taken.
             tg.start_soon(
                 partial(
-                    hold_open, url, unbounded, leave, credentials=credentials, open_limiter=None
+                    hold_session, url, unbounded, leave, credentials=credentials, open_limiter=None
                 )
             )
             await wait_until(lambda: len(unbounded) == 1)
