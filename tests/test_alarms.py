@@ -9,6 +9,7 @@ gateway or a scripted server, over loopback, on every loop of the matrix.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -17,7 +18,7 @@ import pytest
 
 import alphapoint
 from alphapoint import Keepalive, RequestTimeout
-from alphapoint.drivers.alarms import TICK, current_alarm_clock
+from alphapoint.drivers.alarms import TICK, AlarmClock, current_alarm_clock
 from alphapoint.testing.pytest_plugin import GatewayFixture
 from alphapoint.testing.scripted import ScriptedConnection, serve_script
 
@@ -117,3 +118,50 @@ async def test_a_ring_comes_at_its_time_or_within_a_tick_after_never_before(
             with anyio.fail_after(LIMIT), pytest.raises(RequestTimeout):
                 await session.call("Ping", timeout=timeout)
             assert conn.clock() >= start + timeout
+
+
+class Target:
+    """A connection as the clock sees it (the Alarmed protocol): records its rings."""
+
+    def __init__(self) -> None:
+        self._alarm_at = math.inf
+        self._alarm_clock: AlarmClock | None = None
+        self.rung: list[float] = []
+
+    def clock(self) -> float:
+        return 0.0
+
+    def _ring(self, now: float) -> None:
+        self._alarm_at = math.inf
+        self.rung.append(now)
+
+    def _wake_alarm_task(self) -> None:
+        pass
+
+
+class ArmedClock(AlarmClock):
+    """The clock's filing and ringing, with the timer's time recorded instead of kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed: list[float] = []
+
+    def _arm(self, when: float) -> None:
+        self.armed.append(when)
+
+
+@pytest.mark.parametrize("k", [3, 29_999_996, 123_456_789])
+def test_a_time_just_after_a_tick_is_rung_at_the_next_tick_never_before(k: int) -> None:
+    """``ceil(when / TICK)`` can round down for a time a hair after a multiple of
+    the tick: the ring must then come a tick later, not be dropped."""
+    clock, target = ArmedClock(), Target()
+    clock.join(target)  # type: ignore[arg-type]
+    boundary = k * TICK
+    when = math.nextafter(boundary, math.inf)
+    target._alarm_at = when
+    clock.file(target, when)  # type: ignore[arg-type]
+    assert clock.next_ring() >= when
+    clock.ring_due(boundary)
+    assert target.rung == []
+    clock.ring_due(clock.next_ring())
+    assert target.rung == [clock.armed[0]]

@@ -101,6 +101,8 @@ class AlarmClock:
     def file(self, target: Alarmed, when: float) -> None:
         """Ring ``target`` at ``when`` (at most one tick later)."""
         tick = math.ceil(when / TICK)
+        if tick * TICK < when:  # the division rounded down: never ring before the time
+            tick += 1
         bucket = self._buckets.get(tick)
         if bucket is not None:
             bucket.append(target)
