@@ -48,6 +48,7 @@ from .frame import Frame, MessageType
 from .login import TwoFactor
 from .market_data import Level1, Level2Action, Level2Entry, Side, TickDirection, TickerBar, Trade
 from .models import AuthenticateResult, AuthStatus, Event, User
+from .open_limit import DEFAULT_OPEN_LIMIT, OpenLimiter, default_open_limiter
 from .policies import Backoff, Keepalive, Relogin, full_jitter, is_retryable
 from .session import DEFAULT_TIMEOUT, Session, SessionOptions
 from .shutdown import Stop, stop_on_signals
@@ -59,6 +60,7 @@ __version__ = "0.1.0"
 """The version: the one place it is written (the package metadata reads it at build time)."""
 
 __all__ = [
+    "DEFAULT_OPEN_LIMIT",
     "DEFAULT_TIMEOUT",
     "AccountLocked",
     "AlphaPointError",
@@ -93,6 +95,7 @@ __all__ = [
     "NetworkError",
     "NonceSource",
     "NotAuthorized",
+    "OpenLimiter",
     "OperationFailed",
     "OperationNotSupported",
     "PasswordCredentials",
@@ -126,6 +129,7 @@ __all__ = [
     "connect",
     "decode",
     "decode_rows",
+    "default_open_limiter",
     "full_jitter",
     "is_retryable",
     "sign",

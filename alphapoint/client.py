@@ -15,11 +15,15 @@ from .credentials import Credentials
 from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver
 from .errors import UsageError
 from .login import TwoFactor
+from .open_limit import OpenLimiter
 from .policies import Backoff, Keepalive, Relogin, is_retryable
 from .session import DEFAULT_TIMEOUT, Session, SessionOptions
 from .state import SessionState
 
 __all__ = ["connect"]
+
+#: The reconnect policy of ``reconnect=True``: frozen, so every session shares one.
+_DEFAULT_BACKOFF = Backoff()
 
 
 class connect:
@@ -47,6 +51,11 @@ class connect:
     connection attempt may mend (by default :func:`is_retryable`: the error's
     own ``retryable`` attribute). ``driver`` picks how bytes move (see
     :mod:`alphapoint.drivers`; ``"auto"`` is right for nearly everyone).
+    ``open_limiter`` bounds how many connections are set up at once (opened,
+    logged in, resubscribed; a reconnect too): by default the event loop's
+    shared limit of :data:`DEFAULT_OPEN_LIMIT`, or an ``anyio.CapacityLimiter``
+    of your own, or ``None`` for no bound. Waiting for a turn is not part of
+    ``open_timeout`` (see :mod:`alphapoint.open_limit`).
 
     The first connection fails fast: entering the block raises
     :class:`ConnectError` if the gateway cannot be reached. A bot that should
@@ -87,11 +96,12 @@ class connect:
         on_state_change: Callable[[SessionState], None] | None = None,
         driver: Driver = "auto",
         wait_for_gateway: bool = False,
+        open_limiter: OpenLimiter = "shared",
     ) -> None:
         """Check the arguments and make the session; nothing connects until ``async with``."""
         if reconnect is None:
             reconnect = credentials is not None
-        policy = Backoff() if reconnect is True else reconnect or None
+        policy = _DEFAULT_BACKOFF if reconnect is True else reconnect or None
         if wait_for_gateway and policy is None:
             raise UsageError("wait_for_gateway retries with the reconnect policy: give one")
         options = SessionOptions(
@@ -110,6 +120,7 @@ class connect:
             max_message_size=max_message_size,
             driver=driver,
             wait_for_gateway=wait_for_gateway,
+            open_limiter=open_limiter,
         )
         self._session = Session(
             url,

@@ -14,6 +14,11 @@ earliest deadline, and the calls whose time is up fail with
 :class:`RequestTimeout`; the same alarm sends the keepalive Ping. A call then
 costs a comparison, where a cancel scope with a timer cost more than the rest
 of the call's bookkeeping together (docs/performance.md).
+
+An idle connection's alarm rings once per keepalive interval, and is handled
+where it rings (:meth:`Connection._on_alarm_now`): the Ping is written there
+when the driver can write without waiting, and its reply moves the alarm to
+the next interval, so no task wakes for it (docs/performance.md, "Idle cost").
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ class _Pending:
 class _Pinger:
     """The keepalive in :meth:`Connection.run`: the Ping in flight, and when to look at it."""
 
+    __slots__ = ("_conn", "_look_at", "_ping", "_policy")
+
     def __init__(self, conn: Connection, policy: Keepalive) -> None:
         self._conn = conn
         self._policy = policy
@@ -105,10 +112,36 @@ class _Pinger:
                 if now >= self._look_at:
                     self._look_at = now + policy.interval  # not answered yet: look again
                 return True
-        if now - self._conn.last_received >= policy.interval:
+        if now >= self._conn.last_received + policy.interval:  # as wake_at() reckons
             self._ping = await self._conn._send_ping(now + policy.timeout, policy.timeout)
             self._look_at = now + policy.interval
         return True
+
+    def check_now(self, now: float) -> bool:
+        """:meth:`check` where the alarm rang, if it needs no wait: false if it does
+        (a Ping went unanswered, or the driver cannot write one without waiting)."""
+        policy, ping = self._policy, self._ping
+        if ping is not None:
+            if ping.frame is not None:
+                self._ping = None
+            elif now >= ping.deadline:
+                return False
+            else:
+                if now >= self._look_at:
+                    self._look_at = now + policy.interval
+                return True
+        if now >= self._conn.last_received + policy.interval:  # as wake_at() reckons
+            ping = self._conn._send_ping_now(now + policy.timeout, policy.timeout)
+            if ping is None:
+                return False
+            self._ping = ping
+            self._look_at = now + policy.interval
+        return True
+
+    def answered(self, frame: Frame) -> None:
+        """The Ping's reply came: the next look is an interval after it (not at its deadline)."""
+        self._ping = None
+        self._conn._ws.reset_alarm(self._conn._next_alarm())
 
 
 class Connection:
@@ -144,7 +177,10 @@ class Connection:
         self._pending: dict[int, _Pending] = {}
         self._next_seq = 2
         self._error: ConnectionClosed | None = None
-        self._reader_done = anyio.Event()
+        #: Whether run() has ended, and what aclose() waits on for it (made
+        #: only when it has to wait: an open connection holds none).
+        self._reader_finished = False
+        self._reader_done: anyio.Event | None = None
         #: The keepalive, while run() runs with one.
         self._pinger: _Pinger | None = None
         #: Events left by the read for the reader task (a read's worth at most).
@@ -272,6 +308,16 @@ class Connection:
         self._expire(now)
         return self._next_alarm()
 
+    def _on_alarm_now(self, now: float) -> float | None:
+        """:meth:`_on_alarm` where the alarm rang, without waiting; ``None`` if it must wait."""
+        if self._unlogged and now >= self._log_unreadable_at:
+            self._log_unlogged(now)
+        pinger = self._pinger
+        if pinger is not None and self._error is None and not pinger.check_now(now):
+            return None
+        self._expire(now)
+        return self._next_alarm()
+
     def _next_alarm(self) -> float:
         wake = min((p.deadline for p in self._pending.values()), default=math.inf)
         if self._pinger is not None:
@@ -283,11 +329,25 @@ class Connection:
     async def _send_ping(self, deadline: float, timeout: float) -> _Pending:
         """Send a keepalive Ping without waiting for its reply: the alarm checks it."""
         seq, pending = self._register("Ping", timeout, deadline)
+        if self._pinger is not None:
+            pending.on_reply = self._pinger.answered
         with contextlib.suppress(TimeoutError, ConnectionClosed):  # both end at the alarm
             await self._ws.send_text(
                 encode_frame(Frame(MessageType.REQUEST, seq, "Ping", {})), deadline=deadline
             )
             pending.sent = True
+        return pending
+
+    def _send_ping_now(self, deadline: float, timeout: float) -> _Pending | None:
+        """Write a keepalive Ping now, if the driver can without waiting (else ``None``)."""
+        seq = self._next_seq
+        if not self._ws.send_text_now(encode_frame(Frame(MessageType.REQUEST, seq, "Ping", {}))):
+            return None
+        registered, pending = self._register("Ping", timeout, deadline)
+        assert registered == seq
+        pending.sent = True
+        if self._pinger is not None:
+            pending.on_reply = self._pinger.answered
         return pending
 
     async def _keepalive_failed(self, ping: _Pending) -> None:
@@ -331,6 +391,7 @@ class Connection:
             if keepalive is not None:
                 self._pinger = _Pinger(self, keepalive)
                 self._ws.set_alarm(self._pinger.wake_at())
+            self._ws.on_alarm_now = self._on_alarm_now
             await self._ws.run(self._on_message, self._on_wakeup, self._on_alarm)
         except ConnectionClosed as exc:
             self.fail(exc)
@@ -344,12 +405,15 @@ class Connection:
                 self._log_unlogged(self.clock())
             # Also when cancelled: the owner is shutting down; no call may hang.
             self.fail(ConnectionClosed("the connection was closed"))
-            self._reader_done.set()
+            self._reader_finished = True
+            if self._reader_done is not None:
+                self._reader_done.set()
             # Nothing will call back any more: let go of the owner, so that a
             # closed session and its connection are freed at once, not by the
             # cycle collector.
             self._on_event, self._on_closed = _no_events, None
             self._pinger = None
+            self._ws.on_alarm_now = None
 
     def _on_message(self, message: str | bytes) -> bool:
         """Resolve a reply's call right where it was read; leave events for the task.
@@ -517,7 +581,10 @@ class Connection:
                 with contextlib.suppress(ConnectionClosed):
                     await self._ws.send_close(code, reason)
                 # The reader drains the socket until the peer's close frame and EOF.
-                await self._reader_done.wait()
+                if not self._reader_finished:
+                    if self._reader_done is None:
+                        self._reader_done = anyio.Event()
+                    await self._reader_done.wait()
             await self._ws.abort()
 
 

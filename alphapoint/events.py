@@ -24,6 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import anyio
 
 from .decoding import decode_rows
+from .drivers.loop import EventLike, native_clock_and_event
 from .errors import AlphaPointError, AlreadySubscribed, EventOverflow, RequestError, UsageError
 from .frame import Frame, MessageType
 from .instruments import snapshot_instrument, subscription_key
@@ -81,7 +82,13 @@ class Inbox(Generic[T]):
 
     def __init__(self, maxlen: int | None = None) -> None:
         self._queue: deque[T] = deque(maxlen=maxlen)
-        self._waiter: anyio.Event | None = None
+        #: What the consumer waits on, while it waits: the loop's own event
+        #: (a bare future under asyncio), made by the factory found at the
+        #: first wait. An anyio event cost a look-up of the running library, an
+        #: asyncio event, its deque and a future at every wait, and a consumer
+        #: of one of many subscriptions waits for nearly every event.
+        self._waiter: EventLike | None = None
+        self._new_event: Callable[[], EventLike] | None = None
         self.closed = False
         self._error: BaseException | None = None
 
@@ -106,8 +113,11 @@ class Inbox(Generic[T]):
                 if self._error is not None:
                     raise self._error
                 raise StopAsyncIteration
-            self._waiter = anyio.Event()
-            await self._waiter.wait()
+            new_event = self._new_event
+            if new_event is None:
+                new_event = self._new_event = native_clock_and_event()[1]
+            self._waiter = waiter = new_event()
+            await waiter.wait()
 
     def _wake(self) -> None:
         if self._waiter is not None:

@@ -22,7 +22,9 @@ class Gate:
     __slots__ = ("_event", "connection", "ended")
 
     def __init__(self) -> None:
-        self._event = anyio.Event()
+        #: What waiting calls wait on: made by the first call to wait while the
+        #: gate is shut (an idle session holds none), set when it opens or ends.
+        self._event: anyio.Event | None = None
         #: The connection calls go through now (None while shut or ended).
         self.connection: Connection | None = None
         #: Why the session ended, once it has.
@@ -30,18 +32,21 @@ class Gate:
 
     def open(self, connection: Connection) -> None:
         self.connection = connection
-        self._event.set()
+        self._release()
 
     def shut(self) -> None:
         self.connection = None
-        if self._event.is_set():
-            self._event = anyio.Event()
 
     def end(self, error: BaseException) -> None:
         """For good: every waiter wakes, and raises :meth:`ended_error`."""
         self.connection = None
         self.ended = error
-        self._event.set()
+        self._release()
+
+    def _release(self) -> None:
+        event, self._event = self._event, None
+        if event is not None:
+            event.set()
 
     async def wait(self, function: str, timeout: float | None, deadline: float) -> Connection:
         """The connection, once the gate opens, by ``deadline``.
@@ -50,7 +55,9 @@ class Gate:
         :meth:`ended_error` once the session has ended.
         """
         with anyio.CancelScope(deadline=deadline):
-            while self.ended is None and not self._event.is_set():
+            while self.ended is None and self.connection is None:
+                if self._event is None:
+                    self._event = anyio.Event()
                 await self._event.wait()
         if self.ended is not None:
             raise self.ended_error()

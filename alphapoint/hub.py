@@ -52,8 +52,10 @@ class EventHub:
         #: Every attached event stream, in the order attached (streams hash by identity).
         self._attached: dict[EventStream, None] = {}
         #: Streams that take events of every name.
-        self._everything: list[EventStream] = []
-        self._states: list[StateChanges] = []
+        #: Streams that take events of every name, and the state streams: made
+        #: when the first is attached (an idle session without any holds neither).
+        self._everything: list[EventStream] | None = None
+        self._states: list[StateChanges] | None = None
         #: Once the session has ended: what attaching a new stream raises.
         self._ended: Callable[[], BaseException] | None = None
 
@@ -65,6 +67,8 @@ class EventHub:
             raise self._ended()
         self._attached[stream] = None
         if not stream.functions:
+            if self._everything is None:
+                self._everything = []
             self._everything.append(stream)
             return
         for function in stream.functions:
@@ -81,7 +85,8 @@ class EventHub:
         if self._attached.pop(stream, False) is False:
             return
         if not stream.functions:
-            _remove(self._everything, stream)
+            if self._everything is not None:
+                _remove(self._everything, stream)
             return
         for function in stream.functions:
             route = self._routes.get(function)
@@ -150,15 +155,18 @@ class EventHub:
     # -- state streams ---------------------------------------------------------
 
     def watch(self, changes: StateChanges) -> None:
+        if self._states is None:
+            self._states = []
         self._states.append(changes)
         if self._ended is not None:
             changes.end()
 
     def unwatch(self, changes: StateChanges) -> None:
-        _remove(self._states, changes)
+        if self._states is not None:
+            _remove(self._states, changes)
 
     def publish_state(self, state: SessionState) -> None:
-        for changes in tuple(self._states):
+        for changes in tuple(self._states or ()):
             changes.offer(state)
 
     # -- the end ---------------------------------------------------------------
@@ -171,7 +179,7 @@ class EventHub:
         self._ended = attach_error
         for stream in self.streams():
             stream.end(error)
-        for changes in tuple(self._states):
+        for changes in tuple(self._states or ()):
             changes.end()
 
 

@@ -52,6 +52,7 @@ from .gate import Gate
 from .hub import EventHub
 from .login import Call, Login, TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
+from .open_limit import OpenLimiter, default_open_limiter
 from .policies import Backoff, Keepalive, Relogin, is_retryable
 from .state import SessionState, StateMachine, Trigger
 from .urls import without_user_info
@@ -96,6 +97,7 @@ class SessionOptions:
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
     driver: Driver = "auto"
     wait_for_gateway: bool = False
+    open_limiter: OpenLimiter = "shared"
 
 
 class Session:
@@ -550,8 +552,30 @@ class Session:
         finally:
             self._running -= 1
 
+    async def _run_connection(self, conn: Connection) -> None:
+        """A connection's task (as :meth:`_start` would run it, holding less for
+        the connection's whole life: no bound method, no tuple of arguments)."""
+        try:
+            await conn.run(self._options.keepalive)
+        finally:
+            self._running -= 1
+
     async def _open_connection(self) -> Connection:
-        """Open, start the connection's task, log in, resubscribe. Raises, leaving nothing open."""
+        """Open, start the connection's task, log in, resubscribe, after waiting for a
+        turn (:mod:`.open_limit`). Raises, leaving nothing open."""
+        limiter = self._options.open_limiter
+        if limiter == "shared":
+            limiter = default_open_limiter()
+        if limiter is None:
+            return await self._set_up_connection()
+        # On behalf of the session: a task may open several sessions, one at a time.
+        await limiter.acquire_on_behalf_of(self)
+        try:
+            return await self._set_up_connection()
+        finally:
+            limiter.release_on_behalf_of(self)
+
+    async def _set_up_connection(self) -> Connection:
         options = self._options
         websocket = await open_websocket(
             self._connect_url,
@@ -573,7 +597,11 @@ class Session:
             number=self._connections,
             secrets=self._login.secrets,
         )
-        self._start(conn.run, self._options.keepalive, name=f"alphapoint connection {self._url}")
+        assert self._task_group is not None
+        self._running += 1
+        self._task_group.start_soon(
+            self._run_connection, conn, name=f"alphapoint connection {self._url}"
+        )
         try:
             if self._login.automatic:
                 self._fire(Trigger.OPENED)

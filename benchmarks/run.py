@@ -45,6 +45,14 @@ from servers import ServerProcess, available_impls  # noqa: E402
 
 BACKENDS = ["asyncio", "uvloop", "trio"]
 BENCHES = ["decode", "calls", "pipelined", "logins", "sessions"]
+#: Benchmarks with a table of their own, run as scripts after the main table:
+#: name -> (script, arguments for a full run, for a smoke run). "idle" (10,000
+#: sessions on every backend, some 20 minutes) runs only when asked for by --only.
+TABLES = {
+    "fanout": ("fan_out.py", [], ["--events", "500", "--counts", "1,10", "--repeats", "1"]),
+    "idle": ("idle.py", [], ["-n", "20", "--idle", "1", "--repeats", "1"]),
+}
+DEFAULT_TABLES = ["fanout"]
 #: The clients in each benchmark, in table order; "floor" is the baseline.
 CLIENTS = {
     "calls": ["floor", "alphapoint", "picows", "alphapoint-fast", "ccxt"],
@@ -560,6 +568,25 @@ def plot(rows: list[Row], path: str, title: str) -> bool:
 # -- main ---------------------------------------------------------------------------
 
 
+def run_tables(names: list[str], smoke: bool, backends: list[str], log: Any) -> bool:
+    """Run the benchmarks that print a table of their own; print each. True if one failed."""
+    failed = False
+    for name in names:
+        script, full, small = TABLES[name]
+        command = [sys.executable, os.path.join(HERE, script), *(small if smoke else full)]
+        command += ["--backends", ",".join(backends)]
+        log(f"{name}: {' '.join(command[1:])}")
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        print()
+        if done.returncode != 0:
+            failed = True
+            lines = done.stderr.strip().splitlines()
+            print(f"{name}: error: {lines[-1] if lines else done.returncode}")
+        else:
+            print(done.stdout.rstrip())
+    return failed
+
+
 @contextlib.contextmanager
 def output_dir(args: argparse.Namespace) -> Iterator[str]:
     if args.out:
@@ -575,7 +602,11 @@ def output_dir(args: argparse.Namespace) -> Iterator[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="everything tiny, in seconds")
-    parser.add_argument("--only", default=",".join(BENCHES), help="benchmarks, comma-separated")
+    parser.add_argument(
+        "--only",
+        default=",".join(BENCHES + DEFAULT_TABLES),
+        help=f"benchmarks, comma-separated, of {', '.join(BENCHES + list(TABLES))}",
+    )
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated")
     parser.add_argument("--repeats", type=int, default=None, help="repetitions of each")
     parser.add_argument("--out", default=None, help="where the JSON and PNG go")
@@ -585,7 +616,9 @@ def main() -> int:
         config.repeats = dict.fromkeys(config.repeats, args.repeats)
     benches = [b for b in args.only.split(",") if b]
     backends = [b for b in args.backends.split(",") if b]
-    unknown = sorted(set(benches) - set(BENCHES)) + sorted(set(backends) - set(BACKENDS))
+    unknown = sorted(set(benches) - set(BENCHES) - set(TABLES)) + sorted(
+        set(backends) - set(BACKENDS)
+    )
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")
     started = time.perf_counter()
@@ -611,6 +644,7 @@ def main() -> int:
     )
     print()
     print(table(rows))
+    tables_failed = run_tables([b for b in TABLES if b in benches], args.smoke, backends, log)
     with output_dir(args) as out:
         results = {
             "command": command,
@@ -628,7 +662,7 @@ def main() -> int:
         print(f"results: {json_path}")
         print(f"plot: {png}" if drew else "plot: matplotlib not installed, no plot")
     failed = [r for r in rows if r.status.startswith("error")]
-    return 1 if failed else 0
+    return 1 if failed or tables_failed else 0
 
 
 if __name__ == "__main__":

@@ -172,3 +172,12 @@ def wrong_code(secret: str) -> str:
     now = time.time()
     valid = {totp.at(now + step * 30) for step in range(-3, 4)}
     return next(code for code in (f"{n:06d}" for n in range(1_000_000)) if code not in valid)
+
+
+async def hold_session(
+    url: str, opened: list[alphapoint.Session], leave: anyio.Event, **options: Any
+) -> None:
+    """A session in a task of its own: open (appended to ``opened``) until ``leave`` is set."""
+    async with alphapoint.connect(url, **options) as session:
+        opened.append(session)
+        await leave.wait()

@@ -45,6 +45,7 @@ from websockets.uri import WebSocketURI
 
 from ..errors import NetworkError
 from ..proxy import open_proxy_stream, wrap_tls
+from .alarms import current_alarm_clock
 from .base import (
     DEFAULT_MAX_FRAGMENTS,
     READ_SLICE,
@@ -53,6 +54,7 @@ from .base import (
     OnMessage,
     OnWakeup,
 )
+from .loop import Wakeup, new_wakeup
 
 __all__ = ["READ_SIZE", "StreamWebSocket", "open_stream_websocket"]
 
@@ -90,8 +92,10 @@ class StreamWebSocket(BaseWebSocket):
         self._write_deadline = math.inf
         self._tickets = itertools.count()
         self._stream_closed = False
-        #: The alarm task's sleep, whose deadline is the alarm's time.
-        self._alarm_scope: anyio.CancelScope | None = None
+        #: What the alarm task waits on (made when it starts), and whether the
+        #: alarm rang with work for it (see BaseWebSocket._ring).
+        self._alarm_wake: Wakeup | None = None
+        self._alarm_task_due = False
         #: What on_alarm raised (a bug), for run() to raise.
         self._alarm_bug: Exception | None = None
         #: Whether the protocol may hold answers (pongs, a close echo) to frames
@@ -297,12 +301,22 @@ class StreamWebSocket(BaseWebSocket):
             del error  # its traceback holds this frame: no reference cycle
 
     async def _keep_alarm(self, on_alarm: OnAlarm) -> None:
+        clock = current_alarm_clock()
+        self._alarm_wake = wake = new_wakeup()
+        clock.join(self)
         try:
             while True:
-                with anyio.CancelScope(deadline=self._alarm_at) as self._alarm_scope:
-                    await anyio.sleep_forever()
-                self._alarm_scope = None
-                self._alarm_at = math.inf
+                if not self._alarm_task_due:
+                    # Wait for a ring with work (or, leading the loop's timer
+                    # under trio, ring the others: see alarms.py).
+                    await clock.wait(self, wake)
+                    continue
+                self._alarm_task_due = False
+                clock.step_down(self)  # this may wait: the timer goes on without it
+                if self._alarm_error is not None:  # on_alarm_now raised (a bug)
+                    self._alarm_bug = self._alarm_error
+                    await self.abort()
+                    return
                 now = self.clock()
                 if self._write_deadline <= now:
                     # A write outlived a deadline: the gateway stopped reading,
@@ -316,14 +330,31 @@ class StreamWebSocket(BaseWebSocket):
             self._alarm_bug = exc
             await self.abort()
         finally:
+            self._alarm_at = -math.inf  # set_alarm() now never moves it
+            clock.leave(self)
             # Under asyncio, anyio's task group keeps the CancelledError that
             # ends this task in a reference cycle, and with it this frame: let
             # go of the owner here, or only the cycle collector would free it.
             del on_alarm
 
-    def _alarm_moved(self, when: float) -> None:
-        if self._alarm_scope is not None:
-            self._alarm_scope.deadline = when
+    def reset_alarm(self, when: float) -> None:
+        # Never later than a write under way must be looked at.
+        super().reset_alarm(min(when, self._write_deadline))
+
+    def _alarm_now_allowed(self, now: float) -> bool:
+        if self._write_deadline <= now:
+            return False  # a write outlived its deadline: the task drops the connection
+        self.set_alarm(self._write_deadline)
+        return True
+
+    def _alarm_for_task(self) -> None:
+        self._alarm_task_due = True
+        self._wake_alarm_task()
+
+    def _wake_alarm_task(self) -> None:
+        """Wake the alarm task from its wait (to do its work, or to lead the timer)."""
+        if self._alarm_wake is not None:
+            self._alarm_wake.set()
 
     async def receive(self) -> str | bytes:
         """The next message: ``str`` for text, ``bytes`` for binary.

@@ -29,6 +29,7 @@ from websockets.protocol import CLOSED, OPEN
 from websockets.uri import WebSocketURI
 
 from ..errors import NetworkError
+from .alarms import current_alarm_clock
 from .base import (
     DEFAULT_MAX_FRAGMENTS,
     DEFAULT_MAX_SEND_BUFFER,
@@ -77,8 +78,7 @@ class CallbackWebSocket(BaseWebSocket):
         self._on_message: OnMessage | None = None
         #: Whether an on_message asked for on_wakeup since the last one ran.
         self._wakeup_due = False
-        #: The loop's timer for the alarm, and whether it has rung since run() looked.
-        self._alarm: asyncio.TimerHandle | None = None
+        #: Whether the alarm rang with work for run()'s task since it looked.
         self._alarm_rang = False
         #: The run() task's wait, while it waits.
         self._waiter: asyncio.Future[None] | None = None
@@ -150,6 +150,8 @@ class CallbackWebSocket(BaseWebSocket):
 
     async def run(self, on_message: OnMessage, on_wakeup: OnWakeup, on_alarm: OnAlarm) -> NoReturn:
         self._on_message = on_message
+        clock = current_alarm_clock()
+        clock.join(self)
         try:
             self._deliver_messages()
             while True:
@@ -164,14 +166,9 @@ class CallbackWebSocket(BaseWebSocket):
                     raise self._closed_error("the connection closed")
                 if self._alarm_rang:
                     self._alarm_rang = False
-                    now = self.clock()
-                    if now < self._alarm_at:
-                        # The loop's timer rang early (uvloop counts in whole
-                        # milliseconds): set it again; never ring before the time.
-                        self._alarm_moved(self._alarm_at)
-                        continue
-                    self._alarm_at = math.inf
-                    self.set_alarm(await on_alarm(now))
+                    if self._alarm_error is not None:
+                        raise self._alarm_error
+                    self.set_alarm(await on_alarm(self.clock()))
                     continue
                 self._waiter = self._loop.create_future()
                 try:
@@ -181,19 +178,11 @@ class CallbackWebSocket(BaseWebSocket):
         finally:
             self._on_message = None
             self._alarm_at = -math.inf  # set_alarm() now never moves it
-            if self._alarm is not None:
-                self._alarm.cancel()
-                self._alarm = None
+            clock.leave(self)
 
     # -- the alarm ------------------------------------------------------------
 
-    def _alarm_moved(self, when: float) -> None:
-        if self._alarm is not None:
-            self._alarm.cancel()
-        self._alarm = self._loop.call_at(when, self._ring) if when != math.inf else None
-
-    def _ring(self) -> None:
-        self._alarm = None
+    def _alarm_for_task(self) -> None:
         self._alarm_rang = True
         self._wake()
 
@@ -373,6 +362,13 @@ class AsyncioWebSocket(CallbackWebSocket, asyncio.Protocol):
             # Closing: the peer has a bounded time to finish its half.
             self._close_timer = self._loop.call_later(self._close_timeout, self._abort_transport)
         self._deliver_messages()
+
+    def send_text_now(self, text: str) -> bool:
+        if self._paused or self._finished() or self._protocol.state is not OPEN:
+            return False
+        self._protocol.send_text(text.encode())
+        self._write_queued()
+        return True
 
     # -- writing --------------------------------------------------------------
 

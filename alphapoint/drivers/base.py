@@ -17,13 +17,16 @@ must do only what is safe there (resolve a future, set an event, append to a
 queue); whatever needs the task (starting tasks, callbacks to user code) is
 left for ``on_wakeup``.
 
-``run()`` also keeps the owner's one alarm: ``on_alarm(now)`` is awaited, in a
-task, at the time :meth:`BaseWebSocket.set_alarm` last set (the earliest
-asked for), and returns when it wants to be called next. The asyncio driver
-rings it in ``run()``'s own task with ``loop.call_at``; the anyio driver, whose
-task is busy reading, keeps it in a second task. Either way a connection
-keeps its deadlines without a task of its owner's, and without a cancel scope
-per call.
+``run()`` also keeps the owner's one alarm, at the time
+:meth:`BaseWebSocket.set_alarm` last set (the earliest asked for). The
+loop's one timer for every connection (:mod:`.alarms`) rings it: first
+``on_alarm_now(now)`` (the owner's :attr:`BaseWebSocket.on_alarm_now`, if
+set) is called right there, and returns when it wants to be rung next, or
+``None`` when it has work that must wait; then ``on_alarm(now)`` is awaited in
+a task (the asyncio driver's ``run()`` task; the anyio driver, whose task is
+busy reading, keeps a second task) and returns the same. Either way a
+connection keeps its deadlines without a task of its owner's, without a cancel
+scope per call, and an idle connection's rings cost no task at all.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from .loop import EventLike, native_clock_and_event
 
 if TYPE_CHECKING:
     from ..redaction import SecretSet
+    from .alarms import AlarmClock
 
 __all__ = [
     "DEFAULT_MAX_FRAGMENTS",
@@ -52,6 +56,7 @@ __all__ = [
     "BaseWebSocket",
     "EventLike",
     "OnAlarm",
+    "OnAlarmNow",
     "OnMessage",
     "OnWakeup",
     "QuietLogger",
@@ -94,6 +99,8 @@ OnMessage = Callable[[str | bytes], bool]
 OnWakeup = Callable[[], None]
 #: Runs when the alarm rings, with the clock's time; returns when to ring next.
 OnAlarm = Callable[[float], Awaitable[float]]
+#: Runs where the alarm rings, first: when to ring next, or None to await ``OnAlarm``.
+OnAlarmNow = Callable[[float], "float | None"]
 
 
 class QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -176,8 +183,15 @@ class BaseWebSocket(ABC):
         self.clock, self.new_event = native_clock_and_event()
         #: The clock when bytes last arrived (for keepalive).
         self.last_received = self.clock()
-        #: When ``run()`` calls its ``on_alarm`` next (see :meth:`set_alarm`).
+        #: When the alarm rings next (see :meth:`set_alarm`): ``inf`` for never,
+        #: ``-inf`` once ``run()`` has ended (nothing moves it any more).
         self._alarm_at = math.inf
+        #: The loop's timer that rings it, while ``run()`` keeps the alarm.
+        self._alarm_clock: AlarmClock | None = None
+        #: The owner's quick look when the alarm rings (see the module's docstring).
+        self.on_alarm_now: OnAlarmNow | None = None
+        #: What ``on_alarm_now`` raised (a bug): ``run()`` raises it in its task.
+        self._alarm_error: Exception | None = None
 
     @property
     def is_open(self) -> bool:
@@ -193,7 +207,7 @@ class BaseWebSocket(ABC):
         """
 
     def set_alarm(self, when: float) -> None:
-        """Ring ``on_alarm`` at ``when`` (on :attr:`clock`) if that is earlier than set.
+        """Ring the alarm at ``when`` (on :attr:`clock`) if that is earlier than set.
 
         Cheap when it is not earlier, as for most calls: their deadlines come
         after the one the alarm is already set for.
@@ -202,9 +216,58 @@ class BaseWebSocket(ABC):
             self._alarm_at = when
             self._alarm_moved(when)
 
-    @abstractmethod
+    def reset_alarm(self, when: float) -> None:
+        """Ring the alarm at ``when``, even if that is later than set (``inf``: not at all).
+
+        For an owner whose earliest time went away (a keepalive Ping was
+        answered): the ring filed for the old time finds nothing due and costs
+        the connection nothing.
+        """
+        if self._alarm_at != -math.inf and when != self._alarm_at:
+            self._alarm_at = when
+            if when != math.inf:
+                self._alarm_moved(when)
+
     def _alarm_moved(self, when: float) -> None:
-        """The alarm was brought forward to ``when``: make it ring then."""
+        """The alarm now rings at ``when``: file it with the loop's timer, if ``run()`` keeps it."""
+        clock = self._alarm_clock
+        if clock is not None:
+            clock.file(self, when)
+
+    def _ring(self, now: float) -> None:
+        """The loop's timer rang this connection's alarm (:mod:`.alarms`).
+
+        The owner's quick look first, right here; what must wait goes to the
+        task that keeps the alarm.
+        """
+        self._alarm_at = math.inf
+        on_alarm_now = self.on_alarm_now
+        if on_alarm_now is not None and self._alarm_now_allowed(now):
+            try:
+                when = on_alarm_now(now)
+            except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in its task
+                self._alarm_error = exc
+            else:
+                if when is not None:
+                    self.set_alarm(when)
+                    return
+        self._alarm_for_task()
+
+    def _alarm_now_allowed(self, now: float) -> bool:
+        """Whether a ring at ``now`` may be handled where it rang (the driver has nothing due)."""
+        return True
+
+    @abstractmethod
+    def _alarm_for_task(self) -> None:
+        """The alarm rang with work that must wait: have ``run()``'s task await ``on_alarm``."""
+
+    def _wake_alarm_task(self) -> None:  # noqa: B027 - only some drivers have such a task
+        """Wake the task that keeps the alarm, if it waits (a driver with such a task)."""
+
+    def send_text_now(self, text: str) -> bool:
+        """Send one text message now, without waiting, if the driver can: else false,
+        and nothing is sent (a keepalive Ping then goes through :meth:`send_text`)."""
+        return False
 
     @abstractmethod
     async def send_text(

@@ -10,10 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
-__all__ = ["EventLike", "Loop", "current_loop", "native_clock_and_event"]
+__all__ = [
+    "EventLike",
+    "Loop",
+    "LoopLocal",
+    "Wakeup",
+    "current_loop",
+    "native_clock_and_event",
+    "new_wakeup",
+]
+
+T = TypeVar("T")
 
 #: The event loops the library runs on (uvloop is an asyncio loop).
 Loop = Literal["asyncio", "trio"]
@@ -90,3 +101,121 @@ def native_clock_and_event() -> tuple[Callable[[], float], Callable[[], EventLik
     import trio
 
     return trio.current_time, trio.Event
+
+
+class LoopLocal(Generic[T]):
+    """One value per running event loop, made by ``factory`` on first use there.
+
+    For what all the sessions of a loop share (the alarm clock, the limit on
+    connections being opened at once) and must not outlive it: under asyncio
+    it is kept by the loop object (weakly), under trio in a ``RunVar``.
+    """
+
+    def __init__(self, name: str, factory: Callable[[], T]) -> None:
+        self._name = name
+        self._factory = factory
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._run_var: Any = None
+
+    def get(self) -> T:
+        """The running loop's value. Raises :class:`RuntimeError` outside of one."""
+        if current_loop() == "asyncio":
+            loop = asyncio.get_running_loop()
+            value = self._by_loop.get(loop)
+            if value is None:
+                value = self._by_loop[loop] = self._factory()
+            return value
+        import trio
+
+        if self._run_var is None:
+            self._run_var = trio.lowlevel.RunVar(self._name)
+        try:
+            found: T = self._run_var.get()
+        except LookupError:
+            found = self._factory()
+            self._run_var.set(found)
+        return found
+
+
+class Wakeup(Protocol):
+    """A task's own alarm bell, rung any number of times: ``wait()`` returns once
+    ``set()`` was called since the last ``wait()`` returned (at once if it was).
+
+    An event can be set once only: a task that waits again and again (a
+    connection's alarm task, once per keepalive interval) would make a new one,
+    three objects under trio, for every wait, each living until the next ring
+    and so into the garbage collector's oldest generation. A wakeup is made once.
+    """
+
+    def set(self) -> None: ...
+    def wait(self) -> Awaitable[None]: ...
+
+
+class _AsyncioWakeup:
+    """A wakeup under asyncio: a future per wait (asyncio has no cheaper park)."""
+
+    __slots__ = ("_rung", "_waiter")
+
+    def __init__(self) -> None:
+        self._rung = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        else:
+            self._rung = True
+
+    async def wait(self) -> None:
+        if self._rung:
+            self._rung = False
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+
+class _TrioWakeup:
+    """A wakeup under trio: the task parks itself; nothing is made per wait."""
+
+    __slots__ = ("_abort_fn", "_rung", "_task")
+
+    def __init__(self) -> None:
+        self._rung = False
+        self._task: Any = None
+        self._abort_fn = self._abort  # bound once, not at every wait
+
+    def set(self) -> None:
+        import trio
+
+        task, self._task = self._task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+        else:
+            self._rung = True
+
+    async def wait(self) -> None:
+        import trio
+
+        if self._rung:
+            self._rung = False
+            await trio.lowlevel.checkpoint()
+            return
+        self._task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort_fn)
+
+    def _abort(self, raise_cancel: Any) -> Any:
+        import trio
+
+        self._task = None  # cancelled while parked: nobody to reschedule
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+def new_wakeup() -> Wakeup:
+    """A :class:`Wakeup` for the running event loop."""
+    return _AsyncioWakeup() if current_loop() == "asyncio" else _TrioWakeup()

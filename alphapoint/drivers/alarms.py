@@ -1,0 +1,247 @@
+"""One timer for the alarms of every connection on an event loop.
+
+A connection's alarm (:meth:`Alarmed.set_alarm`) rings at its calls'
+deadlines and at its keepalive's next look. Kept one timer per connection, an
+idle connection paid for a timer of its own at every ring: under asyncio a
+timer handle and a copied context, under trio a cancel scope whose deadline
+raises ``Cancelled`` into a sleeping task (32 µs a ring on this machine, ten
+times an event's wake-up). At 10,000 idle sessions that was most of what they
+cost (docs/performance.md, "Idle cost").
+
+Here every connection of a loop files its next ring in one structure: buckets
+of :data:`TICK` seconds, a heap of the buckets' numbers. A ring never comes
+before its time and at most :data:`TICK` after it, so the connections due in
+the same tick are rung by one wake-up. A ring calls the connection's
+``_ring(now)`` at once; the connection does what it can there (most rings:
+nothing is due, or a keepalive Ping it can write without waiting) and wakes its
+own task only for what must wait.
+
+Who keeps the timer, without a task that outlives the connections:
+
+* under asyncio (and uvloop), one ``loop.call_at`` handle: no task at all;
+* under trio, which has no timer callbacks, the alarm task of one of the
+  connections (the *leader*) sleeps until the earliest bucket and rings them
+  all; the others wait on an event. A leader that has work of its own to wait
+  for (sending a Ping) first hands the lead to another connection, and the
+  last connection to leave takes the timer with it.
+
+A connection joins when its ``run()`` starts keeping the alarm and leaves when
+it ends; a ring filed before that waits in the connection's ``_alarm_at``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+from collections.abc import Callable
+from typing import Protocol
+
+import anyio
+
+from .loop import LoopLocal, Wakeup
+
+__all__ = ["TICK", "AlarmClock", "Alarmed", "current_alarm_clock"]
+
+logger = logging.getLogger("alphapoint.drivers")
+
+#: The timer's resolution in seconds: a ring comes at most this late. Rings
+#: due within one tick share a wake-up (10,000 sessions pinging every 10 s
+#: are 1,000 rings a second, and about 100 wake-ups).
+TICK = 0.01
+
+
+class Alarmed(Protocol):
+    """What the clock needs of a connection (:class:`~.base.BaseWebSocket`)."""
+
+    #: When it wants to be rung (``inf``: never); the clock rings it only if due.
+    _alarm_at: float
+    #: The clock that rings it now, if any.
+    _alarm_clock: AlarmClock | None
+    clock: Callable[[], float]
+
+    def _ring(self, now: float) -> None:
+        """Its alarm is due: handle it (see Alarmed._ring)."""
+
+    def _wake_alarm_task(self) -> None:
+        """Wake the task that keeps its alarm, if it waits."""
+
+
+class AlarmClock:
+    """The alarms of one event loop's connections; see the module's docstring."""
+
+    def __init__(self) -> None:
+        #: Tick number -> the connections to ring then (a connection may be
+        #: filed more than once; a ring checks it is still due).
+        self._buckets: dict[int, list[Alarmed]] = {}
+        #: The tick numbers of the buckets, earliest first.
+        self._ticks: list[int] = []
+        #: The connections whose alarm is kept here now (insertion-ordered).
+        self._members: dict[Alarmed, None] = {}
+
+    # -- filing ------------------------------------------------------------------
+
+    def join(self, target: Alarmed) -> None:
+        """``target``'s run() keeps its alarm from now on: file the ring it asked for."""
+        self._members[target] = None
+        target._alarm_clock = self
+        if target._alarm_at != math.inf:
+            self.file(target, target._alarm_at)
+
+    def leave(self, target: Alarmed) -> None:
+        """``target`` has ended: it is rung no more. The last to leave stops the timer."""
+        target._alarm_clock = None
+        self._members.pop(target, None)
+        if not self._members:
+            self._buckets.clear()
+            self._ticks.clear()
+            self._stop()
+
+    def file(self, target: Alarmed, when: float) -> None:
+        """Ring ``target`` at ``when`` (at most one tick later)."""
+        tick = math.ceil(when / TICK)
+        if tick * TICK < when:  # the division rounded down: never ring before the time
+            tick += 1
+        bucket = self._buckets.get(tick)
+        if bucket is not None:
+            bucket.append(target)
+            return
+        self._buckets[tick] = [target]
+        earliest = self._ticks[0] if self._ticks else None
+        heapq.heappush(self._ticks, tick)
+        if earliest is None or tick < earliest:
+            self._arm(tick * TICK)
+
+    def next_ring(self) -> float:
+        """When the timer must ring next (``inf``: nothing filed)."""
+        return self._ticks[0] * TICK if self._ticks else math.inf
+
+    def ring_due(self, now: float) -> None:
+        """Ring every connection whose alarm is due by ``now``."""
+        ticks, buckets = self._ticks, self._buckets
+        due: list[Alarmed] = []
+        while ticks and ticks[0] * TICK <= now:
+            due += buckets.pop(heapq.heappop(ticks))
+        # What these rings file goes in the heap for the next ring, even if it
+        # is due already: one pass never rings a connection twice.
+        for target in due:
+            # Filed more than once, moved, or gone: ring only what is due.
+            if target._alarm_at <= now and target._alarm_clock is self:
+                try:
+                    target._ring(now)
+                except Exception:  # a bug in one connection must not stop the others
+                    logger.exception("alphapoint: ringing a connection's alarm failed")
+
+    # -- the timer ------------------------------------------------------------------
+
+    def _arm(self, when: float) -> None:
+        """The earliest ring is now ``when``: make the timer ring then."""
+        raise NotImplementedError
+
+    def _stop(self) -> None:
+        """Nothing is filed and nobody is left: stop the timer."""
+
+    async def wait(self, target: Alarmed, wake: Wakeup) -> None:
+        """Wait in ``target``'s alarm task until ``wake`` is rung (or, for the
+        leader under trio, until the timer rings the connections due)."""
+        await wake.wait()
+
+    def step_down(self, target: Alarmed) -> None:
+        """``target``'s task is about to wait for work of its own: keep the timer elsewhere."""
+
+
+class _CallbackClock(AlarmClock):
+    """asyncio and uvloop: the timer is one ``loop.call_at`` handle; no task."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_at = math.inf
+
+    def _arm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed_at = when
+        self._handle = self._loop.call_at(when, self._rang)
+
+    def _stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._armed_at = math.inf
+
+    def _rang(self) -> None:
+        self._handle = None
+        self._armed_at = math.inf
+        # uvloop counts in whole milliseconds and may ring a little early:
+        # ring_due rings nothing before its time, and the timer is set again.
+        self.ring_due(self._loop.time())
+        when = self.next_ring()
+        if when != math.inf and when < self._armed_at:
+            self._arm(when)
+
+
+class _LeaderClock(AlarmClock):
+    """trio: one member's alarm task (the leader) sleeps until the timer's time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._leader: Alarmed | None = None
+        #: The leader's sleep, while it sleeps: its deadline is the timer's time.
+        self._scope: anyio.CancelScope | None = None
+
+    def _arm(self, when: float) -> None:
+        scope = self._scope
+        if scope is not None and when < scope.deadline:
+            scope.deadline = when
+
+    def leave(self, target: Alarmed) -> None:
+        super().leave(target)
+        if self._leader is target:
+            self._leader = None
+            self._hand_over(target)
+
+    def step_down(self, target: Alarmed) -> None:
+        if self._leader is target and len(self._members) > 1:
+            self._leader = None
+            self._hand_over(target)
+
+    def _hand_over(self, previous: Alarmed) -> None:
+        """Wake another member, which takes the lead in its next wait."""
+        for member in self._members:
+            if member is not previous:
+                self._leader = member
+                member._wake_alarm_task()
+                return
+
+    async def wait(self, target: Alarmed, wake: Wakeup) -> None:
+        if self._leader is None:
+            self._leader = target
+        if self._leader is not target:
+            await wake.wait()
+            return
+        with anyio.CancelScope(deadline=self.next_ring()) as scope:
+            self._scope = scope
+            try:
+                await wake.wait()
+            finally:
+                self._scope = None
+        if scope.cancelled_caught:
+            self.ring_due(target.clock())
+
+
+def _new_clock() -> AlarmClock:
+    try:
+        return _CallbackClock(asyncio.get_running_loop())
+    except RuntimeError:  # trio
+        return _LeaderClock()
+
+
+_clocks: LoopLocal[AlarmClock] = LoopLocal("alphapoint_alarm_clock", _new_clock)
+
+
+def current_alarm_clock() -> AlarmClock:
+    """The alarm clock of the running event loop (made on first use)."""
+    return _clocks.get()

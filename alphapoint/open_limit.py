@@ -1,0 +1,49 @@
+"""How many connections the sessions of one event loop set up at once.
+
+Setting a connection up (TCP, TLS, the WebSocket handshake, the login, the
+subscriptions) costs a few milliseconds of CPU. A collector that opens 10,000
+sessions at once, or a gateway restart that drops them all, asks for all of it
+at the same moment, and each session's ``open_timeout`` (10 s) runs while it
+waits for the CPU the others use: under trio, 10,000 logins at once failed on
+their own timeout (docs/performance.md, "Many logins at once").
+
+So set-ups wait for a turn: at most :data:`DEFAULT_OPEN_LIMIT` at once per
+event loop, by default, shared by every session of the loop. The wait is not
+part of ``open_timeout`` nor of the login's call timeouts, which start when
+the set-up does. ``connect(..., open_limiter=anyio.CapacityLimiter(n))``
+gives a session a limiter of your own (share it between sessions to bound
+them together), ``open_limiter=None`` no bound at all;
+:func:`default_open_limiter` is the loop's shared one (its ``total_tokens``
+may be changed).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import anyio
+
+from .drivers.loop import LoopLocal
+
+__all__ = ["DEFAULT_OPEN_LIMIT", "OpenLimiter", "default_open_limiter"]
+
+#: Connection set-ups at once per event loop, by default. Enough to keep a
+#: gateway across a WAN busy (a set-up is a few round trips, each waiting on
+#: the network, not the CPU), few enough that those in progress get the CPU
+#: they need within their timeouts.
+DEFAULT_OPEN_LIMIT: Final = 100
+
+#: What ``connect(open_limiter=...)`` takes: ``"shared"`` (the loop's
+#: :func:`default_open_limiter`), a limiter of your own, or ``None`` (no bound).
+OpenLimiter = anyio.CapacityLimiter | Literal["shared"] | None
+
+_shared: LoopLocal[anyio.CapacityLimiter] = LoopLocal(
+    "alphapoint_open_limiter", lambda: anyio.CapacityLimiter(DEFAULT_OPEN_LIMIT)
+)
+
+
+def default_open_limiter() -> anyio.CapacityLimiter:
+    """The running event loop's limiter on connection set-ups, shared by every
+    session that does not name its own (made on first use, with
+    :data:`DEFAULT_OPEN_LIMIT` tokens)."""
+    return _shared.get()

@@ -1,0 +1,310 @@
+"""Fan-out: events per second per core for one session, against its number of subscriptions.
+
+``python benchmarks/fan_out.py`` prints a table. One session subscribes to
+Level1 for N instruments (``SubscribeLevel1``, one subscription each, each
+read by a task of its own, as a collector does), then asks the server for K
+``Level1UpdateEvent`` frames, round-robin over the N instruments, and counts
+them as the consumers receive them. The client's CPU time
+(``time.process_time``; the server is a process of its own) divided by K is
+the cost of an event end to end: reading, decoding, routing to its
+subscription, and the consumer taking it. Each row is the median of
+``--repeats`` runs; the table also gives the ratio to the row with one
+subscription, and, for reference, a hand-written loop over the raw
+``websockets`` client that reads the same frames, decodes them twice and counts
+them per instrument in a dict (no subscriptions, no tasks).
+
+``--driver`` is passed to ``alphapoint.connect`` (``auto`` by default, so that
+a faster driver, once installed, is what this measures); ``--backends``
+picks the event loops.
+
+The server (``--serve``, started by this script) answers ``SubscribeLevel1``
+with a snapshot and ``Flood`` {"count": K, "instruments": N} with the K events
+and then its reply; it runs on picows when installed, else on websockets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_loads = json.loads
+
+COUNTS = [1, 10, 100, 1000]
+BACKENDS = ["asyncio", "uvloop", "trio"]
+
+
+def level1(instrument: int, k: int) -> dict[str, Any]:
+    """A Level1 update as NDAX sends it (PascalCase, every field)."""
+    price = 30_000.0 + (k % 1000) / 10
+    return {
+        "OMSId": 1,
+        "InstrumentId": instrument,
+        "BestBid": price - 0.5,
+        "BestOffer": price + 0.5,
+        "LastTradedPx": price,
+        "LastTradedQty": 0.01,
+        "LastTradeTime": 1_700_000_000_000 + k,
+        "SessionOpen": 29_500.0,
+        "SessionHigh": 31_000.0,
+        "SessionLow": 29_000.0,
+        "SessionClose": price,
+        "Volume": 0.01,
+        "CurrentDayVolume": 123.45,
+        "CurrentDayNumTrades": 6789,
+        "CurrentDayPxChange": 500.0,
+        "Rolling24HrVolume": 234.56,
+        "Rolling24NumTrades": 7890,
+        "Rolling24HrPxChange": 1.7,
+        "TimeStamp": str(1_700_000_000_000 + k),
+    }
+
+
+def respond(text: str | bytes, send: Callable[[str], None]) -> None:
+    """The server's answer to one request: zero or more frames, through ``send``."""
+    frame = _loads(text)
+    m, i, n, o = frame["m"], frame["i"], frame["n"], _loads(frame["o"] or "{}")
+    if m not in (0, 2):
+        return
+    if n == "SubscribeLevel1":
+        payload: Any = level1(o["InstrumentId"], 0)
+    elif n == "Flood":
+        count, instruments = o["count"], o["instruments"]
+        for k in range(count):
+            event = level1(1 + k % instruments, k)
+            send(_dumps({"m": 3, "i": k, "n": "Level1UpdateEvent", "o": _dumps(event)}))
+        payload = {"sent": count}
+    else:
+        payload = {"result": True, "errormsg": None, "errorcode": 0, "detail": None}
+    send(_dumps({"m": 1, "i": i, "n": n, "o": _dumps(payload)}))
+
+
+async def serve() -> None:
+    """Serve until standard input closes; print ``PORT n`` once listening."""
+    loop = asyncio.get_running_loop()
+    try:
+        from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+    except ImportError:
+        from websockets.asyncio.server import ServerConnection
+        from websockets.asyncio.server import serve as ws_serve
+
+        async def handler(ws: ServerConnection) -> None:
+            async for message in ws:
+                out: list[str] = []
+                respond(message, out.append)
+                for text in out:
+                    await ws.send(text)
+
+        async with ws_serve(handler, "127.0.0.1", 0, compression=None) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            print(f"PORT {port}", flush=True)
+            await loop.run_in_executor(None, sys.stdin.buffer.read)
+        return
+
+    class Listener(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type is WSMsgType.TEXT:
+                respond(
+                    frame.get_payload_as_bytes(),
+                    lambda text: transport.send(WSMsgType.TEXT, text.encode()),
+                )
+            elif frame.msg_type is WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
+
+    server = await ws_create_server(lambda _request: Listener(), "127.0.0.1", 0)
+    async with server:
+        print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+        await loop.run_in_executor(None, sys.stdin.buffer.read)
+
+
+# -- the clients -----------------------------------------------------------------
+
+
+async def alphapoint_run(url: str, subscriptions: int, events: int, driver: str) -> float:
+    """CPU seconds for ``events`` events over ``subscriptions`` subscriptions."""
+    import contextlib
+
+    import anyio
+
+    import alphapoint
+
+    got = [0]
+    target = [0]
+    done = anyio.Event()
+
+    async def consume(stream: alphapoint.Subscription) -> None:
+        async for _event in stream:
+            got[0] += 1
+            if got[0] == target[0]:
+                done.set()
+
+    async with (
+        alphapoint.connect(url, driver=driver, keepalive=None) as session,  # type: ignore[arg-type]
+        contextlib.AsyncExitStack() as stack,
+        anyio.create_task_group() as tg,
+    ):
+        for instrument in range(1, subscriptions + 1):
+            stream = await stack.enter_async_context(
+                session.subscribe(
+                    "SubscribeLevel1",
+                    {"OMSId": 1, "InstrumentId": instrument},
+                    buffer=max(1024, 2 * events // subscriptions),
+                )
+            )
+            tg.start_soon(consume, stream)
+
+        async def flood(count: int) -> float:
+            nonlocal done
+            got[0], target[0], done = 0, count, anyio.Event()
+            cpu = time.process_time()
+            await session.call("Flood", {"count": count, "instruments": subscriptions})
+            await done.wait()
+            return time.process_time() - cpu
+
+        await flood(max(events // 10, subscriptions))  # warm-up
+        cpu = await flood(events)
+        tg.cancel_scope.cancel()
+    return cpu
+
+
+async def floor_run(url: str, subscriptions: int, events: int, driver: str) -> float:
+    """The same with the raw websockets client: read, decode twice, count per instrument."""
+    import anyio
+
+    if anyio.get_current_task() and _is_trio():
+        from websockets.trio.client import connect
+    else:
+        from websockets.asyncio.client import connect  # type: ignore[assignment]
+
+    async with connect(url, compression=None, max_size=None) as ws:
+        seq = 2
+        for instrument in range(1, subscriptions + 1):
+            o = _dumps({"OMSId": 1, "InstrumentId": instrument})
+            await ws.send(_dumps({"m": 0, "i": seq, "n": "SubscribeLevel1", "o": o}))
+            seq += 2
+            await ws.recv()
+        counts: dict[Any, int] = {}
+
+        async def flood(count: int) -> float:
+            nonlocal seq
+            cpu = time.process_time()
+            o = _dumps({"count": count, "instruments": subscriptions})
+            await ws.send(_dumps({"m": 0, "i": seq, "n": "Flood", "o": o}))
+            seq += 2
+            received = 0
+            while received < count:
+                frame = _loads(await ws.recv())
+                if frame["m"] == 3:
+                    key = _loads(frame["o"])["InstrumentId"]
+                    counts[key] = counts.get(key, 0) + 1
+                    received += 1
+            await ws.recv()  # the Flood reply
+            return time.process_time() - cpu
+
+        await flood(max(events // 10, subscriptions))
+        return await flood(events)
+
+
+def _is_trio() -> bool:
+    from alphapoint.drivers import current_loop
+
+    return current_loop() == "trio"
+
+
+def run_on(backend: str, fn: Callable[..., Any], *args: Any) -> float:
+    if backend == "trio":
+        import trio
+
+        result: float = trio.run(fn, *args)
+        return result
+    if backend == "uvloop":
+        import uvloop
+
+        return uvloop.run(fn(*args))  # type: ignore[no-any-return]
+    return asyncio.run(fn(*args))
+
+
+# -- the table -----------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--counts", default=",".join(map(str, COUNTS)))
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--driver", default="auto", help="alphapoint.connect(driver=...)")
+    parser.add_argument("--no-floor", action="store_true", help="alphapoint only")
+    args = parser.parse_args()
+    if args.serve:
+        try:
+            import uvloop
+
+            uvloop.run(serve())
+        except ImportError:
+            asyncio.run(serve())
+        return
+    counts = [int(c) for c in args.counts.split(",")]
+    backends = args.backends.split(",")
+    clients = ["alphapoint"] if args.no_floor else ["alphapoint", "floor"]
+    server = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    started = time.perf_counter()
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().decode().split()[1])
+        url = f"ws://127.0.0.1:{port}/WSGateway/"
+        samples: dict[tuple[str, str, int], list[float]] = {}
+        for k in range(args.repeats):
+            for backend in backends:
+                for n in counts:
+                    order = clients[k % len(clients) :] + clients[: k % len(clients)]
+                    for client in order:
+                        fn = alphapoint_run if client == "alphapoint" else floor_run
+                        cpu = run_on(backend, fn, url, n, args.events, args.driver)
+                        samples.setdefault((backend, client, n), []).append(cpu / args.events * 1e6)
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(timeout=10)
+    print(
+        f"fan-out: {args.events:,} Level1 events per run, median of {args.repeats} runs, "
+        f"client CPU time, driver={args.driver}, {time.perf_counter() - started:.0f} s: "
+        f"python benchmarks/fan_out.py {' '.join(sys.argv[1:])}"
+    )
+    print()
+    print(
+        "| backend | subscriptions | alphapoint µs/event [min-max] | events/s per core "
+        "| vs 1 subscription | raw websockets loop µs/event | alphapoint / raw |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for backend in backends:
+        base = statistics.median(samples[(backend, "alphapoint", counts[0])])
+        for n in counts:
+            ours = samples[(backend, "alphapoint", n)]
+            median = statistics.median(ours)
+            floor = samples.get((backend, "floor", n))
+            floor_median = statistics.median(floor) if floor else None
+            print(
+                f"| {backend} | {n:,} | {median:.2f} [{min(ours):.2f}-{max(ours):.2f}] "
+                f"| {1e6 / median:,.0f} | {median / base:.2f}x "
+                f"| {f'{floor_median:.2f}' if floor_median else '-'} "
+                f"| {f'{median / floor_median:.2f}x' if floor_median else '-'} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
