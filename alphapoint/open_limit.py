@@ -27,15 +27,15 @@ from .drivers.loop import LoopLocal
 
 __all__ = ["DEFAULT_OPEN_LIMIT", "OpenLimiter", "default_open_limiter"]
 
-#: Connection set-ups at once per event loop, by default. Enough to keep a
-#: gateway across a WAN busy (a set-up is a few round trips, each waiting on
-#: the network, not the CPU), few enough that those in progress get the CPU
-#: they need within their timeouts.
 DEFAULT_OPEN_LIMIT: Final = 100
+"""Connection set-ups at once per event loop, by default. Enough to keep a
+gateway across a WAN busy (a set-up is a few round trips, each waiting on the
+network, not the CPU), few enough that those in progress get the CPU they need
+within their timeouts."""
 
-#: What ``connect(open_limiter=...)`` takes: ``"shared"`` (the loop's
-#: :func:`default_open_limiter`), a limiter of your own, or ``None`` (no bound).
 OpenLimiter = anyio.CapacityLimiter | Literal["shared"] | None
+"""What ``connect(open_limiter=...)`` takes: ``"shared"`` (the loop's
+:func:`default_open_limiter`), a limiter of your own, or ``None`` (no bound)."""
 
 _shared: LoopLocal[anyio.CapacityLimiter] = LoopLocal(
     "alphapoint_open_limiter", lambda: anyio.CapacityLimiter(DEFAULT_OPEN_LIMIT)

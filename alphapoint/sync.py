@@ -50,6 +50,7 @@ from .events import EventStream, Subscription
 from .frame import MessageType
 from .login import TwoFactor
 from .models import AuthenticateResult, Event, User
+from .open_limit import OpenLimiter
 from .policies import Backoff, Keepalive, Relogin
 from .session import DEFAULT_TIMEOUT, Session
 from .state import SessionState
@@ -115,6 +116,7 @@ def connect(
     on_state_change: Callable[[SessionState], None] | None = None,
     driver: Driver = "auto",
     wait_for_gateway: bool = False,
+    open_limiter: OpenLimiter = "shared",
     backend: Backend = "asyncio",
 ) -> SyncSession:
     """Open a session to ``url`` and return it once open (and logged in, with
@@ -124,7 +126,9 @@ def connect(
     and ``backend``, the event loop the client's thread runs. Opening raises
     what entering ``alphapoint.connect(...)`` raises (:class:`ConnectError`,
     an :class:`AuthenticationError`...), after the thread has ended.
-    ``on_state_change`` is called on the client's thread.
+    ``on_state_change`` is called on the client's thread. Each client runs
+    a loop of its own, so an ``open_limiter`` (an ``anyio.CapacityLimiter``)
+    cannot be shared between clients.
     """
 
     def open_session() -> connect_async:
@@ -149,6 +153,7 @@ def connect(
             on_state_change=on_state_change,
             driver=driver,
             wait_for_gateway=wait_for_gateway,
+            open_limiter=open_limiter,
         )
 
     return SyncSession(open_session, url=url, close_timeout=close_timeout, backend=backend)
