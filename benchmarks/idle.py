@@ -13,7 +13,9 @@ own), then leaves them idle for a window and reports, per session:
   that fails ends its run).
 
 alphapoint runs with the library's defaults (its open limiter included)
-unless ``--open-limit`` says otherwise; the raw clients have no such tool, so
+unless ``--open-limit`` says otherwise, once with the default install's
+driver under asyncio and uvloop (``alphapoint:asyncio``) and once with the
+fast extra's (``alphapoint:picows``; see ``CLIENTS``); the raw clients have no such tool, so
 the harness bounds their set-ups (``--floor-open-limit``, 100 by default;
 ``0`` shows them unbounded).
 
@@ -42,7 +44,12 @@ sys.path.insert(0, HERE)
 
 from servers import ServerProcess, available_impls  # noqa: E402
 
-CLIENTS = ["floor", "alphapoint"]
+#: The clients measured: the raw websockets floor, and alphapoint with a driver
+#: ("alphapoint:asyncio", what the default install runs under asyncio and
+#: uvloop; "alphapoint:picows", the fast extra's; plain "alphapoint" is
+#: driver="auto", which is picows when it is installed). trio has one driver
+#: (anyio's): there every "alphapoint:..." is one row, "alphapoint".
+CLIENTS = ["floor", "alphapoint:asyncio", "alphapoint:picows"]
 BACKENDS = ["asyncio", "uvloop", "trio"]
 
 
@@ -56,12 +63,14 @@ def run_one(
     extra: list[str],
     floor_extra: list[str],
 ) -> dict[str, Any]:
+    client, _, driver = client.partition(":")
     command = [
         sys.executable,
         os.path.join(HERE, "many_sessions.py"),
         url,
         "--client",
         client,
+        *(["--driver", driver] if driver else []),
         "--backend",
         backend,
         "-n",
@@ -84,6 +93,14 @@ def run_one(
         return {"error": why[:120], "failures": sum(errors.values())}
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+def clients_for(backend: str, clients: list[str]) -> list[str]:
+    """The clients to run under ``backend``: under trio, one "alphapoint" for all its drivers."""
+    if backend != "trio":
+        return clients
+    chosen = [c if c == "floor" or c == "picows" else "alphapoint" for c in clients]
+    return list(dict.fromkeys(chosen))
 
 
 def summary(values: list[float], fmt: str) -> str:
@@ -116,6 +133,8 @@ def main() -> None:
     parser.add_argument("--from-log", default=None, help="print the table of an earlier run's log")
     args = parser.parse_args()
     backends, clients = args.backends.split(","), args.clients.split(",")
+    if "picows" not in available_impls():  # no fast extra: no picows driver to measure
+        clients = [c for c in clients if c != "alphapoint:picows"]
     if args.from_log:
         print_table(f"from {args.from_log}", read_log(args.from_log), backends, clients)
         return
@@ -135,7 +154,8 @@ def main() -> None:
     with ServerProcess(impl, api_key, api_secret, user_id) as server:
         for k in range(args.repeats):
             for backend in backends:
-                order = clients[k % len(clients) :] + clients[: k % len(clients)]
+                these = clients_for(backend, clients)
+                order = these[k % len(these) :] + these[: k % len(these)]
                 for client in order:
                     result = run_one(
                         server.url, client, backend, args.n, args.idle, env, extra, floor_extra
@@ -179,7 +199,7 @@ def print_table(
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for backend in backends:
-        for client in clients:
+        for client in clients_for(backend, clients):
             runs = results.get((backend, client), [])
             if not runs:
                 continue

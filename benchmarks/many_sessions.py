@@ -20,7 +20,10 @@ reports the process's CPU time over the window per session per second
 ``--open-limit N`` hands alphapoint ``open_limiter=anyio.CapacityLimiter(N)``
 (``0``: ``None``, no limiter), and bounds the raw clients' set-ups (connect
 and log in) with such a limiter of the harness's own; without it alphapoint
-runs with the library's default and the raw clients unbounded.
+runs with the library's default and the raw clients unbounded. ``--driver``
+hands alphapoint ``driver=...``: without it, ``"auto"`` takes picows under
+asyncio and uvloop when the fast extra is installed, else websockets' parser
+on asyncio's callbacks (the default install); under trio, the anyio driver.
 
 The soft limit on open files is raised to the hard one (10,000 sessions need
 10,000 sockets here and as many in the server's process).
@@ -280,9 +283,17 @@ def main() -> None:
         help="alphapoint's Keepalive(interval=S, timeout=S) instead of the default",
     )
     parser.add_argument(
+        "--driver",
+        default=None,
+        help="alphapoint's driver (auto, asyncio, picows, anyio; default: the library's, "
+        "auto, which takes picows under asyncio when the fast extra is installed)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="cProfile the idle window (to standard error)"
     )
     args = parser.parse_args()
+    if args.driver is not None:
+        CONNECT_OPTIONS["driver"] = args.driver
     global PROFILE
     PROFILE = args.profile
     if args.keepalive is not None:

@@ -51,7 +51,7 @@ def test_connect_has_safe_defaults() -> None:
     assert options["timeout"] == alphapoint.DEFAULT_TIMEOUT == 10.0  # every call
     assert options["ssl"] is None  # the system's CAs, verifying host names
     assert options["allow_insecure"] is False
-    assert options["keepalive"] == Keepalive(interval=10.0, timeout=10.0)
+    assert options["keepalive"] == Keepalive(interval=30.0, timeout=10.0)
     assert options["event_buffer"] == 1024
     for name in ("open_timeout", "close_timeout", "timeout"):
         value = options[name]

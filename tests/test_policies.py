@@ -186,7 +186,9 @@ def test_valid_values_are_kept() -> None:
     assert (policy.max_attempts, policy.reset_after) == (0, 1.0)
     keepalive = Keepalive(interval=0.1, timeout=0.2)
     assert (keepalive.interval, keepalive.timeout) == (0.1, 0.2)
-    assert Keepalive() == Keepalive(interval=10.0, timeout=10.0)
+    # A Ping every 30 s, 10 s to answer: a dead connection found within 40 s,
+    # websockets' own bound (20 + 20), at a third of the Pings of 10 + 10.
+    assert Keepalive() == Keepalive(interval=30.0, timeout=10.0)
 
 
 # -- which errors are worth a reconnect --------------------------------------------------

@@ -47,8 +47,8 @@ __all__ = ["TICK", "AlarmClock", "Alarmed", "current_alarm_clock"]
 logger = logging.getLogger("alphapoint.drivers")
 
 #: The timer's resolution in seconds: a ring comes at most this late. Rings
-#: due within one tick share a wake-up (10,000 sessions pinging every 10 s
-#: are 1,000 rings a second, and about 100 wake-ups).
+#: due within one tick share a wake-up (10,000 sessions pinging every 30 s
+#: are 333 rings a second, and at most 100 wake-ups).
 TICK = 0.01
 
 
