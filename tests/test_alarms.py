@@ -165,3 +165,40 @@ def test_a_time_just_after_a_tick_is_rung_at_the_next_tick_never_before(k: int) 
     assert target.rung == []
     clock.ring_due(clock.next_ring())
     assert target.rung == [clock.armed[0]]
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_message_the_socket_cannot_take_at_once_is_finished_or_drops(
+    deaf_gateway_url: str,
+) -> None:
+    """Under trio a keepalive Ping is written straight to the socket where the
+    alarm rings (``send_text_now``: no task wakes for it). When the socket
+    does not take all of it (the gateway stopped reading and the buffers are
+    full), the rest is left to the connection's alarm task, which drops the
+    connection once it could not write it within ``close_timeout``.
+
+    Messages go out that way until the buffers are full, whatever their size
+    on this machine."""
+    async with (
+        alphapoint.connect(
+            deaf_gateway_url, logout_on_close=False, close_timeout=SHORT, keepalive=None
+        ) as session,
+        session.state_changes() as changes,
+    ):
+        conn = session._conn
+        assert conn is not None
+        websocket = conn._ws
+        assert websocket._socket is not None  # type: ignore[attr-defined]
+        big = "x" * 2**20
+        for _ in range(1024):  # 1 GiB: far more than any machine's socket buffers
+            assert websocket.send_text_now(big)
+            if websocket._tail:  # type: ignore[attr-defined]
+                break
+        else:
+            pytest.fail("1 GiB of messages never filled the buffers")
+        assert not websocket.send_text_now("{}")  # the rest goes first: nothing jumps it
+        with anyio.fail_after(LIMIT):  # no reconnect: the session closes
+            assert [state async for state in changes] == [alphapoint.SessionState.CLOSED]
+        with pytest.raises(alphapoint.ConnectionClosed) as info:
+            await session.call("Ping")
+    assert "the gateway stopped reading (a keepalive Ping could not be written" in str(info.value)

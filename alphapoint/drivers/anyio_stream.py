@@ -22,6 +22,16 @@ Rules it keeps (each one a bug in a naive driver):
   answers waiting are at most a read's worth);
 * starting the closing handshake waits for the send lock, which the reader
   may hold, at most ``close_timeout``: then the connection is dropped.
+
+Under trio, a connection the driver opened itself (plain TCP, no proxy) reads
+and writes its socket directly (:class:`_TrioSocket`), as trio's own socket
+does, without anyio's stream and trio's socket wrappers around it: an idle
+read parks on ``wait_readable`` with no layers of coroutines in between, and
+the keepalive Ping is written where the alarm rings (``send_text_now``), so
+an idle connection's alarm task never wakes. Each such layer was objects
+made at every read and kept until the next, ten seconds or more later: old
+enough to reach the garbage collector's oldest generation, whose collections
+walk every object of every session (docs/performance.md, "Idle sessions").
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import socket
 import ssl as ssl_module
 from typing import Any, NoReturn
 
@@ -80,9 +91,16 @@ class StreamWebSocket(BaseWebSocket):
         close_timeout: float = 5.0,
         frames: list[Any] | None = None,
         max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+        direct: bool = False,
     ) -> None:
         super().__init__(protocol, close_timeout=close_timeout, max_fragments=max_fragments)
         self._stream = stream
+        #: The socket itself, read and written directly (``direct``, under trio):
+        #: see the module's docstring. The stream still owns and closes it.
+        self._socket = _TrioSocket.of(stream) if direct else None
+        #: Bytes of a frame written where the alarm rang that the socket did
+        #: not take at once: written before anything else, by the alarm task.
+        self._tail = b""
         # fast_acquire: taking a free lock does not yield to the event loop
         # (the write under it does), which saves a loop iteration per send.
         self._send_lock = anyio.Lock(fast_acquire=True)
@@ -122,6 +140,31 @@ class StreamWebSocket(BaseWebSocket):
             for text in texts:
                 self._protocol.send_text(text.encode())
             await self._flush()
+
+    def send_text_now(self, text: str) -> bool:
+        """Write one text message now, from where the alarm rang (a keepalive
+        Ping), if this driver writes its socket directly and no writer is under
+        way. What the socket does not take at once (its buffer is full) is
+        left for the alarm task, which writes it before anything else."""
+        sock = self._socket
+        if (
+            sock is None
+            or self._send_lock.locked()
+            or self._outbox
+            or self._tail
+            or self._protocol.state is not OPEN
+            or self._stream_closed
+        ):
+            return False
+        self._protocol.send_text(text.encode())
+        data = b"".join(self._protocol.data_to_send())
+        rest = sock.send_now(data)
+        if rest is None:  # the socket failed: the reader reports it
+            return True
+        if rest:
+            self._tail = rest
+            self._alarm_for_task()
+        return True
 
     async def send_binary(self, data: bytes) -> None:
         """Send one binary message (the gateway's fault injection uses it)."""
@@ -252,14 +295,19 @@ class StreamWebSocket(BaseWebSocket):
 
     async def _write(self, chunks: list[bytes], *, quiet: bool) -> None:
         """Write ``chunks`` taken from the protocol. Call with the send lock held."""
-        if not chunks or self._stream_closed:
+        if (not chunks and not self._tail) or self._stream_closed:
             return
         try:
             data = b"".join(chunks)
+            if self._tail:
+                data, self._tail = self._tail + data, b""
             if data:
-                await self._stream.send(data)
+                if self._socket is not None:
+                    await self._socket.send(data)
+                else:
+                    await self._stream.send(data)
             # websockets asks for a half-close with a final b"".
-            if not chunks[-1] and not self._stream_closed:
+            if chunks and not chunks[-1] and not self._stream_closed:
                 if isinstance(self._stream, TLSStream):
                     await self.abort()  # TLS cannot half-close
                 else:
@@ -313,6 +361,8 @@ class StreamWebSocket(BaseWebSocket):
                     continue
                 self._alarm_task_due = False
                 clock.step_down(self)  # this may wait: the timer goes on without it
+                if self._tail:
+                    await self._write_tail()
                 if self._alarm_error is not None:  # on_alarm_now raised (a bug)
                     self._alarm_bug = self._alarm_error
                     await self.abort()
@@ -336,6 +386,20 @@ class StreamWebSocket(BaseWebSocket):
             # ends this task in a reference cycle, and with it this frame: let
             # go of the owner here, or only the cycle collector would free it.
             del on_alarm
+
+    async def _write_tail(self) -> None:
+        """Write what the socket did not take of a frame written where the alarm
+        rang, within ``close_timeout``, or drop the connection (the gateway
+        stopped reading): this task is the one that would drop it."""
+        with anyio.move_on_after(self._close_timeout) as scope:
+            async with self._send_lock:
+                await self._write([], quiet=True)
+        if scope.cancelled_caught and self._lost is None:
+            self._lost = (
+                f"the gateway stopped reading (a keepalive Ping could not be written "
+                f"within {self._close_timeout} s)"
+            )
+            await self.abort()
 
     def reset_alarm(self, when: float) -> None:
         # Never later than a write under way must be looked at.
@@ -409,6 +473,13 @@ class StreamWebSocket(BaseWebSocket):
         """Bytes from the stream, or ``b""`` at its end, however it ended."""
         if self._stream_closed:
             return b""
+        if self._socket is not None:
+            try:
+                return await self._socket.receive()
+            except OSError as exc:
+                if self._lost is None:
+                    self._lost = exc.strerror or type(exc).__name__
+                return b""
         try:
             return await self._stream.receive(READ_SIZE)
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -448,6 +519,7 @@ async def open_stream_websocket(
     :class:`NetworkError`; on any error the stream is closed.
     """
     stream: anyio.abc.ByteStream | None = None
+    direct = False
     try:
         if proxy is not None:
             stream = await open_proxy_stream(proxy, uri)
@@ -463,6 +535,7 @@ async def open_stream_websocket(
             )
         else:
             stream = await anyio.connect_tcp(uri.host, uri.port)
+            direct = _TrioSocket.usable(stream)
         for data in protocol.data_to_send():
             await stream.send(data)
         frames = await _read_handshake(protocol, stream)
@@ -471,7 +544,12 @@ async def open_stream_websocket(
             await anyio.aclose_forcefully(stream)
         raise
     return StreamWebSocket(
-        protocol, stream, close_timeout=close_timeout, frames=frames, max_fragments=max_fragments
+        protocol,
+        stream,
+        close_timeout=close_timeout,
+        frames=frames,
+        max_fragments=max_fragments,
+        direct=direct,
     )
 
 
@@ -494,3 +572,104 @@ async def _read_handshake(protocol: ClientProtocol, stream: anyio.abc.ByteStream
             return events[1:]
         if protocol.handshake_exc is not None:
             return []
+
+
+class _TrioSocket:
+    """A connected TCP socket read and written directly under trio, as
+    ``trio.socket`` does it (try the call; on ``EAGAIN`` wait for the kernel),
+    with one coroutine between the driver and trio's wait, not four.
+
+    Errors are the socket's own (``OSError``); a stream closed under a wait
+    reads as its end, and fails a write with anyio's ``ClosedResourceError``.
+    """
+
+    __slots__ = ("_closed", "_full", "_sock", "_trio")
+
+    def __init__(self, sock: socket.socket) -> None:
+        import trio
+
+        self._sock = sock
+        self._trio = trio.lowlevel
+        self._closed = trio.ClosedResourceError
+        #: Whether the last read filled its buffer (more is likely waiting).
+        self._full = False
+
+    @staticmethod
+    def usable(stream: anyio.abc.ByteStream) -> bool:
+        """Whether ``stream`` is a plain TCP socket under trio (not TLS, not a proxy's)."""
+        if not isinstance(stream, anyio.abc.SocketStream) or isinstance(stream, TLSStream):
+            return False
+        try:
+            import trio
+
+            trio.lowlevel.current_task()
+        except (ImportError, RuntimeError):
+            return False  # asyncio: anyio's stream over its transport
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        return isinstance(sock, socket.socket) and sock.type == socket.SOCK_STREAM
+
+    @classmethod
+    def of(cls, stream: anyio.abc.ByteStream) -> _TrioSocket:
+        return cls(stream.extra(anyio.abc.SocketAttribute.raw_socket))
+
+    async def receive(self) -> bytes:
+        """Up to :data:`READ_SIZE` bytes; ``b""`` at the end of the stream. A checkpoint.
+
+        After a read that did not fill its buffer, the kernel's was empty: the
+        next read waits for it first, rather than fail a call with ``EAGAIN``
+        (an exception and its traceback, kept for as long as the wait, which
+        for an idle connection is until the next Ping's reply).
+        """
+        lowlevel, sock = self._trio, self._sock
+        if self._full:
+            await lowlevel.checkpoint_if_cancelled()
+            data = self._recv()
+            if data is not None:
+                await lowlevel.cancel_shielded_checkpoint()
+                return data
+        while True:
+            try:
+                await lowlevel.wait_readable(sock)
+            except self._closed:
+                return b""
+            data = self._recv()
+            if data is not None:
+                return data
+
+    def _recv(self) -> bytes | None:
+        """What the socket has now (``None``: nothing yet)."""
+        try:
+            data = self._sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return None
+        self._full = len(data) == READ_SIZE
+        return data
+
+    def send_now(self, data: bytes) -> bytes | None:
+        """Write what the socket takes now, without waiting: the rest (``b""``:
+        all went), or ``None`` if the socket failed (the reader sees it end)."""
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            return data
+        except OSError:
+            return None
+        return data[sent:]
+
+    async def send(self, data: bytes) -> None:
+        """Write all of ``data``. A checkpoint."""
+        lowlevel, sock = self._trio, self._sock
+        await lowlevel.checkpoint_if_cancelled()
+        view = memoryview(data)
+        while True:
+            try:  # noqa: SIM105 - not contextlib.suppress: no object made per write
+                view = view[sock.send(view) :]
+            except BlockingIOError:
+                pass  # waited for below, not in here: the error is not kept meanwhile
+            if not view:
+                break
+            try:
+                await lowlevel.wait_writable(sock)
+            except self._closed:
+                raise anyio.ClosedResourceError from None
+        await lowlevel.cancel_shielded_checkpoint()
