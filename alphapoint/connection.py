@@ -81,14 +81,22 @@ class _Pending:
         return not self.sent and now >= self.deadline
 
 
+#: Keepalive Pings fall due on a grid of this many seconds (at most a tenth of
+#: the interval), up to one step early: the Pings of many idle sessions due
+#: in the same tenth of a second share one wake-up of the event loop, and
+#: their replies are read together (docs/performance.md, "Idle sessions").
+KEEPALIVE_GRID = 0.1
+
+
 class _Pinger:
     """The keepalive in :meth:`Connection.run`: the Ping in flight, and when to look at it."""
 
-    __slots__ = ("_conn", "_look_at", "_ping", "_policy")
+    __slots__ = ("_conn", "_grid", "_look_at", "_ping", "_policy")
 
     def __init__(self, conn: Connection, policy: Keepalive) -> None:
         self._conn = conn
         self._policy = policy
+        self._grid = min(KEEPALIVE_GRID, policy.interval / 10)
         self._ping: _Pending | None = None
         self._look_at = math.inf
 
@@ -96,8 +104,13 @@ class _Pinger:
         """When :meth:`check` has something to do: the connection falls idle, or a
         look at the Ping in flight (its deadline is the connection's own)."""
         if self._ping is None:
-            return self._conn.last_received + self._policy.interval
+            return self._idle_at()
         return self._look_at
+
+    def _idle_at(self) -> float:
+        """When a Ping is due: ``interval`` after the last bytes came, rounded down to the grid."""
+        grid = self._grid
+        return math.floor((self._conn.last_received + self._policy.interval) / grid) * grid
 
     async def check(self, now: float) -> bool:
         """Ping if idle; false (and the connection dropped) if a Ping went unanswered."""
@@ -112,7 +125,7 @@ class _Pinger:
                 if now >= self._look_at:
                     self._look_at = now + policy.interval  # not answered yet: look again
                 return True
-        if now >= self._conn.last_received + policy.interval:  # as wake_at() reckons
+        if now >= self._idle_at():
             self._ping = await self._conn._send_ping(now + policy.timeout, policy.timeout)
             self._look_at = now + policy.interval
         return True
@@ -130,7 +143,7 @@ class _Pinger:
                 if now >= self._look_at:
                     self._look_at = now + policy.interval
                 return True
-        if now >= self._conn.last_received + policy.interval:  # as wake_at() reckons
+        if now >= self._idle_at():
             ping = self._conn._send_ping_now(now + policy.timeout, policy.timeout)
             if ping is None:
                 return False

@@ -201,4 +201,4 @@ async def test_a_message_the_socket_cannot_take_at_once_is_finished_or_drops(
             assert [state async for state in changes] == [alphapoint.SessionState.CLOSED]
         with pytest.raises(alphapoint.ConnectionClosed) as info:
             await session.call("Ping")
-    assert "the gateway stopped reading (a keepalive Ping could not be written" in str(info.value)
+    assert "the gateway stopped reading (a message could not be written" in str(info.value)

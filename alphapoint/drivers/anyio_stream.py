@@ -142,8 +142,8 @@ class StreamWebSocket(BaseWebSocket):
             await self._flush()
 
     def send_text_now(self, text: str) -> bool:
-        """Write one text message now, from where the alarm rang (a keepalive
-        Ping), if this driver writes its socket directly and no writer is under
+        """Write one text message now, without waiting (a keepalive Ping, where
+        the alarm rang), if this driver writes its socket directly and no writer is under
         way. What the socket does not take at once (its buffer is full) is
         left for the alarm task, which writes it before anything else."""
         sock = self._socket
@@ -396,7 +396,7 @@ class StreamWebSocket(BaseWebSocket):
                 await self._write([], quiet=True)
         if scope.cancelled_caught and self._lost is None:
             self._lost = (
-                f"the gateway stopped reading (a keepalive Ping could not be written "
+                f"the gateway stopped reading (a message could not be written "
                 f"within {self._close_timeout} s)"
             )
             await self.abort()
