@@ -147,6 +147,11 @@ class AlarmClock:
         leader under trio, until the timer rings the connections due)."""
         await wake.wait()
 
+    def keeps_a_task(self, target: Alarmed) -> bool:
+        """Whether ``target``'s alarm task should wait while it has no work
+        (else it ends, and ``_wake_alarm_task`` starts it again)."""
+        return True
+
     def step_down(self, target: Alarmed) -> None:
         """``target``'s task is about to wait for work of its own: keep the timer elsewhere."""
 
@@ -203,6 +208,11 @@ class _LeaderClock(AlarmClock):
             self._leader = None
             self._hand_over(target)
 
+    def keeps_a_task(self, target: Alarmed) -> bool:
+        # Only the leader's task waits (for the timer's time): the others'
+        # rings are handled where they ring, or start their task with work.
+        return self._leader is None or self._leader is target
+
     def step_down(self, target: Alarmed) -> None:
         if self._leader is target and len(self._members) > 1:
             self._leader = None
@@ -217,6 +227,8 @@ class _LeaderClock(AlarmClock):
                 return
 
     async def wait(self, target: Alarmed, wake: Wakeup) -> None:
+        if target._alarm_clock is not self:
+            return  # it has left: it must not take the lead
         if self._leader is None:
             self._leader = target
         if self._leader is not target:

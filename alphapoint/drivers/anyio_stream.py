@@ -24,7 +24,7 @@ Rules it keeps (each one a bug in a naive driver):
   may hold, at most ``close_timeout``: then the connection is dropped.
 
 Under trio, a connection the driver opened itself (plain TCP, no proxy) reads
-and writes its socket directly (:class:`_TrioSocket`), as trio's own socket
+and writes its socket directly (:meth:`StreamWebSocket._read_socket`), as trio's own socket
 does, without anyio's stream and trio's socket wrappers around it: an idle
 read parks on ``wait_readable`` with no layers of coroutines in between, and
 the keepalive Ping is written where the alarm rings (``send_text_now``), so
@@ -36,11 +36,11 @@ walk every object of every session (docs/performance.md, "Idle sessions").
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import socket
 import ssl as ssl_module
+import sys
 from typing import Any, NoReturn
 
 import anyio
@@ -66,6 +66,9 @@ from .base import (
     OnWakeup,
 )
 from .loop import Wakeup, new_wakeup
+
+if sys.version_info < (3, 11):  # pragma: no cover - the backport anyio depends on there
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["READ_SIZE", "StreamWebSocket", "open_stream_websocket"]
 
@@ -97,7 +100,15 @@ class StreamWebSocket(BaseWebSocket):
         self._stream = stream
         #: The socket itself, read and written directly (``direct``, under trio):
         #: see the module's docstring. The stream still owns and closes it.
-        self._socket = _TrioSocket.of(stream) if direct else None
+        self._socket: socket.socket | None = None
+        if direct:
+            import trio
+
+            self._socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            self._trio = trio.lowlevel
+            self._trio_closed = trio.ClosedResourceError
+        #: Whether the socket's last read filled its buffer (more is likely waiting).
+        self._socket_full = False
         #: Bytes of a frame written where the alarm rang that the socket did
         #: not take at once: written before anything else, by the alarm task.
         self._tail = b""
@@ -105,15 +116,22 @@ class StreamWebSocket(BaseWebSocket):
         # (the write under it does), which saves a loop iteration per send.
         self._send_lock = anyio.Lock(fast_acquire=True)
         #: Messages waiting for the send lock, with their deadlines, by ticket (see _send).
-        self._outbox: dict[int, tuple[Opcode, bytes, float]] = {}
+        #: (Made when a message goes in, dropped when emptied: an idle
+        #: connection keeps none.)
+        self._outbox: dict[int, tuple[Opcode, bytes, float]] | None = None
         #: The earliest deadline of the messages being written, while a write is under way.
         self._write_deadline = math.inf
-        self._tickets = itertools.count()
+        self._next_ticket = 0
         self._stream_closed = False
-        #: What the alarm task waits on (made when it starts), and whether the
-        #: alarm rang with work for it (see BaseWebSocket._ring).
+        #: What the alarm task waits on (made when it first starts), whether the
+        #: alarm rang with work for it (see BaseWebSocket._ring), and whether it
+        #: runs: under trio only while it has work or keeps the loop's timer
+        #: (see _keep_alarm), started again in run()'s task group when needed.
         self._alarm_wake: Wakeup | None = None
         self._alarm_task_due = False
+        self._alarm_task_running = False
+        self._alarm_group: Any = None
+        self._on_alarm: OnAlarm | None = None
         #: What on_alarm raised (a bug), for run() to raise.
         self._alarm_bug: Exception | None = None
         #: Whether the protocol may hold answers (pongs, a close echo) to frames
@@ -158,11 +176,14 @@ class StreamWebSocket(BaseWebSocket):
             return False
         self._protocol.send_text(text.encode())
         data = b"".join(self._protocol.data_to_send())
-        rest = sock.send_now(data)
-        if rest is None:  # the socket failed: the reader reports it
-            return True
-        if rest:
-            self._tail = rest
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return True  # the socket failed: the reader sees it end, and says why
+        if sent < len(data):
+            self._tail = data[sent:]
             self._alarm_for_task()
         return True
 
@@ -191,8 +212,12 @@ class StreamWebSocket(BaseWebSocket):
         # A cancellation already due is raised here, before the message is
         # handed over, not inside the write (see _write).
         await anyio.lowlevel.checkpoint_if_cancelled()
-        ticket = next(self._tickets)
-        self._outbox[ticket] = (opcode, data, deadline)
+        ticket = self._next_ticket
+        self._next_ticket = ticket + 1
+        outbox = self._outbox
+        if outbox is None:
+            outbox = self._outbox = {}
+        outbox[ticket] = (opcode, data, deadline)
         try:
             if self._send_lock.locked() and deadline != math.inf:
                 acquired = False
@@ -200,7 +225,7 @@ class StreamWebSocket(BaseWebSocket):
                     await self._send_lock.acquire()
                     acquired = True
                 if not acquired:
-                    if ticket in self._outbox:
+                    if self._outbox is not None and ticket in self._outbox:
                         raise TimeoutError  # never handed to the protocol: not sent
                     return  # being written by the sender that holds the lock
             else:
@@ -210,22 +235,27 @@ class StreamWebSocket(BaseWebSocket):
             finally:
                 self._send_lock.release()
         finally:
-            self._outbox.pop(ticket, None)
+            outbox = self._outbox
+            if outbox is not None:
+                outbox.pop(ticket, None)
+                if not outbox:
+                    self._outbox = None
 
     async def _write_outbox(self, ticket: int) -> None:
         """Write every message in the outbox. Call with the send lock held."""
-        if ticket not in self._outbox:
+        outbox = self._outbox
+        if outbox is None or ticket not in outbox:
             return  # written by the sender that held the lock before us
         if self._protocol.state is not OPEN:
             raise self._closed_error("the connection is closed")
         deadline = math.inf
-        for kind, message, message_deadline in self._outbox.values():
+        for kind, message, message_deadline in outbox.values():
             if kind is Opcode.TEXT:
                 self._protocol.send_text(message)
             else:
                 self._protocol.send_binary(message)
             deadline = min(deadline, message_deadline)
-        self._outbox.clear()
+        self._outbox = None
         self._write_deadline = deadline
         self.set_alarm(deadline)
         try:
@@ -303,7 +333,7 @@ class StreamWebSocket(BaseWebSocket):
                 data, self._tail = self._tail + data, b""
             if data:
                 if self._socket is not None:
-                    await self._socket.send(data)
+                    await self._write_socket(data)
                 else:
                     await self._stream.send(data)
             # websockets asks for a half-close with a final b"".
@@ -329,18 +359,36 @@ class StreamWebSocket(BaseWebSocket):
     # -- receiving ------------------------------------------------------------
 
     async def run(self, on_message: OnMessage, on_wakeup: OnWakeup, on_alarm: OnAlarm) -> NoReturn:
-        # This task reads; the alarm needs a task of its own, which ends with it.
+        # This task reads; the alarm's work that must wait needs a task of its
+        # own (see _keep_alarm), which ends with it.
         error: Exception
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(self._keep_alarm, on_alarm, name="alphapoint alarm")
+        self._on_alarm = on_alarm
+        if self._socket is not None:
+            # Under trio, in a nursery of trio's own: anyio's task group around
+            # it keeps a task handle, two events and a cancel scope more, for
+            # the life of the connection.
+            import trio
+
             try:
-                while True:
-                    if on_message(await self.receive()):
-                        on_wakeup()
-            except Exception as exc:  # noqa: BLE001 - raised below, outside the task group
-                error = exc
-            task_group.cancel_scope.cancel()
-        self._alarm_at = -math.inf  # set_alarm() now never moves it
+                async with trio.open_nursery(strict_exception_groups=True) as nursery:
+                    error = await self._read_all(nursery, on_message, on_wakeup)
+                    nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                # Both tasks catch every Exception: only a cancellation from
+                # outside gets here, raised as one Cancelled (as anyio does).
+                cancelled, rest = group.split(trio.Cancelled)
+                if rest is None and cancelled is not None:
+                    raise _first(cancelled) from None
+                raise
+            finally:
+                self._on_alarm = None
+        else:
+            try:
+                async with anyio.create_task_group() as task_group:
+                    error = await self._read_all(task_group, on_message, on_wakeup)
+                    task_group.cancel_scope.cancel()
+            finally:
+                self._on_alarm = None
         # Raised here, never as an ExceptionGroup: what on_alarm raised (which
         # ended the reading), else why the reading ended.
         try:
@@ -348,13 +396,52 @@ class StreamWebSocket(BaseWebSocket):
         finally:
             del error  # its traceback holds this frame: no reference cycle
 
-    async def _keep_alarm(self, on_alarm: OnAlarm) -> None:
+    async def _read_all(self, group: Any, on_message: OnMessage, on_wakeup: OnWakeup) -> Exception:
+        """Keep the alarm with the loop's timer, its task in ``group`` (a task
+        group or nursery), and deliver every message until the reading ends;
+        return why it ended."""
         clock = current_alarm_clock()
-        self._alarm_wake = wake = new_wakeup()
+        self._alarm_group = group
         clock.join(self)
         try:
+            if clock.keeps_a_task(self):
+                self._start_alarm_task()
             while True:
+                if on_message(await self.receive()):
+                    on_wakeup()
+        except Exception as exc:  # noqa: BLE001 - run() raises it, outside the task group
+            return exc
+        finally:
+            # Before the alarm task is cancelled: the timer is handed on to a
+            # connection that goes on, never to this one.
+            self._alarm_group = None
+            self._alarm_at = -math.inf  # set_alarm() now never moves it
+            clock.leave(self)
+
+    def _start_alarm_task(self) -> None:
+        if self._alarm_wake is None:
+            self._alarm_wake = new_wakeup()
+        self._alarm_task_running = True
+        self._alarm_group.start_soon(self._keep_alarm, name="alphapoint alarm")
+
+    async def _keep_alarm(self) -> None:
+        """The alarm's work that must wait (see BaseWebSocket._ring).
+
+        Under asyncio it waits for such work for the life of the connection
+        (the loop's timer rings without it). Under trio it ends once its work
+        is done, unless it keeps the loop's timer (alarms.py): an idle
+        connection, whose Pings are written where the alarm rings, has no task
+        of its own for the alarm, and no coroutines kept for it.
+        """
+        clock, on_alarm, wake = self._alarm_clock, self._on_alarm, self._alarm_wake
+        if clock is None or on_alarm is None or wake is None:
+            self._alarm_task_running = False
+            return  # the connection left the clock before this task ran
+        try:
+            while self._alarm_clock is clock:  # until the connection leaves the clock
                 if not self._alarm_task_due:
+                    if not clock.keeps_a_task(self):
+                        return  # started again when work comes (_wake_alarm_task)
                     # Wait for a ring with work (or, leading the loop's timer
                     # under trio, ring the others: see alarms.py).
                     await clock.wait(self, wake)
@@ -380,8 +467,7 @@ class StreamWebSocket(BaseWebSocket):
             self._alarm_bug = exc
             await self.abort()
         finally:
-            self._alarm_at = -math.inf  # set_alarm() now never moves it
-            clock.leave(self)
+            self._alarm_task_running = False
             # Under asyncio, anyio's task group keeps the CancelledError that
             # ends this task in a reference cycle, and with it this frame: let
             # go of the owner here, or only the cycle collector would free it.
@@ -416,9 +502,13 @@ class StreamWebSocket(BaseWebSocket):
         self._wake_alarm_task()
 
     def _wake_alarm_task(self) -> None:
-        """Wake the alarm task from its wait (to do its work, or to lead the timer)."""
-        if self._alarm_wake is not None:
-            self._alarm_wake.set()
+        """Wake the alarm task from its wait (to do its work, or to lead the timer),
+        or start it if it does not run (and the connection still reads)."""
+        if self._alarm_task_running:
+            if self._alarm_wake is not None:
+                self._alarm_wake.set()
+        elif self._alarm_group is not None:
+            self._start_alarm_task()
 
     async def receive(self) -> str | bytes:
         """The next message: ``str`` for text, ``bytes`` for binary.
@@ -474,12 +564,7 @@ class StreamWebSocket(BaseWebSocket):
         if self._stream_closed:
             return b""
         if self._socket is not None:
-            try:
-                return await self._socket.receive()
-            except OSError as exc:
-                if self._lost is None:
-                    self._lost = exc.strerror or type(exc).__name__
-                return b""
+            return await self._read_socket(self._socket)
         try:
             return await self._stream.receive(READ_SIZE)
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -490,6 +575,69 @@ class StreamWebSocket(BaseWebSocket):
             if isinstance(cause, OSError) and self._lost is None:
                 self._lost = cause.strerror or type(cause).__name__
             return b""
+
+    async def _read_socket(self, sock: socket.socket) -> bytes:
+        """:meth:`_read` from the socket itself, under trio: a checkpoint.
+
+        As ``trio.socket`` reads, with one coroutine between the reader and
+        trio's wait, not four. After a read that did not fill its buffer, the
+        kernel's was empty: the next read waits for it first, rather than fail
+        a call with ``EAGAIN`` (an exception and its traceback, kept for as
+        long as the wait, which for an idle connection is until the next
+        Ping's reply).
+        """
+        lowlevel = self._trio
+        try:
+            if self._socket_full:
+                await lowlevel.checkpoint_if_cancelled()
+                data = self._recv_now(sock)
+                if data is not None:
+                    await lowlevel.cancel_shielded_checkpoint()
+                    return data
+            while True:
+                try:
+                    await lowlevel.wait_readable(sock)
+                except self._trio_closed:  # closed under the wait (abort)
+                    return b""
+                data = self._recv_now(sock)
+                if data is not None:
+                    return data
+        except OSError as exc:
+            if self._lost is None:  # say why in the ConnectionClosed message
+                self._lost = exc.strerror or type(exc).__name__
+            return b""
+
+    def _recv_now(self, sock: socket.socket) -> bytes | None:
+        """What the socket has now (``None``: nothing yet)."""
+        try:
+            data = sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return None
+        self._socket_full = len(data) == READ_SIZE
+        return data
+
+    async def _write_socket(self, data: bytes) -> None:
+        """Write all of ``data`` to the socket itself, under trio: a checkpoint.
+
+        Raises ``OSError``, or anyio's ``ClosedResourceError`` when the stream
+        is closed under the wait.
+        """
+        lowlevel, sock = self._trio, self._socket
+        assert sock is not None
+        await lowlevel.checkpoint_if_cancelled()
+        view = memoryview(data)
+        while True:
+            try:  # noqa: SIM105 - not contextlib.suppress: no object made per write
+                view = view[sock.send(view) :]
+            except BlockingIOError:
+                pass  # waited for below, not in here: the error is not kept meanwhile
+            if not view:
+                break
+            try:
+                await lowlevel.wait_writable(sock)
+            except self._trio_closed:
+                raise anyio.ClosedResourceError from None
+        await lowlevel.cancel_shielded_checkpoint()
 
     # -- closing --------------------------------------------------------------
 
@@ -535,7 +683,7 @@ async def open_stream_websocket(
             )
         else:
             stream = await anyio.connect_tcp(uri.host, uri.port)
-            direct = _TrioSocket.usable(stream)
+            direct = _trio_socket_stream(stream)
         for data in protocol.data_to_send():
             await stream.send(data)
         frames = await _read_handshake(protocol, stream)
@@ -574,102 +722,24 @@ async def _read_handshake(protocol: ClientProtocol, stream: anyio.abc.ByteStream
             return []
 
 
-class _TrioSocket:
-    """A connected TCP socket read and written directly under trio, as
-    ``trio.socket`` does it (try the call; on ``EAGAIN`` wait for the kernel),
-    with one coroutine between the driver and trio's wait, not four.
-
-    Errors are the socket's own (``OSError``); a stream closed under a wait
-    reads as its end, and fails a write with anyio's ``ClosedResourceError``.
-    """
-
-    __slots__ = ("_closed", "_full", "_sock", "_trio")
-
-    def __init__(self, sock: socket.socket) -> None:
+def _trio_socket_stream(stream: anyio.abc.ByteStream) -> bool:
+    """Whether ``stream`` is a plain TCP socket under trio (not TLS, not a proxy's):
+    then the driver reads and writes the socket itself."""
+    if not isinstance(stream, anyio.abc.SocketStream) or isinstance(stream, TLSStream):
+        return False
+    try:
         import trio
 
-        self._sock = sock
-        self._trio = trio.lowlevel
-        self._closed = trio.ClosedResourceError
-        #: Whether the last read filled its buffer (more is likely waiting).
-        self._full = False
+        trio.lowlevel.current_task()
+    except (ImportError, RuntimeError):
+        return False  # asyncio: anyio's stream over its transport
+    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    return isinstance(sock, socket.socket) and sock.type == socket.SOCK_STREAM
 
-    @staticmethod
-    def usable(stream: anyio.abc.ByteStream) -> bool:
-        """Whether ``stream`` is a plain TCP socket under trio (not TLS, not a proxy's)."""
-        if not isinstance(stream, anyio.abc.SocketStream) or isinstance(stream, TLSStream):
-            return False
-        try:
-            import trio
 
-            trio.lowlevel.current_task()
-        except (ImportError, RuntimeError):
-            return False  # asyncio: anyio's stream over its transport
-        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-        return isinstance(sock, socket.socket) and sock.type == socket.SOCK_STREAM
-
-    @classmethod
-    def of(cls, stream: anyio.abc.ByteStream) -> _TrioSocket:
-        return cls(stream.extra(anyio.abc.SocketAttribute.raw_socket))
-
-    async def receive(self) -> bytes:
-        """Up to :data:`READ_SIZE` bytes; ``b""`` at the end of the stream. A checkpoint.
-
-        After a read that did not fill its buffer, the kernel's was empty: the
-        next read waits for it first, rather than fail a call with ``EAGAIN``
-        (an exception and its traceback, kept for as long as the wait, which
-        for an idle connection is until the next Ping's reply).
-        """
-        lowlevel, sock = self._trio, self._sock
-        if self._full:
-            await lowlevel.checkpoint_if_cancelled()
-            data = self._recv()
-            if data is not None:
-                await lowlevel.cancel_shielded_checkpoint()
-                return data
-        while True:
-            try:
-                await lowlevel.wait_readable(sock)
-            except self._closed:
-                return b""
-            data = self._recv()
-            if data is not None:
-                return data
-
-    def _recv(self) -> bytes | None:
-        """What the socket has now (``None``: nothing yet)."""
-        try:
-            data = self._sock.recv(READ_SIZE)
-        except BlockingIOError:
-            return None
-        self._full = len(data) == READ_SIZE
-        return data
-
-    def send_now(self, data: bytes) -> bytes | None:
-        """Write what the socket takes now, without waiting: the rest (``b""``:
-        all went), or ``None`` if the socket failed (the reader sees it end)."""
-        try:
-            sent = self._sock.send(data)
-        except BlockingIOError:
-            return data
-        except OSError:
-            return None
-        return data[sent:]
-
-    async def send(self, data: bytes) -> None:
-        """Write all of ``data``. A checkpoint."""
-        lowlevel, sock = self._trio, self._sock
-        await lowlevel.checkpoint_if_cancelled()
-        view = memoryview(data)
-        while True:
-            try:  # noqa: SIM105 - not contextlib.suppress: no object made per write
-                view = view[sock.send(view) :]
-            except BlockingIOError:
-                pass  # waited for below, not in here: the error is not kept meanwhile
-            if not view:
-                break
-            try:
-                await lowlevel.wait_writable(sock)
-            except self._closed:
-                raise anyio.ClosedResourceError from None
-        await lowlevel.cancel_shielded_checkpoint()
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception of ``group`` that is not a group."""
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup) and found.exceptions:
+        found = found.exceptions[0]
+    return found
