@@ -264,6 +264,13 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
 
     # -- writing --------------------------------------------------------------
 
+    def send_text_now(self, text: str) -> bool:
+        ws = self._ws
+        if self._paused or not self._open or ws is None:
+            return False  # send_text() waits for room, or says why it cannot send
+        ws.send(_TEXT, text)
+        return True
+
     async def send_text(
         self, text: str, *, deadline: float = float("inf"), coalesce: bool = False
     ) -> None:
