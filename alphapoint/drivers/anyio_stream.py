@@ -24,14 +24,15 @@ Rules it keeps (each one a bug in a naive driver):
   may hold, at most ``close_timeout``: then the connection is dropped.
 
 Under trio, a connection the driver opened itself (plain TCP, no proxy) reads
-and writes its socket directly (:meth:`StreamWebSocket._read_socket`), as trio's own socket
-does, without anyio's stream and trio's socket wrappers around it: an idle
-read parks on ``wait_readable`` with no layers of coroutines in between, and
-the keepalive Ping is written where the alarm rings (``send_text_now``), so
-an idle connection's alarm task never wakes. Each such layer was objects
-made at every read and kept until the next, ten seconds or more later: old
-enough to reach the garbage collector's oldest generation, whose collections
-walk every object of every session (docs/performance.md, "Idle sessions").
+and writes its socket directly (:meth:`StreamWebSocket._read_socket`), as
+trio's own socket does, without anyio's stream and trio's socket wrappers
+around it: an idle read parks on ``wait_readable`` through one coroutine of
+the driver's, not three, and the keepalive Ping is written where the alarm
+rings (``send_text_now``), so an idle connection needs no alarm task (see
+:meth:`StreamWebSocket._keep_alarm`). Each layer was objects made at every
+read and kept until the next, ten seconds or more later: old enough to reach
+the garbage collector's oldest generation, whose collections walk every
+object of every session (docs/performance.md, "Idle sessions").
 """
 
 from __future__ import annotations
@@ -580,7 +581,7 @@ class StreamWebSocket(BaseWebSocket):
         """:meth:`_read` from the socket itself, under trio: a checkpoint.
 
         As ``trio.socket`` reads, with one coroutine between the reader and
-        trio's wait, not four. After a read that did not fill its buffer, the
+        trio's wait, not three. After a read that did not fill its buffer, the
         kernel's was empty: the next read waits for it first, rather than fail
         a call with ``EAGAIN`` (an exception and its traceback, kept for as
         long as the wait, which for an idle connection is until the next
