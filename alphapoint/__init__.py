@@ -135,7 +135,6 @@ __all__ = [
     "full_jitter",
     "is_retryable",
     "merge",
-    "merge",
     "sign",
     "stop_on_signals",
 ]

@@ -136,9 +136,10 @@ class CallbackWebSocket(BaseWebSocket):
             self._abort_transport()
             self._wake()
             return False
-        if wakeup:
+        if wakeup and not self._wakeup_due:
             # Wake the task now, before later replies wake their callers:
-            # an event is handled before a reply that came after it.
+            # an event is handled before a reply that came after it. (Once
+            # due, the task is woken already, or looks before it waits.)
             self._wakeup_due = True
             self._wake()
         return True
