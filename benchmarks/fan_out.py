@@ -223,9 +223,7 @@ async def _alphapoint(
             nonlocal done
             got[0], target[0], done = 0, count, anyio.Event()
             cpu = time.process_time()
-            await session.call(
-                "Flood", {"count": count, "instruments": subscriptions}, timeout=600
-            )
+            await session.call("Flood", {"count": count, "instruments": subscriptions}, timeout=600)
             await done.wait()
             return time.process_time() - cpu
 

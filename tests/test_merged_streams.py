@@ -11,6 +11,7 @@ says when the events have reached the session (no polling, no timing).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -37,6 +38,20 @@ def connect(fixture: GatewayFixture) -> alphapoint.connect:
 
 def subscribe(session: alphapoint.Session, instrument: int, **options: Any) -> Subscription:
     return session.subscribe("SubscribeLevel1", {"OMSId": 1, "InstrumentId": instrument}, **options)
+
+
+@contextlib.asynccontextmanager
+async def two_instruments(
+    fixture: GatewayFixture,
+) -> AsyncIterator[tuple[alphapoint.EventStream, Subscription, Subscription]]:
+    """A logged-in session's stream of every Level1 event, and its subscriptions to 1 and 2."""
+    async with (
+        connect(fixture) as session,
+        session.events(LEVEL1) as everything,
+        subscribe(session, 1) as one,
+        subscribe(session, 2) as two,
+    ):
+        yield everything, one, two
 
 
 async def publish(fixture: GatewayFixture, *instruments: int) -> None:
@@ -78,12 +93,7 @@ async def test_a_merge_yields_every_subscriptions_events_in_the_order_they_came(
 async def test_batches_take_every_buffered_event_at_one_wake_up(
     alphapoint_gateway: GatewayFixture,
 ) -> None:
-    async with (
-        connect(alphapoint_gateway) as session,
-        session.events(LEVEL1) as everything,
-        subscribe(session, 1) as one,
-        subscribe(session, 2) as two,
-    ):
+    async with two_instruments(alphapoint_gateway) as (everything, one, two):
         merged = alphapoint.merge(one, two)
         with anyio.fail_after(LIMIT):
             await publish(alphapoint_gateway, 1, 2, 2, 1)
@@ -123,12 +133,7 @@ async def test_one_subscriptions_batches_and_receive_nowait(
 async def test_what_a_stream_held_before_the_merge_comes_first(
     alphapoint_gateway: GatewayFixture,
 ) -> None:
-    async with (
-        connect(alphapoint_gateway) as session,
-        session.events(LEVEL1) as everything,
-        subscribe(session, 1) as one,
-        subscribe(session, 2) as two,
-    ):
+    async with two_instruments(alphapoint_gateway) as (everything, one, two):
         with anyio.fail_after(LIMIT):
             await publish(alphapoint_gateway, 2, 1)
             await reached(everything, 2)
@@ -141,12 +146,7 @@ async def test_what_a_stream_held_before_the_merge_comes_first(
 async def test_a_merge_that_falls_behind_gets_event_overflow_after_what_it_got(
     alphapoint_gateway: GatewayFixture,
 ) -> None:
-    async with (
-        connect(alphapoint_gateway) as session,
-        session.events(LEVEL1) as everything,
-        subscribe(session, 1) as one,
-        subscribe(session, 2) as two,
-    ):
+    async with two_instruments(alphapoint_gateway) as (everything, one, two):
         merged = alphapoint.merge(one, two, buffer=2)
         with anyio.fail_after(LIMIT):
             await publish(alphapoint_gateway, 1, 2, 2, 1, 2)
