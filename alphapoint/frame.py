@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from .errors import FrameError, InvalidPayload, PayloadError
-from .jsoncodec import _DIGITS, _LONG_NUMBER, CODEC
+from .jsoncodec import CODEC, DIGITS, LONG_NUMBER
 
 __all__ = [
     "Frame",
@@ -147,7 +147,7 @@ def decode_fields(message: str) -> tuple[MessageType, int, str, Any]:
             # orjson's: one look for long numbers in the whole text (those of
             # ``o`` are in it as they are) tells whether its loose reader is
             # exact for ``o`` too.
-            sure = _LONG_NUMBER not in message.encode("utf-8", "surrogatepass").translate(_DIGITS)
+            sure = LONG_NUMBER not in message.encode("utf-8", "surrogatepass").translate(DIGITS)
             outer, end = read_json_loose(message), len(message)
         else:  # json's scanner, called here: read_json would add a call around it
             outer, end = scan_json(message, 0)
