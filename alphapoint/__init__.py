@@ -43,7 +43,7 @@ from .errors import (
     TwoFactorRequired,
     UsageError,
 )
-from .events import Decoded, EventStream, StateChanges, Subscription
+from .events import Batches, Decoded, EventStream, MergedStream, StateChanges, Subscription, merge
 from .frame import Frame, MessageType
 from .login import TwoFactor
 from .market_data import Level1, Level2Action, Level2Entry, Side, TickDirection, TickerBar, Trade
@@ -71,6 +71,7 @@ __all__ = [
     "AuthenticationError",
     "AuthenticationRejected",
     "Backoff",
+    "Batches",
     "CertificateError",
     "ConnectError",
     "ConnectionClosed",
@@ -91,6 +92,7 @@ __all__ = [
     "Level1",
     "Level2Action",
     "Level2Entry",
+    "MergedStream",
     "MessageType",
     "NetworkError",
     "NonceSource",
@@ -132,6 +134,7 @@ __all__ = [
     "default_open_limiter",
     "full_jitter",
     "is_retryable",
+    "merge",
     "sign",
     "stop_on_signals",
 ]

@@ -43,7 +43,7 @@ from .errors import (
     ProtocolError,
     RequestTimeout,
 )
-from .frame import Frame, MessageType, decode_frame, encode, encode_frame
+from .frame import Frame, MessageType, decode_fields, encode, encode_frame
 from .models import Event
 from .policies import Keepalive
 from .redaction import SecretSet, redact
@@ -197,7 +197,7 @@ class Connection:
         #: The keepalive, while run() runs with one.
         self._pinger: _Pinger | None = None
         #: Events left by the read for the reader task (a read's worth at most).
-        self._backlog: deque[Frame] = deque()
+        self._backlog: deque[Event] = deque()
         #: Messages that could not be read as APEX frames, and the last one's
         #: error: counts, not the messages (a flood of them must not pile up).
         self.protocol_errors = 0
@@ -443,11 +443,15 @@ class Connection:
             )
             return False
         try:
-            frame = decode_frame(message)
+            kind, seq, function, payload = decode_fields(message)
         except FrameError as exc:
             self._unreadable(exc)
             return False
-        kind = frame.type
+        if kind is MessageType.EVENT:
+            # The event as its consumers get it, made once (no frame first).
+            self._backlog.append(Event(function, payload, seq))
+            return True
+        frame = Frame(kind, seq, function, payload)
         if kind is MessageType.REPLY or kind is MessageType.ERROR:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("< %s", describe(frame, self._secrets))
@@ -465,20 +469,22 @@ class Connection:
                     pending.on_reply(frame)
                 pending.event.set()
             return False
-        if kind is MessageType.EVENT:
-            self._backlog.append(frame)
-            return True
         self._unreadable(FrameError(f"the gateway sent a client message type m={int(kind)}"))
         return False
 
     def _on_wakeup(self) -> None:
         """Hand the events the reads left in the backlog to the owner (in the reader task)."""
         backlog = self._backlog
+        on_event = self._on_event
+        if logger.isEnabledFor(logging.DEBUG):  # asked once per wake-up, not per event
+            while backlog:
+                event = backlog.popleft()
+                frame = Frame(MessageType.EVENT, event.seq, event.function, event.payload)
+                logger.debug("< %s", describe(frame, self._secrets))
+                on_event(self, event)
+            return
         while backlog:
-            item = backlog.popleft()
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("< %s", describe(item, self._secrets))
-            self._on_event(self, Event(item.function, item.payload, item.seq))
+            on_event(self, backlog.popleft())
 
     def _unreadable(self, error: ProtocolError) -> None:
         """A message that is not APEX: count it, log it (rate-limited); the connection goes on.

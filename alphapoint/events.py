@@ -33,12 +33,15 @@ from .state import SessionState
 
 __all__ = [
     "KNOWN_SUBSCRIPTIONS",
+    "Batches",
     "Decoded",
     "EventStream",
     "Inbox",
+    "MergedStream",
     "StateChanges",
     "StreamOwner",
     "Subscription",
+    "merge",
 ]
 
 T = TypeVar("T")
@@ -77,11 +80,13 @@ class Inbox(Generic[T]):
     the end (``StopAsyncIteration``, or the error given).
 
     ``maxlen`` drops the oldest item when full; without it the owner bounds
-    the queue (see :meth:`EventStream.offer`).
+    the queue to ``limit`` (see :meth:`EventStream.offer`).
     """
 
-    def __init__(self, maxlen: int | None = None) -> None:
+    def __init__(self, maxlen: int | None = None, *, limit: int = 0) -> None:
         self._queue: deque[T] = deque(maxlen=maxlen)
+        #: The most items the owner lets wait here (0: not bounded by the owner).
+        self.limit = limit
         #: What the consumer waits on, while it waits: the loop's own event
         #: (a bare future under asyncio), made by the factory found at the
         #: first wait. An anyio event cost a look-up of the running library, an
@@ -97,7 +102,8 @@ class Inbox(Generic[T]):
 
     def put(self, item: T) -> None:
         self._queue.append(item)
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def close(self, error: BaseException | None = None) -> None:
         if not self.closed:
@@ -106,18 +112,38 @@ class Inbox(Generic[T]):
             self._wake()
 
     async def get(self) -> T:
-        while True:
-            if self._queue:
-                return self._queue.popleft()
-            if self.closed:
-                if self._error is not None:
-                    raise self._error
-                raise StopAsyncIteration
-            new_event = self._new_event
-            if new_event is None:
-                new_event = self._new_event = native_clock_and_event()[1]
-            self._waiter = waiter = new_event()
-            await waiter.wait()
+        while not self._queue:
+            await self._wait()
+        return self._queue.popleft()
+
+    async def get_batch(self) -> list[T]:
+        """Every queued item, at least one: waits only while none is queued."""
+        while not self._queue:
+            await self._wait()
+        return self.take_all()
+
+    def take_all(self) -> list[T]:
+        """Every queued item, maybe none; once closed and empty, the error, if any."""
+        queue = self._queue
+        if queue:
+            batch = list(queue)
+            queue.clear()
+            return batch
+        if self.closed and self._error is not None:
+            raise self._error
+        return []
+
+    async def _wait(self) -> None:
+        """Wait for an item, or raise the end (the queue is empty)."""
+        if self.closed:
+            if self._error is not None:
+                raise self._error
+            raise StopAsyncIteration
+        new_event = self._new_event
+        if new_event is None:
+            new_event = self._new_event = native_clock_and_event()[1]
+        self._waiter = waiter = new_event()
+        await waiter.wait()
 
     def _wake(self) -> None:
         if self._waiter is not None:
@@ -141,7 +167,10 @@ class StreamOwner(Protocol):
 class EventStream:
     """Events from one session for one consumer; made by :meth:`Session.events`.
 
-    Use it as an async context manager, and iterate over it inside.
+    Use it as an async context manager, and iterate over it inside: an event
+    at a time (``async for event in stream``), or every event buffered at
+    each wake-up (``async for batch in stream.batches()``). Several streams
+    are read in one task through :func:`merge`.
     """
 
     def __init__(
@@ -162,10 +191,14 @@ class EventStream:
         self.match = match
         #: The instrument this stream takes (``None``: every instrument).
         self.instrument = instrument
-        self._buffer = buffer
-        self._inbox: Inbox[Event] = Inbox()
+        #: Where its events wait: its own, or the one of the merge it is in.
+        self._inbox: Inbox[Event] = Inbox(limit=buffer)
         self._dropped = 0
         self._entered = False
+        #: Until it ends: routed to, and its end not yet told to its inbox.
+        self._open = True
+        #: The merge it is read through, if any.
+        self._merged: MergedStream | None = None
 
     async def __aenter__(self) -> EventStream:
         self._owner.attach(self)
@@ -185,9 +218,38 @@ class EventStream:
         return self
 
     async def __anext__(self) -> Event:
+        return await self._readable().get()
+
+    def batches(self) -> Batches:
+        """Every event buffered at each wake-up, as a list (never empty):
+        ``async for batch in stream.batches(): ...``.
+
+        The same events, end and errors as iterating the stream, with one
+        wake-up of the consumer for all the events a read brought instead of
+        one for each. Iterate the stream or its batches, not both at once.
+        """
+        return Batches(self._readable())
+
+    def receive_nowait(self) -> list[Event]:
+        """The events buffered now, maybe none, without waiting.
+
+        Once the stream has ended with an error (:class:`EventOverflow`, the
+        session's) and its events are taken, raises that error; after a
+        clean end, returns ``[]`` (see :attr:`ended`).
+        """
+        return self._readable().take_all()
+
+    @property
+    def ended(self) -> bool:
+        """Whether the stream has ended (events it holds may still be read)."""
+        return not self._open
+
+    def _readable(self) -> Inbox[Event]:
         if not self._entered:
             raise UsageError("enter the event stream with `async with` before iterating it")
-        return await self._inbox.get()
+        if self._merged is not None:
+            raise UsageError("this stream is merged: read its events through the merge")
+        return self._inbox
 
     def decoded(self, model: type[T]) -> Decoded[T]:
         """The events' payloads as ``model`` rows: ``async for entry in
@@ -207,24 +269,139 @@ class EventStream:
 
     def offer(self, event: Event) -> None:
         """Queue ``event`` (called by the session's reader, never blocks)."""
-        if self._inbox.closed:
-            return
-        if len(self._inbox) >= self._buffer:
+        inbox = self._inbox
+        queue = inbox._queue
+        if len(queue) >= inbox.limit:
+            if not self._open:
+                return
             self._dropped += 1
             self.end(
                 EventOverflow(
-                    f"event consumer fell behind: more than {self._buffer} unread events",
+                    f"event consumer fell behind: more than {inbox.limit} unread events",
                     dropped=self._dropped,
                 )
             )
             return
-        self._inbox.put(event)
+        if inbox.closed:
+            return
+        queue.append(event)
+        if inbox._waiter is not None:
+            inbox._wake()
 
     def end(self, error: AlphaPointError | None) -> None:
         """No more events: iteration ends after the queued ones, raising ``error`` if given."""
-        if not self._inbox.closed:
+        if self._open:
+            self._open = False
             self._owner.detach(self)
-            self._inbox.close(error)
+            if self._merged is not None:
+                self._merged._member_ended(error)
+            else:
+                self._inbox.close(error)
+
+
+class Batches:
+    """A stream's events a wake-up's worth at a time; see :meth:`EventStream.batches`."""
+
+    def __init__(self, inbox: Inbox[Event]) -> None:
+        self._inbox = inbox
+
+    def __aiter__(self) -> Batches:
+        return self
+
+    async def __anext__(self) -> list[Event]:
+        return await self._inbox.get_batch()
+
+
+class MergedStream:
+    """The events of several streams, in the order they came, for one task; see :func:`merge`."""
+
+    def __init__(self, streams: Iterable[EventStream], *, buffer: int | None = None) -> None:
+        members = tuple(streams)
+        if not members:
+            raise UsageError("merge at least one event stream")
+        if len({id(stream) for stream in members}) != len(members):
+            raise UsageError("a stream is given twice to merge()")
+        for stream in members:
+            if stream._merged is not None:
+                raise UsageError("a stream can be in one merge only")
+        limit = max(stream._inbox.limit for stream in members) if buffer is None else buffer
+        if limit < 1:
+            raise UsageError("buffer must be at least 1")
+        #: The streams merged, in the order given.
+        self.streams = members
+        self._inbox: Inbox[Event] = Inbox(limit=limit)
+        self._open_members = 0
+        error: AlphaPointError | None = None
+        for stream in members:
+            own = stream._inbox
+            # What the stream holds already comes first, in its own order.
+            self._inbox._queue.extend(own._queue)
+            own._queue.clear()
+            stream._inbox, stream._merged = self._inbox, self
+            if stream._open:
+                self._open_members += 1
+            elif error is None and isinstance(own._error, AlphaPointError):
+                error = own._error
+        if error is not None or not self._open_members:
+            self._member_ended(error)
+
+    def __aiter__(self) -> MergedStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self._inbox.get()
+
+    def batches(self) -> Batches:
+        """Every event buffered at each wake-up, as a list (never empty); see
+        :meth:`EventStream.batches`."""
+        return Batches(self._inbox)
+
+    def receive_nowait(self) -> list[Event]:
+        """The events buffered now, maybe none; see :meth:`EventStream.receive_nowait`."""
+        return self._inbox.take_all()
+
+    @property
+    def ended(self) -> bool:
+        """Whether the merge has ended (events it holds may still be read)."""
+        return self._inbox.closed
+
+    @property
+    def dropped(self) -> int:
+        """Events lost because this consumer fell behind."""
+        return sum(stream.dropped for stream in self.streams)
+
+    def _member_ended(self, error: AlphaPointError | None) -> None:
+        """A stream ended: with an error, the merge ends with it (and every
+        stream with it); without, the merge ends with the last of them."""
+        if self._inbox.closed:
+            return
+        if error is None:
+            self._open_members -= 1
+            if self._open_members > 0:
+                return
+        self._inbox.close(error)
+        for stream in self.streams:
+            stream.end(None)  # no more routing to the others (they call back: closed)
+
+
+def merge(*streams: EventStream, buffer: int | None = None) -> MergedStream:
+    """Read several event streams (subscriptions...) in one task.
+
+    ``async for batch in alphapoint.merge(*subscriptions).batches(): ...``
+    takes every event buffered at each wake-up, from all of them, in the
+    order they came: with a task per subscription, each event wakes a task
+    of its own (docs/performance.md, "Fan-out"). The streams stay entered
+    (their ``async with`` blocks subscribe and unsubscribe); from now on
+    their events, and those they hold already, are read here, not from them.
+
+    It holds at most ``buffer`` unread events (the largest of the streams'
+    by default); a consumer that falls further behind gets
+    :class:`EventOverflow` after the events it did receive. A stream that
+    ends with an error (an overflow, the session's error, a refused
+    resubscribe) ends the merge with it, after the events before it; the
+    merge ends cleanly once every stream has.
+    """
+    return MergedStream(streams, buffer=buffer)
 
 
 class Decoded(Generic[T]):

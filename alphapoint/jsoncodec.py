@@ -38,7 +38,7 @@ import json.scanner
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-__all__ = ["CODEC", "CODECS", "Codec"]
+__all__ = ["CODEC", "CODECS", "DIGITS", "LONG_NUMBER", "Codec"]
 
 
 class Codec(NamedTuple):
@@ -115,10 +115,10 @@ def _not_serialisable(value: Any) -> Any:
 #: long runs of them with bytes' own search (a regular expression for them
 #: looked at every position, and cost four times orjson's whole parse of an
 #: AuthenticateUser reply).
-_DIGITS = bytes(ord("d") if 48 <= b <= 57 else ord(".") for b in range(256))
+DIGITS = bytes(ord("d") if 48 <= b <= 57 else ord(".") for b in range(256))
 #: As many digits as the longest 64-bit integer, or more: where orjson would
 #: read an integer as a float.
-_LONG_NUMBER = b"d" * 19
+LONG_NUMBER = b"d" * 19
 
 
 def _orjson(fallback: Codec) -> Codec | None:
@@ -133,7 +133,7 @@ def _orjson(fallback: Codec) -> Codec | None:
         | orjson.OPT_PASSTHROUGH_SUBCLASS
     )
     write_slowly = fallback.write
-    digits, long_number = _DIGITS, _LONG_NUMBER
+    digits, long_number = DIGITS, LONG_NUMBER
 
     def read(text: str) -> Any:
         data = text.encode("utf-8", "surrogatepass")  # orjson refuses a surrogate: unsure

@@ -9,9 +9,16 @@ them as the consumers receive them. The client's CPU time
 the cost of an event end to end: reading, decoding, routing to its
 subscription, and the consumer taking it. Each row is the median of
 ``--repeats`` runs; the table also gives the ratio to the row with one
-subscription, and, for reference, a hand-written loop over the raw
-``websockets`` client that reads the same frames, decodes them twice and counts
-them per instrument in a dict (no subscriptions, no tasks).
+subscription. The clients (``--clients``), side by side:
+
+* ``tasks``: alphapoint, each subscription read by a task of its own;
+* ``merged``: alphapoint, every subscription read in one task through
+  ``alphapoint.merge(*subscriptions).batches()``;
+* ``websockets``: a hand-written loop over the raw ``websockets`` client that
+  reads the same frames, decodes them twice and counts them per instrument in
+  a dict (no subscriptions, no tasks);
+* ``picows``: the same over picows's callbacks with orjson (the fast extra's
+  parts with nothing around them: a floor; asyncio and uvloop only).
 
 ``--driver`` is passed to ``alphapoint.connect`` (``auto`` by default, so that
 a faster driver, once installed, is what this measures); ``--backends``
@@ -19,7 +26,13 @@ picks the event loops.
 
 The server (``--serve``, started by this script) answers ``SubscribeLevel1``
 with a snapshot and ``Flood`` {"count": K, "instruments": N} with the K events
-and then its reply; it runs on picows when installed, else on websockets.
+and then its reply; it runs on picows when installed, else on websockets. On
+picows it encodes all the frames of an answer first and writes them at once,
+so that the client reads as fast as it can, many frames to a read, as a
+collector that is the bottleneck does: written as they were encoded
+(``--per-frame-writes``, how this benchmark ran before the fifth round), the
+server's own encoding was slower than the client, whose reads then brought a
+frame or two each, a system call and a turn of the loop per event.
 """
 
 from __future__ import annotations
@@ -87,6 +100,19 @@ def respond(text: str | bytes, send: Callable[[str], None]) -> None:
     send(_dumps({"m": 1, "i": i, "n": n, "o": _dumps(payload)}))
 
 
+def _add_frame(out: bytearray, text: str) -> None:
+    """A server's (unmasked) text frame carrying ``text``, added to ``out``."""
+    data = text.encode()
+    size = len(data)
+    if size < 126:
+        out += bytes((0x81, size))
+    elif size < 65536:
+        out += bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        out += bytes((0x81, 127)) + size.to_bytes(8, "big")
+    out += data
+
+
 async def serve() -> None:
     """Serve until standard input closes; print ``PORT n`` once listening."""
     loop = asyncio.get_running_loop()
@@ -109,13 +135,22 @@ async def serve() -> None:
             await loop.run_in_executor(None, sys.stdin.buffer.read)
         return
 
+    per_frame = "--per-frame-writes" in sys.argv
+
     class Listener(WSListener):  # type: ignore[misc]
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
             if frame.msg_type is WSMsgType.TEXT:
-                respond(
-                    frame.get_payload_as_bytes(),
-                    lambda text: transport.send(WSMsgType.TEXT, text.encode()),
-                )
+                if per_frame:
+                    respond(
+                        frame.get_payload_as_bytes(),
+                        lambda text: transport.send(WSMsgType.TEXT, text.encode()),
+                    )
+                    return
+                # Every frame of the answer encoded first, then written at once:
+                # the client reads them as fast as it can, many to a read.
+                out = bytearray()
+                respond(frame.get_payload_as_bytes(), lambda text: _add_frame(out, text))
+                transport.underlying_transport.write(bytes(out))
             elif frame.msg_type is WSMsgType.CLOSE:
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
                 transport.disconnect()
@@ -130,7 +165,18 @@ async def serve() -> None:
 
 
 async def alphapoint_run(url: str, subscriptions: int, events: int, driver: str) -> float:
-    """CPU seconds for ``events`` events over ``subscriptions`` subscriptions."""
+    """CPU seconds for ``events`` events over ``subscriptions`` subscriptions, a task each."""
+    return await _alphapoint(url, subscriptions, events, driver, merged=False)
+
+
+async def merged_run(url: str, subscriptions: int, events: int, driver: str) -> float:
+    """The same, every subscription read in one task: ``merge(...).batches()``."""
+    return await _alphapoint(url, subscriptions, events, driver, merged=True)
+
+
+async def _alphapoint(
+    url: str, subscriptions: int, events: int, driver: str, *, merged: bool
+) -> float:
     import contextlib
 
     import anyio
@@ -147,11 +193,18 @@ async def alphapoint_run(url: str, subscriptions: int, events: int, driver: str)
             if got[0] == target[0]:
                 done.set()
 
+    async def consume_merged(streams: list[alphapoint.Subscription]) -> None:
+        async for batch in alphapoint.merge(*streams).batches():
+            got[0] += len(batch)
+            if got[0] >= target[0]:
+                done.set()
+
     async with (
         alphapoint.connect(url, driver=driver, keepalive=None) as session,  # type: ignore[arg-type]
         contextlib.AsyncExitStack() as stack,
         anyio.create_task_group() as tg,
     ):
+        streams = []
         for instrument in range(1, subscriptions + 1):
             stream = await stack.enter_async_context(
                 session.subscribe(
@@ -160,13 +213,17 @@ async def alphapoint_run(url: str, subscriptions: int, events: int, driver: str)
                     buffer=max(1024, 2 * events // subscriptions),
                 )
             )
-            tg.start_soon(consume, stream)
+            streams.append(stream)
+            if not merged:
+                tg.start_soon(consume, stream)
+        if merged:
+            tg.start_soon(consume_merged, streams)
 
         async def flood(count: int) -> float:
             nonlocal done
             got[0], target[0], done = 0, count, anyio.Event()
             cpu = time.process_time()
-            await session.call("Flood", {"count": count, "instruments": subscriptions})
+            await session.call("Flood", {"count": count, "instruments": subscriptions}, timeout=600)
             await done.wait()
             return time.process_time() - cpu
 
@@ -214,6 +271,55 @@ async def floor_run(url: str, subscriptions: int, events: int, driver: str) -> f
         return await flood(events)
 
 
+async def picows_run(url: str, subscriptions: int, events: int, driver: str) -> float:
+    """The floor with the fast extra's parts: picows's callbacks, orjson twice, a dict."""
+    import orjson
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+    loads = orjson.loads
+    loop = asyncio.get_running_loop()
+    counts: dict[Any, int] = {}
+    state = {"left": 0, "replies": 0}
+    done: list[asyncio.Future[None]] = [loop.create_future()]
+
+    class Listener(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            message = loads(frame.get_payload_as_bytes())
+            if message["m"] == 3:
+                key = loads(message["o"])["InstrumentId"]
+                counts[key] = counts.get(key, 0) + 1
+                state["left"] -= 1
+            else:
+                state["replies"] -= 1
+            if state["left"] <= 0 and state["replies"] <= 0 and not done[0].done():
+                done[0].set_result(None)
+
+    transport, _ = await ws_connect(Listener, url)
+    seq = 2
+
+    async def request(name: str, payload: Any, count: int = 0) -> None:
+        nonlocal seq
+        done[0] = loop.create_future()
+        state["left"], state["replies"] = count, 1
+        o = _dumps(payload)
+        transport.send(WSMsgType.TEXT, _dumps({"m": 0, "i": seq, "n": name, "o": o}).encode())
+        seq += 2
+        await done[0]
+
+    for instrument in range(1, subscriptions + 1):
+        await request("SubscribeLevel1", {"OMSId": 1, "InstrumentId": instrument})
+
+    async def flood(count: int) -> float:
+        cpu = time.process_time()
+        await request("Flood", {"count": count, "instruments": subscriptions}, count)
+        return time.process_time() - cpu
+
+    await flood(max(events // 10, subscriptions))
+    cpu = await flood(events)
+    transport.disconnect()
+    return cpu
+
+
 def floor_runs_on(backend: str) -> bool:
     """Whether the raw loop runs on ``backend``: under trio it needs ``websockets.trio``,
     which the websockets releases for Python 3.10 do not have (its column shows -)."""
@@ -224,6 +330,27 @@ def floor_runs_on(backend: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+def picows_runs_on(backend: str) -> bool:
+    """Whether the raw picows loop runs on ``backend`` (asyncio and uvloop, when installed)."""
+    if backend == "trio":
+        return False
+    try:
+        import orjson  # noqa: F401
+        import picows  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+#: The clients measured: (column title, function, whether it runs on a backend).
+CLIENTS: dict[str, tuple[str, Callable[..., Any], Callable[[str], bool]]] = {
+    "tasks": ("alphapoint, a task per subscription", alphapoint_run, lambda _: True),
+    "merged": ("alphapoint, merge().batches()", merged_run, lambda _: True),
+    "websockets": ("raw websockets loop", floor_run, floor_runs_on),
+    "picows": ("raw picows loop (orjson)", picows_run, picows_runs_on),
+}
 
 
 def _is_trio() -> bool:
@@ -256,7 +383,14 @@ def main() -> None:
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--driver", default="auto", help="alphapoint.connect(driver=...)")
-    parser.add_argument("--no-floor", action="store_true", help="alphapoint only")
+    parser.add_argument(
+        "--per-frame-writes",
+        action="store_true",
+        help="the server writes each frame as it encodes it (as before the fifth round)",
+    )
+    parser.add_argument(
+        "--clients", default=",".join(CLIENTS), help=f"some of {', '.join(CLIENTS)}"
+    )
     args = parser.parse_args()
     if args.serve:
         try:
@@ -268,9 +402,10 @@ def main() -> None:
         return
     counts = [int(c) for c in args.counts.split(",")]
     backends = args.backends.split(",")
-    clients = ["alphapoint"] if args.no_floor else ["alphapoint", "floor"]
+    clients = args.clients.split(",")
     server = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--serve"],
+        [sys.executable, os.path.abspath(__file__), "--serve"]
+        + (["--per-frame-writes"] if args.per_frame_writes else []),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
@@ -283,11 +418,12 @@ def main() -> None:
         for k in range(args.repeats):
             for backend in backends:
                 for n in counts:
+                    # Interleaved, each run starting with another client.
                     order = clients[k % len(clients) :] + clients[: k % len(clients)]
                     for client in order:
-                        if client == "floor" and not floor_runs_on(backend):
+                        _, fn, runs_on = CLIENTS[client]
+                        if not runs_on(backend):
                             continue
-                        fn = alphapoint_run if client == "alphapoint" else floor_run
                         cpu = run_on(backend, fn, url, n, args.events, args.driver)
                         samples.setdefault((backend, client, n), []).append(cpu / args.events * 1e6)
     finally:
@@ -300,24 +436,30 @@ def main() -> None:
         f"python benchmarks/fan_out.py {' '.join(sys.argv[1:])}"
     )
     print()
-    print(
-        "| backend | subscriptions | alphapoint µs/event [min-max] | events/s per core "
-        "| vs 1 subscription | raw websockets loop µs/event | alphapoint / raw |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    print("µs of client CPU per event (median [min-max]), events/s per core, and the ratio")
+    print("to the same client's row with the fewest subscriptions.")
+    print()
+    header = ["backend", "subscriptions"]
+    for client in clients:
+        header += [f"{CLIENTS[client][0]} µs/event", "events/s", f"vs {counts[0]:,}"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     for backend in backends:
-        base = statistics.median(samples[(backend, "alphapoint", counts[0])])
         for n in counts:
-            ours = samples[(backend, "alphapoint", n)]
-            median = statistics.median(ours)
-            floor = samples.get((backend, "floor", n))
-            floor_median = statistics.median(floor) if floor else None
-            print(
-                f"| {backend} | {n:,} | {median:.2f} [{min(ours):.2f}-{max(ours):.2f}] "
-                f"| {1e6 / median:,.0f} | {median / base:.2f}x "
-                f"| {f'{floor_median:.2f}' if floor_median else '-'} "
-                f"| {f'{median / floor_median:.2f}x' if floor_median else '-'} |"
-            )
+            row = [backend, f"{n:,}"]
+            for client in clients:
+                got = samples.get((backend, client, n))
+                base = samples.get((backend, client, counts[0]))
+                if not got or not base:
+                    row += ["-", "-", "-"]
+                    continue
+                median = statistics.median(got)
+                row += [
+                    f"{median:.2f} [{min(got):.2f}-{max(got):.2f}]",
+                    f"{1e6 / median:,.0f}",
+                    f"{median / statistics.median(base):.2f}x",
+                ]
+            print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

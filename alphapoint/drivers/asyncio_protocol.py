@@ -110,9 +110,10 @@ class CallbackWebSocket(BaseWebSocket):
 
     # -- reading --------------------------------------------------------------
 
-    def _deliver_messages(self, budget: int | None = None) -> None:
+    def _deliver_messages(self, budget: int | None = None, per_message: int = 0) -> None:
         """Hand the messages read to ``on_message``; with ``budget``, about so many
-        characters of them (the rest wait for another call)."""
+        characters of them, each counted ``per_message`` more (the rest wait
+        for another call)."""
         on_message = self._on_message
         if on_message is None:
             return  # kept until run() starts (frames that came with the handshake)
@@ -121,7 +122,7 @@ class CallbackWebSocket(BaseWebSocket):
             if budget is not None:
                 if budget <= 0:
                     return
-                budget -= len(messages[0])
+                budget -= len(messages[0]) + per_message
             if not self._hand_over(on_message, messages.popleft()):
                 return
 
@@ -136,9 +137,10 @@ class CallbackWebSocket(BaseWebSocket):
             self._abort_transport()
             self._wake()
             return False
-        if wakeup:
+        if wakeup and not self._wakeup_due:
             # Wake the task now, before later replies wake their callers:
-            # an event is handled before a reply that came after it.
+            # an event is handled before a reply that came after it. (Once
+            # due, the task is woken already, or looks before it waits.)
             self._wakeup_due = True
             self._wake()
         return True

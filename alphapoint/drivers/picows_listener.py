@@ -54,7 +54,6 @@ from .base import (
     DEFAULT_MAX_FRAGMENTS,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_SEND_BUFFER,
-    READ_SLICE,
     QuietLogger,
     refused_upgrade,
 )
@@ -74,6 +73,16 @@ _OPCODES = {_TEXT: Opcode.TEXT, _BINARY: Opcode.BINARY, _CONT: Opcode.CONT}
 #: the driver reports as the ConnectionClosed that ends every call (as the
 #: other drivers do, without a log record): only its CRITICAL records pass.
 _logger = QuietLogger(logging.getLogger("alphapoint.picows"), {}, lowest=logging.CRITICAL)
+
+#: What is handed over in one turn of the loop (see ``_spend``): 64 KiB, each
+#: message counted as 256 bytes more than its size, so at most 256 messages
+#: (a burst of small events reaches a consumer's buffer, 1,024 by default, a
+#: quarter at a time; READ_SLICE's 4 KiB let 2,048 two-byte messages through)
+#: and some 85 Level1 updates, where READ_SLICE took 8: each turn costs a poll
+#: of the loop and a wake-up of the connection's task and of the consumer's
+#: (docs/performance.md, "Fan-out, fifth session").
+_SLICE = 65536
+_PER_MESSAGE = 256
 
 #: A frame's header on the wire, at most (for counting answers).
 _HEADER = 14
@@ -105,7 +114,7 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
         self._open = False
         #: What is left of this read's slice (see _spend), and whether messages
         #: are held for later turns of the loop.
-        self._budget = READ_SLICE
+        self._budget = _SLICE
         self._held = False
         #: Whether the opener gave up (a timeout, a cancellation) before the handshake ended.
         self.abandoned = False
@@ -147,9 +156,9 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
                 )
                 return
             if frame.last_in_buffer:
-                self._budget = READ_SLICE  # the read is done: the next one starts afresh
+                self._budget = _SLICE  # the read is done: the next one starts afresh
             else:
-                self._spend(frame.payload_size)
+                self._spend(frame.payload_size + _PER_MESSAGE)
             on_message = self._on_message
             if on_message is None or self._held or self._messages:
                 self._messages.append(text)  # in order, after those waiting
@@ -163,7 +172,7 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
         opcode = _OPCODES.get(kind)
         if opcode is not None:
             self._assemble(opcode, frame.fin, frame.get_payload_as_bytes())
-            self._spend(frame.payload_size)
+            self._spend(frame.payload_size + _PER_MESSAGE)
             if not self._held:
                 self._deliver_messages()
         elif kind is _PING:
@@ -175,7 +184,7 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
             self._on_close(transport, frame)
 
     def _spend(self, size: int) -> None:
-        """Count a frame against this read's :data:`READ_SLICE`; hold the rest past it.
+        """Count a frame against this read's slice (:data:`_SLICE`); hold the rest past it.
 
         picows hands over every frame of a read in one callback: a read of
         many small messages (a burst of events) would all reach the
@@ -192,12 +201,12 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
 
     def _release(self) -> None:
         """Deliver the next slice of held messages; resume reading once none are left."""
-        self._deliver_messages(budget=READ_SLICE)
+        self._deliver_messages(budget=_SLICE, per_message=_PER_MESSAGE)
         if self._messages and not self._ended and self._on_message is not None:
             self._loop.call_soon(self._release)
             return
         self._held = False
-        self._budget = READ_SLICE
+        self._budget = _SLICE
         if self._transport is not None and not self._ended:
             self._transport.resume_reading()
 
