@@ -101,7 +101,8 @@ def check_reply(frame: Frame, secrets: SecretSet | None = None) -> Any:
         text = payload if isinstance(payload, str) else "error frame"
         raise RequestError.for_code(frame.function, _scrubbed(text, secrets), code=None)
     if (
-        isinstance(payload, dict)
+        payload  # an empty reply (Ping's {}) says nothing more: no lookups
+        and isinstance(payload, dict)
         and standard_field(payload, "result") is False
         and error_code(payload) != OPERATION_IN_PROCESS
     ):

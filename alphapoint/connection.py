@@ -64,10 +64,15 @@ class _Pending:
     __slots__ = ("deadline", "error", "event", "frame", "function", "on_reply", "sent", "timeout")
 
     def __init__(
-        self, function: str, timeout: float | None, deadline: float, event: EventLike
+        self,
+        function: str,
+        timeout: float | None,
+        deadline: float,
+        event: EventLike,
+        on_reply: Callable[[Frame], None] | None = None,
     ) -> None:
         #: Called with the reply frame where it is read, before any later frame.
-        self.on_reply: Callable[[Frame], None] | None = None
+        self.on_reply = on_reply
         self.function = function
         self.timeout = timeout
         self.deadline = deadline
@@ -163,6 +168,10 @@ class Connection:
         secrets: SecretSet | None = None,
     ) -> None:
         self._ws = websocket
+        #: ``anyio.current_time()``, read the cheapest way this connection's
+        #: driver knows: the driver's own function, not a method around it
+        #: (every call reads it).
+        self.clock: Callable[[], float] = websocket.clock
         #: Secret values this client sent: scrubbed from the gateway's words
         #: (close reasons, malformed frames) in errors and log records.
         self._secrets = secrets
@@ -203,10 +212,6 @@ class Connection:
         """:meth:`clock`'s time when bytes last arrived (for keepalive)."""
         return self._ws.last_received
 
-    def clock(self) -> float:
-        """``anyio.current_time()``, read the cheapest way this connection's driver knows."""
-        return self._ws.clock()
-
     @property
     def error(self) -> ConnectionClosed | None:
         """Why the connection ended, once it has."""
@@ -235,8 +240,14 @@ class Connection:
         """
         if self._error is not None:
             raise self.closed_error()
-        seq, pending = self._register(function, timeout, deadline)
-        pending.on_reply = on_reply
+        # _register's work, inline: this is every call's path.
+        ws = self._ws
+        seq = self._next_seq
+        self._next_seq = seq + 2
+        pending = _Pending(function, timeout, deadline, ws.new_event(), on_reply)
+        calls = self._pending
+        calls[seq] = pending
+        ws.set_alarm(deadline)
         if payload is None:
             payload = {}
         text = encode(message_type, seq, function, payload)  # no Frame unless it is logged
@@ -245,7 +256,11 @@ class Connection:
                 "> %s", describe(Frame(message_type, seq, function, payload), self._secrets)
             )
         try:
-            await self._ws.send_text(text, deadline=deadline, coalesce=len(self._pending) > 1)
+            # Written at once where the driver can (no coroutine for the send),
+            # unless the driver would rather gather the messages of calls in
+            # flight into one write.
+            if (ws.coalesces and len(calls) > 1) or not ws.send_text_now(text):
+                await ws.send_text(text, deadline=deadline, coalesce=len(calls) > 1)
             pending.sent = True
             await pending.event.wait()
         except ConnectionClosed:
@@ -261,7 +276,7 @@ class Connection:
             if pending.error is None:
                 pending.error = self.timeout_error(pending)
         finally:
-            self._pending.pop(seq, None)
+            calls.pop(seq, None)
         if pending.error is not None:
             raise pending.error
         assert pending.frame is not None
