@@ -589,7 +589,7 @@ class Connection:
         with anyio.CancelScope(shield=True):
             self.fail(error)
             if deadline is None:
-                deadline = anyio.current_time() + self._close_timeout
+                deadline = self.clock() + self._close_timeout
             # One bound for all of it, whatever the gateway does: sending the
             # close frame may wait for the send lock or for room to write.
             with anyio.CancelScope(deadline=deadline):

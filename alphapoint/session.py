@@ -123,6 +123,9 @@ class Session:
         self._url = without_user_info(url)
         self._options = options
         self._timeout = options.timeout  # read on every call
+        #: ``anyio.current_time()``: once a connection is made, its driver's own
+        #: clock (the same time, read without asking which library runs).
+        self._clock: Callable[[], float] = anyio.current_time
         self._login = login
         self._machine = StateMachine()
         self._hub = EventHub()
@@ -202,7 +205,7 @@ class Session:
         if state is before:
             return
         if state is SessionState.AUTHENTICATED:
-            self._login.logged_in_at = anyio.current_time()
+            self._login.logged_in_at = self._clock()
         if machine.accepts_calls:
             assert self._installed is not None
             assert self._installed.is_open  # a drop moves the state at once
@@ -636,6 +639,7 @@ class Session:
             driver=options.driver,
         )
         self._connections += 1
+        self._clock = self._login.clock = websocket.clock
         conn = Connection(
             websocket,
             url=self._url,
@@ -686,7 +690,7 @@ class Session:
         if not conn.is_open:
             self._connection_closed(conn)  # it closed under the login: replace it
             return True
-        self._up_since = anyio.current_time()
+        self._up_since = self._clock()
         result = self._login.result
         authenticated = result is not None and result.status is AuthStatus.AUTHENTICATED
         self._fire(Trigger.READY if authenticated else Trigger.READY_ANONYMOUS)
@@ -701,7 +705,7 @@ class Session:
         assert policy is not None
         logger.warning("session %s lost its connection: %s", self._url, error)
         self._login.result = None
-        if anyio.current_time() - self._up_since >= policy.reset_after:
+        if self._clock() - self._up_since >= policy.reset_after:
             self._attempt = 0
         # max_attempts bounds consecutive *failed* attempts; ``_attempt``
         # (which only reset_after resets) sets the delay.
@@ -752,7 +756,7 @@ class Session:
         self._machine.closing = True
         with anyio.CancelScope(shield=True):
             close_timeout = self._options.close_timeout
-            deadline = anyio.current_time() + close_timeout
+            deadline = self._clock() + close_timeout
             conn = self._conn
             logout = self._options.logout_on_close and self.authenticated
             if conn is not None and conn.is_open and logout:

@@ -415,7 +415,8 @@ class BaseWebSocket(ABC):
         secrets = self.secrets
         if secrets:
             # The gateway's words (a close reason may echo a password).
-            reason = secrets.scrub(reason)
+            if reason:
+                reason = secrets.scrub(reason)
             if self._failure is not None and not self._failure_scrubbed:
                 self._failure_scrubbed = True
                 self._failure.args = tuple(
