@@ -32,7 +32,7 @@ from typing import Any
 
 import anyio
 
-from .apex import check_reply
+from .apex import check_reply_fields
 from .drivers.base import BaseWebSocket
 from .drivers.loop import EventLike
 from .errors import (
@@ -43,7 +43,7 @@ from .errors import (
     ProtocolError,
     RequestTimeout,
 )
-from .frame import Frame, MessageType, decode_frame, encode, encode_frame
+from .frame import Fields, Frame, MessageType, decode_fields, encode, encode_frame
 from .models import Event
 from .policies import Keepalive
 from .redaction import SecretSet, redact
@@ -61,7 +61,7 @@ UNREADABLE_LOG_INTERVAL = 1.0
 class _Pending:
     """One call waiting for its reply, and until when (anyio's clock)."""
 
-    __slots__ = ("deadline", "error", "event", "frame", "function", "on_reply", "sent", "timeout")
+    __slots__ = ("deadline", "error", "event", "function", "on_reply", "reply", "sent", "timeout")
 
     def __init__(
         self,
@@ -78,7 +78,8 @@ class _Pending:
         self.deadline = deadline
         self.sent = False
         self.event = event
-        self.frame: Frame | None = None
+        #: The reply's fields (type, seq, function, payload), once it came.
+        self.reply: Fields | None = None
         self.error: AlphaPointError | None = None
 
     def unsent_by_deadline(self, now: float) -> bool:
@@ -108,7 +109,7 @@ class _Pinger:
         """Ping if idle; false (and the connection dropped) if a Ping went unanswered."""
         policy, ping = self._policy, self._ping
         if ping is not None:
-            if ping.frame is not None:
+            if ping.reply is not None:
                 self._ping = None  # answered: the gateway is there
             elif now >= ping.deadline:
                 await self._conn._keepalive_failed(ping)
@@ -127,7 +128,7 @@ class _Pinger:
         (a Ping went unanswered, or the driver cannot write one without waiting)."""
         policy, ping = self._policy, self._ping
         if ping is not None:
-            if ping.frame is not None:
+            if ping.reply is not None:
                 self._ping = None
             elif now >= ping.deadline:
                 return False
@@ -229,7 +230,31 @@ class Connection:
         timeout: float | None = None,
         on_reply: Callable[[Frame], None] | None = None,
     ) -> Frame:
-        """Send one frame and wait for the reply frame with its ``i``.
+        """Send one frame and wait for the reply frame with its ``i``; see :meth:`exchange`."""
+        return Frame(
+            *await self.exchange(
+                message_type,
+                function,
+                payload,
+                deadline=deadline,
+                timeout=timeout,
+                on_reply=on_reply,
+            )
+        )
+
+    async def exchange(
+        self,
+        message_type: MessageType,
+        function: str,
+        payload: Mapping[str, Any] | list[Any] | None,
+        *,
+        deadline: float = math.inf,
+        timeout: float | None = None,
+        on_reply: Callable[[Frame], None] | None = None,
+    ) -> Fields:
+        """Send one frame and wait for the reply with its ``i``: the reply's fields
+        (:func:`~alphapoint.frame.decode_fields`), which a call's path reads
+        without making a :class:`Frame`.
 
         Raises :class:`RequestTimeout` if no reply has come by ``deadline``
         (on :meth:`clock`; ``timeout`` is what its message names). Cancelling
@@ -279,8 +304,8 @@ class Connection:
             calls.pop(seq, None)
         if pending.error is not None:
             raise pending.error
-        assert pending.frame is not None
-        return pending.frame
+        assert pending.reply is not None
+        return pending.reply
 
     def caller(
         self, *, message_type: MessageType = MessageType.REQUEST, timeout: float | None
@@ -290,10 +315,10 @@ class Connection:
 
         async def call(function: str, payload: Any) -> Any:
             deadline = math.inf if timeout is None else self.clock() + timeout
-            frame = await self.request(
+            kind, _, name, reply = await self.exchange(
                 message_type, function, payload, deadline=deadline, timeout=timeout
             )
-            return check_reply(frame, self._secrets)
+            return check_reply_fields(kind, name, reply, self._secrets)
 
         return call
 
@@ -445,30 +470,30 @@ class Connection:
             )
             return False
         try:
-            frame = decode_frame(message)
+            fields = decode_fields(message)
         except FrameError as exc:
             self._unreadable(exc)
             return False
-        kind = frame.type
-        if kind is MessageType.REPLY or kind is MessageType.ERROR:
+        kind = fields[0]
+        if kind is _REPLY or kind is _ERROR:
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("< %s", describe(frame, self._secrets))
-            pending = self._pending.pop(frame.seq, None)
+                logger.debug("< %s", describe(Frame(*fields), self._secrets))
+            pending = self._pending.pop(fields[1], None)
             if pending is None:
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug(
                         "reply to %s i=%d matches no pending call",
-                        self._shown(frame.function),
-                        frame.seq,
+                        self._shown(fields[2]),
+                        fields[1],
                     )
             else:
-                pending.frame = frame
+                pending.reply = fields  # a Frame only for whoever asks for one
                 if pending.on_reply is not None:
-                    pending.on_reply(frame)
+                    pending.on_reply(Frame(*fields))
                 pending.event.set()
             return False
         if kind is MessageType.EVENT:
-            self._backlog.append(frame)
+            self._backlog.append(Frame(*fields))
             return True
         self._unreadable(FrameError(f"the gateway sent a client message type m={int(kind)}"))
         return False
@@ -553,7 +578,7 @@ class Connection:
         self._error = error
         now = self.clock()
         for pending in self._pending.values():
-            if pending.frame is None and pending.error is None:
+            if pending.reply is None and pending.error is None:
                 if pending.unsent_by_deadline(now):  # that is what ended it
                     pending.error = self.timeout_error(pending)
                 else:
@@ -608,6 +633,9 @@ def _no_events(conn: Connection, event: Event) -> None:
 
 
 _REPLY_TYPES = (int(MessageType.REPLY), int(MessageType.ERROR))
+#: Read for every message: module globals cost less than the enum's attributes.
+_REPLY = MessageType.REPLY
+_ERROR = MessageType.ERROR
 
 
 def describe(frame: Frame, secrets: SecretSet | None = None) -> str:

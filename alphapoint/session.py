@@ -32,7 +32,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from .apex import check_reply, refused_as_not_logged_in
+from .apex import check_reply, check_reply_fields, refused_as_not_logged_in
 from .connection import Connection
 from .credentials import Credentials
 from .decoding import decode
@@ -76,6 +76,10 @@ class _SessionTimeout:
 
 
 _USE_DEFAULT: Any = _SessionTimeout()
+
+#: Read on every call: module globals cost less than the enums' attributes.
+_REQUEST = MessageType.REQUEST
+_AUTHENTICATED = SessionState.AUTHENTICATED
 
 
 @attrs.frozen
@@ -275,18 +279,18 @@ class Session:
             reply = await self._send(MessageType.REQUEST, function, payload, timeout, checked=True)
         else:
             deadline = math.inf if timeout is None else conn.clock() + timeout
-            logged_in = self._machine.state is SessionState.AUTHENTICATED
+            logged_in = self._machine.state is _AUTHENTICATED
             relogins = self._relogins
-            frame = await conn.request(
-                MessageType.REQUEST, function, payload, deadline=deadline, timeout=timeout
+            kind, _, name, reply = await conn.exchange(
+                _REQUEST, function, payload, deadline=deadline, timeout=timeout
             )
             try:
-                reply = check_reply(frame, self._login.secrets)
+                reply = check_reply_fields(kind, name, reply, self._login.secrets)
             except NotAuthorized:
-                if not (frame.type is MessageType.REPLY and self._login_ended(logged_in, conn)):
+                if not (kind is MessageType.REPLY and self._login_ended(logged_in, conn)):
                     raise
                 reply = await self._send_again(
-                    conn, relogins, MessageType.REQUEST, function, payload, timeout, deadline
+                    conn, relogins, _REQUEST, function, payload, timeout, deadline
                 )
         return reply if model is None else decode(model, reply, what=function)
 
@@ -332,7 +336,7 @@ class Session:
         else:
             deadline = math.inf if timeout is None else anyio.current_time() + timeout
             conn = await self._gate.wait(function, timeout, deadline)
-        logged_in = self._machine.state is SessionState.AUTHENTICATED
+        logged_in = self._machine.state is _AUTHENTICATED
         relogins = self._relogins
         frame = await conn.request(
             message_type, function, payload, deadline=deadline, timeout=timeout, on_reply=on_reply
