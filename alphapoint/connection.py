@@ -43,7 +43,7 @@ from .errors import (
     ProtocolError,
     RequestTimeout,
 )
-from .frame import Fields, Frame, MessageType, decode_fields, encode, encode_frame
+from .frame import Frame, MessageType, decode_fields, encode, encode_frame
 from .models import Event
 from .policies import Keepalive
 from .redaction import SecretSet, redact
@@ -51,6 +51,10 @@ from .redaction import SecretSet, redact
 __all__ = ["UNREADABLE_LOG_INTERVAL", "Connection"]
 
 logger = logging.getLogger("alphapoint.connection")
+
+#: A reply's fields, as :func:`~alphapoint.frame.decode_fields` reads them:
+#: type, seq, function, payload (what :meth:`Connection.exchange` returns).
+Fields = tuple[MessageType, int, str, Any]
 
 #: Messages that cannot be read are logged at WARNING at most once in this
 #: many seconds per connection; the others are counted, and the count is
@@ -194,7 +198,7 @@ class Connection:
         #: The keepalive, while run() runs with one.
         self._pinger: _Pinger | None = None
         #: Events left by the read for the reader task (a read's worth at most).
-        self._backlog: deque[Frame] = deque()
+        self._backlog: deque[Event] = deque()
         #: Messages that could not be read as APEX frames, and the last one's
         #: error: counts, not the messages (a flood of them must not pile up).
         self.protocol_errors = 0
@@ -474,38 +478,43 @@ class Connection:
         except FrameError as exc:
             self._unreadable(exc)
             return False
-        kind = fields[0]
+        kind, seq, function, payload = fields
+        if kind is MessageType.EVENT:
+            # The event as its consumers get it, made once (no frame first).
+            self._backlog.append(Event(function, payload, seq))
+            return True
         if kind is _REPLY or kind is _ERROR:
+            # No Frame on a call's path: the caller takes the fields.
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("< %s", describe(Frame(*fields), self._secrets))
-            pending = self._pending.pop(fields[1], None)
+            pending = self._pending.pop(seq, None)
             if pending is None:
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug(
-                        "reply to %s i=%d matches no pending call",
-                        self._shown(fields[2]),
-                        fields[1],
+                        "reply to %s i=%d matches no pending call", self._shown(function), seq
                     )
             else:
-                pending.reply = fields  # a Frame only for whoever asks for one
+                pending.reply = fields
                 if pending.on_reply is not None:
                     pending.on_reply(Frame(*fields))
                 pending.event.set()
             return False
-        if kind is MessageType.EVENT:
-            self._backlog.append(Frame(*fields))
-            return True
         self._unreadable(FrameError(f"the gateway sent a client message type m={int(kind)}"))
         return False
 
     def _on_wakeup(self) -> None:
         """Hand the events the reads left in the backlog to the owner (in the reader task)."""
         backlog = self._backlog
+        on_event = self._on_event
+        if logger.isEnabledFor(logging.DEBUG):  # asked once per wake-up, not per event
+            while backlog:
+                event = backlog.popleft()
+                frame = Frame(MessageType.EVENT, event.seq, event.function, event.payload)
+                logger.debug("< %s", describe(frame, self._secrets))
+                on_event(self, event)
+            return
         while backlog:
-            item = backlog.popleft()
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("< %s", describe(item, self._secrets))
-            self._on_event(self, Event(item.function, item.payload, item.seq))
+            on_event(self, backlog.popleft())
 
     def _unreadable(self, error: ProtocolError) -> None:
         """A message that is not APEX: count it, log it (rate-limited); the connection goes on.

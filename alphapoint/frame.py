@@ -16,10 +16,9 @@ from typing import Any
 import attrs
 
 from .errors import FrameError, InvalidPayload, PayloadError
-from .jsoncodec import CODEC
+from .jsoncodec import _DIGITS, _LONG_NUMBER, CODEC
 
 __all__ = [
-    "Fields",
     "Frame",
     "MessageType",
     "decode_fields",
@@ -64,6 +63,9 @@ read_json = CODEC.read
 read_json_loose = CODEC.read_loose
 write_json = CODEC.write
 scan_json = CODEC.scan
+#: The envelope of :func:`encode`: ``%d`` writes an integer (an ``IntEnum``
+#: too) as its digits, in one formatting call.
+_ENVELOPE = '{"m":%d,"i":%d,"n":%s,"o":%s}'
 #: A string as JSON text (``ensure_ascii=False``), for the envelope's fields.
 _quote: Callable[[str], str] = json.encoder.encode_basestring
 
@@ -95,16 +97,16 @@ def encode_frame(frame: Frame) -> str:
 def encode(message_type: MessageType, seq: int, function: str, payload: Any) -> str:
     """:func:`encode_frame` of the frame of these fields, without making the frame."""
     if type(payload) is dict and not payload:
-        inner = "{}"  # Ping, LogOut and the like: nothing to write
+        inner = '"{}"'  # Ping, LogOut and the like: nothing to write (nor quote)
     else:
         try:
-            inner = write_json(payload)
+            inner = _quote(write_json(payload))
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidPayload(
                 f"payload of {function!r} is not JSON-serialisable ({type(exc).__name__})"
             ) from None
     # The envelope's keys and types are fixed: formatted, not encoded.
-    text = f'{{"m":{int(message_type)},"i":{int(seq)},"n":{_quote(function)},"o":{_quote(inner)}}}'
+    text = _ENVELOPE % (message_type, seq, _quote(function), inner)
     if not text.isascii():
         try:
             text.encode()
@@ -115,21 +117,8 @@ def encode(message_type: MessageType, seq: int, function: str, payload: Any) -> 
     return text
 
 
-#: A frame's fields as :func:`decode_fields` reads them: type, seq, function, payload.
-Fields = tuple[MessageType, int, str, Any]
-
-
 def decode_frame(message: str | bytes) -> Frame:
     """Parse the text of a WebSocket message into a :class:`Frame`.
-
-    As :func:`decode_fields`, which says what it refuses.
-    """
-    return Frame(*decode_fields(message))
-
-
-def decode_fields(message: str | bytes) -> Fields:
-    """:func:`decode_frame`'s fields, without making the frame (a frozen attrs
-    instance costs a reply on a call's path more than the tuple does).
 
     Raises :class:`FrameError`, and nothing else, for anything that is not a
     valid frame: non-JSON text, a JSON value that is not an object, a missing
@@ -147,8 +136,21 @@ def decode_fields(message: str | bytes) -> Fields:
             message = message.decode("utf-8")
         except UnicodeDecodeError:
             raise FrameError("frame is not valid UTF-8") from None
+    return Frame(*decode_fields(message))
+
+
+def decode_fields(message: str) -> tuple[MessageType, int, str, Any]:
+    """:func:`decode_frame` of a text, as its fields ``(m, i, n, o)``, without
+    making the frame: an event's fields become an :class:`~alphapoint.Event`
+    at once, and a frame object per event cost as much as a third of its
+    decoding (docs/performance.md, "Fan-out, fifth session")."""
+    sure = True
     try:
         if scan_json is None:
+            # orjson's: one look for long numbers in the whole text (those of
+            # ``o`` are in it as they are) tells whether its loose reader is
+            # exact for ``o`` too.
+            sure = _LONG_NUMBER not in message.encode("utf-8", "surrogatepass").translate(_DIGITS)
             outer, end = read_json_loose(message), len(message)
         else:  # json's scanner, called here: read_json would add a call around it
             outer, end = scan_json(message, 0)
@@ -193,26 +195,34 @@ def decode_fields(message: str | bytes) -> Fields:
     # in \u escapes); for ``o``: the keys of its objects, nested ones
     # included, or no colon at all. Anything else (colons inside strings) is
     # checked key by key.
-    colons = o.count(":")
-    if message.count(":") != len(outer) + colons or "\\u" in message:
-        _strict_envelope(message)
+    #
+    # The usual event or reply, a flat object: when the whole text holds as
+    # many colons as the envelope's keys and the payload's, each of the two
+    # holds no key twice (neither count can be less than its keys), and ``o``
+    # need not be counted on its own.
+    colons = message.count(":")
+    escaped = "\\u" in message
     try:
         if scan_json is None:
-            # Too short to hold a number beyond 64 bits: the loose reader is exact.
-            payload = read_json_loose(o) if len(o) < 19 else read_json(o)
+            payload = read_json_loose(o) if sure else read_json(o)
             end = len(o)
         else:
             payload, end = scan_json(o, 0)
     except (ValueError, StopIteration, RecursionError):
         end = -1
+    if end == len(o) and not escaped and type(payload) is dict and colons == 4 + len(payload):
+        return message_type, i, n, payload
+    in_payload = o.count(":")
+    if colons != len(outer) + in_payload or escaped:
+        _strict_envelope(message)
     if end != len(o):
         # Not JSON (legal only for m=5: "Endpoint Not Found"), or not JSON to
         # take as read: the strict reader says which.
         payload = _strict_payload(o, message_type, i, n)
     elif (
-        colons
-        and not (type(payload) is dict and len(payload) == colons)
-        and _keys_in(payload) != colons
+        in_payload
+        and not (type(payload) is dict and len(payload) == in_payload)
+        and _keys_in(payload) != in_payload
     ):
         payload = _strict_payload(o, message_type, i, n)
     return message_type, i, n, payload
