@@ -144,13 +144,8 @@ def decode_fields(message: str) -> tuple[MessageType, int, str, Any]:
     making the frame: an event's fields become an :class:`~alphapoint.Event`
     at once, and a frame object per event cost as much as a third of its
     decoding (docs/performance.md, "Fan-out, fifth session")."""
-    sure = True
     try:
         if scan_json is None:
-            # orjson's: one look for long numbers in the whole text (those of
-            # ``o`` are in it as they are) tells whether its loose reader is
-            # exact for ``o`` too.
-            sure = _LONG_NUMBER not in message.encode("utf-8", "surrogatepass").translate(_DIGITS)
             outer, end = read_json_loose(message), len(message)
         else:  # json's scanner, called here: read_json would add a call around it
             outer, end = scan_json(message, 0)
@@ -204,6 +199,12 @@ def decode_fields(message: str) -> tuple[MessageType, int, str, Any]:
     escaped = "\\u" in message
     try:
         if scan_json is None:
+            # orjson's loose reader is exact for ``o`` unless it holds a number
+            # of 19 digits or more: too short to hold one (a reply such as
+            # Ping's), or one look for such digits, tells.
+            sure = len(o) < 19 or (
+                _LONG_NUMBER not in o.encode("utf-8", "surrogatepass").translate(_DIGITS)
+            )
             payload = read_json_loose(o) if sure else read_json(o)
             end = len(o)
         else:
