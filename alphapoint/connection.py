@@ -23,6 +23,7 @@ the next interval, so no task wakes for it (docs/performance.md, "Idle cost").
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -63,7 +64,8 @@ UNREADABLE_LOG_INTERVAL = 1.0
 
 
 class _Pending:
-    """One call waiting for its reply, and until when (anyio's clock)."""
+    """One call waiting for its reply, and until when (anyio's clock), with an
+    event to wait on (trio's; see :class:`_FuturePending` for asyncio's)."""
 
     __slots__ = ("deadline", "error", "event", "function", "on_reply", "reply", "sent", "timeout")
 
@@ -72,8 +74,8 @@ class _Pending:
         function: str,
         timeout: float | None,
         deadline: float,
+        on_reply: Callable[[Frame], None] | None,
         event: EventLike,
-        on_reply: Callable[[Frame], None] | None = None,
     ) -> None:
         #: Called with the reply frame where it is read, before any later frame.
         self.on_reply = on_reply
@@ -90,6 +92,50 @@ class _Pending:
         """Whether the call's time ran out before its request was written."""
         return not self.sent and now >= self.deadline
 
+    def wake(self) -> None:
+        """The reply (or an error) is in: the caller goes on."""
+        self.event.set()
+
+    def wait(self) -> Awaitable[object]:
+        return self.event.wait()
+
+
+class _FuturePending(asyncio.Future[None]):
+    """:class:`_Pending` under asyncio: the call's future itself, so that a
+    call makes one object where it made two (the bookkeeping and an event)."""
+
+    __slots__ = ("deadline", "error", "function", "on_reply", "reply", "sent", "timeout")
+
+    def __init__(
+        self,
+        function: str,
+        timeout: float | None,
+        deadline: float,
+        on_reply: Callable[[Frame], None] | None,
+    ) -> None:
+        super().__init__()
+        self.on_reply = on_reply
+        self.function = function
+        self.timeout = timeout
+        self.deadline = deadline
+        self.sent = False
+        self.reply: Fields | None = None
+        self.error: AlphaPointError | None = None
+
+    def unsent_by_deadline(self, now: float) -> bool:
+        return not self.sent and now >= self.deadline
+
+    def wake(self) -> None:
+        if not self.done():  # cancelled: the caller is gone
+            self.set_result(None)
+
+    def wait(self) -> _FuturePending:
+        return self
+
+
+#: A call waiting for its reply, under either loop.
+_Call = _Pending | _FuturePending
+
 
 class _Pinger:
     """The keepalive in :meth:`Connection.run`: the Ping in flight, and when to look at it."""
@@ -99,7 +145,7 @@ class _Pinger:
     def __init__(self, conn: Connection, policy: Keepalive) -> None:
         self._conn = conn
         self._policy = policy
-        self._ping: _Pending | None = None
+        self._ping: _Call | None = None
         self._look_at = math.inf
 
     def wake_at(self) -> float:
@@ -188,7 +234,11 @@ class Connection:
         self._close_timeout = close_timeout
         #: Which connection of its session this is (1, 2, ... after reconnects).
         self.number = number
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, _Call] = {}
+        #: Whether a call waits on a future of its own (asyncio's, or uvloop's
+        #: loop): see _new_pending.
+        factory: object = websocket.new_event
+        self._futures = isinstance(factory, type) and issubclass(factory, asyncio.Future)
         self._next_seq = 2
         self._error: ConnectionClosed | None = None
         #: Whether run() has ended, and what aclose() waits on for it (made
@@ -273,10 +323,14 @@ class Connection:
         ws = self._ws
         seq = self._next_seq
         self._next_seq = seq + 2
-        pending = _Pending(function, timeout, deadline, ws.new_event(), on_reply)
+        if self._futures:  # _new_pending, inline
+            pending: _Call = _FuturePending(function, timeout, deadline, on_reply)
+        else:
+            pending = _Pending(function, timeout, deadline, on_reply, ws.new_event())
         calls = self._pending
         calls[seq] = pending
-        ws.set_alarm(deadline)
+        if deadline < ws._alarm_at:  # set_alarm()'s test, without the call for most calls
+            ws.set_alarm(deadline)
         if payload is None:
             payload = {}
         text = encode(message_type, seq, function, payload)  # no Frame unless it is logged
@@ -291,7 +345,7 @@ class Connection:
             if (ws.coalesces and len(calls) > 1) or not ws.send_text_now(text):
                 await ws.send_text(text, deadline=deadline, coalesce=len(calls) > 1)
             pending.sent = True
-            await pending.event.wait()
+            await pending.wait()
         except ConnectionClosed:
             # The socket failed under the send: the reader says why, unless the
             # call was out of time first (the anyio driver drops a connection
@@ -326,13 +380,17 @@ class Connection:
 
         return call
 
-    def _register(
-        self, function: str, timeout: float | None, deadline: float
-    ) -> tuple[int, _Pending]:
+    def _new_pending(self, function: str, timeout: float | None, deadline: float) -> _Call:
+        """A call's bookkeeping and what it waits on: under asyncio, one future."""
+        if self._futures:
+            return _FuturePending(function, timeout, deadline, None)
+        return _Pending(function, timeout, deadline, None, self._ws.new_event())
+
+    def _register(self, function: str, timeout: float | None, deadline: float) -> tuple[int, _Call]:
         """A sequence number and a pending entry for a new call."""
         seq = self._next_seq
         self._next_seq += 2
-        pending = _Pending(function, timeout, deadline, self._ws.new_event())
+        pending = self._new_pending(function, timeout, deadline)
         self._pending[seq] = pending
         self._ws.set_alarm(deadline)
         return seq, pending
@@ -370,7 +428,7 @@ class Connection:
             wake = min(wake, self._log_unreadable_at)
         return wake
 
-    async def _send_ping(self, deadline: float, timeout: float) -> _Pending:
+    async def _send_ping(self, deadline: float, timeout: float) -> _Call:
         """Send a keepalive Ping without waiting for its reply: the alarm checks it."""
         seq, pending = self._register("Ping", timeout, deadline)
         if self._pinger is not None:
@@ -382,7 +440,7 @@ class Connection:
             pending.sent = True
         return pending
 
-    def _send_ping_now(self, deadline: float, timeout: float) -> _Pending | None:
+    def _send_ping_now(self, deadline: float, timeout: float) -> _Call | None:
         """Write a keepalive Ping now, if the driver can without waiting (else ``None``)."""
         seq = self._next_seq
         if not self._ws.send_text_now(encode_frame(Frame(MessageType.REQUEST, seq, "Ping", {}))):
@@ -394,7 +452,7 @@ class Connection:
             pending.on_reply = self._pinger.answered
         return pending
 
-    async def _keepalive_failed(self, ping: _Pending) -> None:
+    async def _keepalive_failed(self, ping: _Call) -> None:
         logger.warning("no reply to a keepalive Ping from %s within %s s", self._url, ping.timeout)
         await self.abort(
             ConnectionClosed(f"the gateway did not answer a keepalive Ping within {ping.timeout} s")
@@ -405,9 +463,9 @@ class Connection:
         for seq in expired:
             pending = self._pending.pop(seq)
             pending.error = self.timeout_error(pending)
-            pending.event.set()
+            pending.wake()
 
-    def timeout_error(self, pending: _Pending) -> RequestTimeout:
+    def timeout_error(self, pending: _Call) -> RequestTimeout:
         """The error for a call out of time, saying what the gateway sent instead."""
         function, timeout = pending.function, pending.timeout
         if pending.sent:
@@ -448,7 +506,8 @@ class Connection:
             if self._unlogged:
                 self._log_unlogged(self.clock())
             # Also when cancelled: the owner is shutting down; no call may hang.
-            self.fail(ConnectionClosed("the connection was closed"))
+            if self._error is None:
+                self.fail(ConnectionClosed("the connection was closed"))
             self._reader_finished = True
             if self._reader_done is not None:
                 self._reader_done.set()
@@ -497,7 +556,7 @@ class Connection:
                 pending.reply = fields
                 if pending.on_reply is not None:
                     pending.on_reply(Frame(*fields))
-                pending.event.set()
+                pending.wake()
             return False
         self._unreadable(FrameError(f"the gateway sent a client message type m={int(kind)}"))
         return False
@@ -541,7 +600,7 @@ class Connection:
                     seq=error.seq,
                     message_type=error.message_type,
                 )
-                pending.event.set()
+                pending.wake()
         self.protocol_errors += 1
         self.last_protocol_error = error
         now = self.clock()
@@ -592,7 +651,7 @@ class Connection:
                     pending.error = self.timeout_error(pending)
                 else:
                     pending.error = self.closed_error()
-                pending.event.set()
+                pending.wake()
         self._pending.clear()
         if self._on_closed is not None:
             self._on_closed(self)

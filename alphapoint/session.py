@@ -766,9 +766,10 @@ class Session:
             if conn is not None and conn.is_open and logout:
                 with contextlib.suppress(AlphaPointError):
                     await conn.caller(timeout=close_timeout / 2)("LogOut", None)
-            self._finish(SessionClosed("the session was closed"))
+            closed = SessionClosed("the session was closed")  # each raise makes its copy
+            self._finish(closed)
             if conn is not None:
-                await conn.aclose(SessionClosed("the session was closed"), deadline=deadline)
+                await conn.aclose(closed, deadline=deadline)
         if self._task_group is not None and self._running:
             # A reconnect, a re-login, a reader still draining: stop them.
             # (Cancelling formats a task's repr and interrupts this task too,
