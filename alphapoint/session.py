@@ -758,18 +758,19 @@ class Session:
         if self._machine.closing:
             return
         self._machine.closing = True
-        with anyio.CancelScope(shield=True):
-            close_timeout = self._options.close_timeout
-            deadline = self._clock() + close_timeout
-            conn = self._conn
-            logout = self._options.logout_on_close and self.authenticated
-            if conn is not None and conn.is_open and logout:
-                with contextlib.suppress(AlphaPointError):
-                    await conn.caller(timeout=close_timeout / 2)("LogOut", None)
-            closed = SessionClosed("the session was closed")  # each raise makes its copy
-            self._finish(closed)
-            if conn is not None:
-                await conn.aclose(closed, deadline=deadline)
+        close_timeout = self._options.close_timeout
+        deadline = self._clock() + close_timeout
+        conn = self._conn
+        logout = self._options.logout_on_close and self.authenticated
+        if conn is not None and conn.is_open and logout:
+            with anyio.CancelScope(shield=True), contextlib.suppress(AlphaPointError):
+                await conn.caller(timeout=close_timeout / 2)("LogOut", None)
+        closed = SessionClosed("the session was closed")  # each raise makes its copy
+        self._finish(closed)
+        if conn is not None:
+            # Shielded by itself from its first line: no checkpoint between the
+            # LogOut's shield and its own, so a cancellation cannot cut in.
+            await conn.aclose(closed, deadline=deadline)
         if self._task_group is not None and self._running:
             # A reconnect, a re-login, a reader still draining: stop them.
             # (Cancelling formats a task's repr and interrupts this task too,
