@@ -63,34 +63,41 @@ Fields = tuple[MessageType, int, str, Any]
 UNREADABLE_LOG_INTERVAL = 1.0
 
 
-class _Pending:
-    """One call waiting for its reply, and until when (anyio's clock), with an
-    event to wait on (trio's; see :class:`_FuturePending` for asyncio's)."""
+class _Book:
+    """What a call waiting for its reply keeps, and until when (anyio's clock).
 
-    __slots__ = ("deadline", "error", "event", "function", "on_reply", "reply", "sent", "timeout")
+    Set by :meth:`Connection.exchange` (inline) or :func:`_begin`, not by an
+    ``__init__``: on the future a call waits on under asyncio, one of Python
+    would cost as much as the second object it saves.
+    """
 
-    def __init__(
-        self,
-        function: str,
-        timeout: float | None,
-        deadline: float,
-        on_reply: Callable[[Frame], None] | None,
-        event: EventLike,
-    ) -> None:
-        #: Called with the reply frame where it is read, before any later frame.
-        self.on_reply = on_reply
-        self.function = function
-        self.timeout = timeout
-        self.deadline = deadline
-        self.sent = False
-        self.event = event
-        #: The reply's fields (type, seq, function, payload), once it came.
-        self.reply: Fields | None = None
-        self.error: AlphaPointError | None = None
+    __slots__ = ()
+
+    #: The call's function and timeout (for its error), and its deadline.
+    function: str
+    timeout: float | None
+    deadline: float
+    #: Called with the reply frame where it is read, before any later frame.
+    on_reply: Callable[[Frame], None] | None
+    #: Whether the request was written.
+    sent: bool
+    #: The reply's fields (type, seq, function, payload), once it came, or the error.
+    reply: Fields | None
+    error: AlphaPointError | None
 
     def unsent_by_deadline(self, now: float) -> bool:
         """Whether the call's time ran out before its request was written."""
         return not self.sent and now >= self.deadline
+
+
+class _Pending(_Book):
+    """A call waiting for its reply on an event of the loop's (trio's; see
+    :class:`_FuturePending` for asyncio)."""
+
+    __slots__ = ("deadline", "error", "event", "function", "on_reply", "reply", "sent", "timeout")
+
+    def __init__(self, event: EventLike) -> None:
+        self.event = event
 
     def wake(self) -> None:
         """The reply (or an error) is in: the caller goes on."""
@@ -100,30 +107,11 @@ class _Pending:
         return self.event.wait()
 
 
-class _FuturePending(asyncio.Future[None]):
-    """:class:`_Pending` under asyncio: the call's future itself, so that a
-    call makes one object where it made two (the bookkeeping and an event)."""
+class _FuturePending(_Book, asyncio.Future[None]):
+    """A call waiting for its reply under asyncio: the call's future itself, so
+    that a call makes one object where it made two (the bookkeeping and an event)."""
 
     __slots__ = ("deadline", "error", "function", "on_reply", "reply", "sent", "timeout")
-
-    def __init__(
-        self,
-        function: str,
-        timeout: float | None,
-        deadline: float,
-        on_reply: Callable[[Frame], None] | None,
-    ) -> None:
-        super().__init__()
-        self.on_reply = on_reply
-        self.function = function
-        self.timeout = timeout
-        self.deadline = deadline
-        self.sent = False
-        self.reply: Fields | None = None
-        self.error: AlphaPointError | None = None
-
-    def unsent_by_deadline(self, now: float) -> bool:
-        return not self.sent and now >= self.deadline
 
     def wake(self) -> None:
         if not self.done():  # cancelled: the caller is gone
@@ -135,6 +123,23 @@ class _FuturePending(asyncio.Future[None]):
 
 #: A call waiting for its reply, under either loop.
 _Call = _Pending | _FuturePending
+
+
+def _begin(
+    pending: _Call,
+    function: str,
+    timeout: float | None,
+    deadline: float,
+    on_reply: Callable[[Frame], None] | None,
+) -> None:
+    """Set a new call's bookkeeping (as :meth:`Connection.exchange` does inline)."""
+    pending.function = function
+    pending.timeout = timeout
+    pending.deadline = deadline
+    pending.on_reply = on_reply
+    pending.sent = False
+    pending.reply = None
+    pending.error = None
 
 
 class _Pinger:
@@ -236,7 +241,7 @@ class Connection:
         self.number = number
         self._pending: dict[int, _Call] = {}
         #: Whether a call waits on a future of its own (asyncio's, or uvloop's
-        #: loop): see _new_pending.
+        #: loop): see _FuturePending.
         factory: object = websocket.new_event
         self._futures = isinstance(factory, type) and issubclass(factory, asyncio.Future)
         self._next_seq = 2
@@ -323,10 +328,15 @@ class Connection:
         ws = self._ws
         seq = self._next_seq
         self._next_seq = seq + 2
-        if self._futures:  # _new_pending, inline
-            pending: _Call = _FuturePending(function, timeout, deadline, on_reply)
-        else:
-            pending = _Pending(function, timeout, deadline, on_reply, ws.new_event())
+        pending: _Call = _FuturePending() if self._futures else _Pending(ws.new_event())
+        # _begin(), inline: this is every call's path.
+        pending.function = function
+        pending.timeout = timeout
+        pending.deadline = deadline
+        pending.on_reply = on_reply
+        pending.sent = False
+        pending.reply = None
+        pending.error = None
         calls = self._pending
         calls[seq] = pending
         if deadline < ws._alarm_at:  # set_alarm()'s test, without the call for most calls
@@ -380,17 +390,12 @@ class Connection:
 
         return call
 
-    def _new_pending(self, function: str, timeout: float | None, deadline: float) -> _Call:
-        """A call's bookkeeping and what it waits on: under asyncio, one future."""
-        if self._futures:
-            return _FuturePending(function, timeout, deadline, None)
-        return _Pending(function, timeout, deadline, None, self._ws.new_event())
-
     def _register(self, function: str, timeout: float | None, deadline: float) -> tuple[int, _Call]:
         """A sequence number and a pending entry for a new call."""
         seq = self._next_seq
         self._next_seq += 2
-        pending = self._new_pending(function, timeout, deadline)
+        pending: _Call = _FuturePending() if self._futures else _Pending(self._ws.new_event())
+        _begin(pending, function, timeout, deadline, None)
         self._pending[seq] = pending
         self._ws.set_alarm(deadline)
         return seq, pending
