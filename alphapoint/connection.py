@@ -79,8 +79,10 @@ class _Book:
     deadline: float
     #: Called with the reply frame where it is read, before any later frame.
     on_reply: Callable[[Frame], None] | None
-    #: Whether the request was written.
+    #: Whether the request was written, and logged at DEBUG (its reply is
+    #: logged if it was: one look at the logger's level per call, not two).
     sent: bool
+    logged: bool
     #: The reply's fields (type, seq, function, payload), once it came, or the error.
     reply: Fields | None
     error: AlphaPointError | None
@@ -94,7 +96,17 @@ class _Pending(_Book):
     """A call waiting for its reply on an event of the loop's (trio's; see
     :class:`_FuturePending` for asyncio)."""
 
-    __slots__ = ("deadline", "error", "event", "function", "on_reply", "reply", "sent", "timeout")
+    __slots__ = (
+        "deadline",
+        "error",
+        "event",
+        "function",
+        "logged",
+        "on_reply",
+        "reply",
+        "sent",
+        "timeout",
+    )
 
     def __init__(self, event: EventLike) -> None:
         self.event = event
@@ -111,7 +123,7 @@ class _FuturePending(_Book, asyncio.Future[None]):
     """A call waiting for its reply under asyncio: the call's future itself, so
     that a call makes one object where it made two (the bookkeeping and an event)."""
 
-    __slots__ = ("deadline", "error", "function", "on_reply", "reply", "sent", "timeout")
+    __slots__ = ("deadline", "error", "function", "logged", "on_reply", "reply", "sent", "timeout")
 
     def wake(self) -> None:
         if not self.done():  # cancelled: the caller is gone
@@ -138,6 +150,7 @@ def _begin(
     pending.deadline = deadline
     pending.on_reply = on_reply
     pending.sent = False
+    pending.logged = False
     pending.reply = None
     pending.error = None
 
@@ -335,6 +348,7 @@ class Connection:
         pending.deadline = deadline
         pending.on_reply = on_reply
         pending.sent = False
+        pending.logged = False
         pending.reply = None
         pending.error = None
         calls = self._pending
@@ -345,6 +359,7 @@ class Connection:
             payload = {}
         text = encode(message_type, seq, function, payload)  # no Frame unless it is logged
         if logger.isEnabledFor(logging.DEBUG):
+            pending.logged = True
             logger.debug(
                 "> %s", describe(Frame(message_type, seq, function, payload), self._secrets)
             )
@@ -396,6 +411,7 @@ class Connection:
         self._next_seq += 2
         pending: _Call = _FuturePending() if self._futures else _Pending(self._ws.new_event())
         _begin(pending, function, timeout, deadline, None)
+        pending.logged = logger.isEnabledFor(logging.DEBUG)  # a keepalive Ping's reply, as before
         self._pending[seq] = pending
         self._ws.set_alarm(deadline)
         return seq, pending
@@ -549,15 +565,16 @@ class Connection:
             return True
         if kind is _REPLY or kind is _ERROR:
             # No Frame on a call's path: the caller takes the fields.
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("< %s", describe(Frame(*fields), self._secrets))
             pending = self._pending.pop(seq, None)
             if pending is None:
                 if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("< %s", describe(Frame(*fields), self._secrets))
                     logger.debug(
                         "reply to %s i=%d matches no pending call", self._shown(function), seq
                     )
             else:
+                if pending.logged:  # as its request was (DEBUG was on when it was sent)
+                    logger.debug("< %s", describe(Frame(*fields), self._secrets))
                 pending.reply = fields
                 if pending.on_reply is not None:
                     pending.on_reply(Frame(*fields))
