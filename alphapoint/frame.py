@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from .errors import FrameError, InvalidPayload, PayloadError
-from .jsoncodec import _DIGITS, _LONG_NUMBER, CODEC
+from .jsoncodec import CODEC
 
 __all__ = [
     "Frame",
@@ -63,6 +63,10 @@ read_json = CODEC.read
 read_json_loose = CODEC.read_loose
 write_json = CODEC.write
 scan_json = CODEC.scan
+#: As in :mod:`alphapoint.jsoncodec`: a text's digits as "d", anything else
+#: as "."; 19 digits in a row are a number that may not fit in 64 bits.
+_DIGITS = bytes(ord("d") if 48 <= b <= 57 else ord(".") for b in range(256))
+_LONG_NUMBER = b"d" * 19
 #: The envelope of :func:`encode`: ``%d`` writes an integer (an ``IntEnum``
 #: too) as its digits, in one formatting call.
 _ENVELOPE = '{"m":%d,"i":%d,"n":%s,"o":%s}'
