@@ -23,6 +23,7 @@ the next interval, so no task wakes for it (docs/performance.md, "Idle cost").
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -32,7 +33,7 @@ from typing import Any
 
 import anyio
 
-from .apex import check_reply
+from .apex import check_reply_fields
 from .drivers.base import BaseWebSocket
 from .drivers.loop import EventLike
 from .errors import (
@@ -52,29 +53,39 @@ __all__ = ["UNREADABLE_LOG_INTERVAL", "Connection"]
 
 logger = logging.getLogger("alphapoint.connection")
 
+#: A reply's fields, as :func:`~alphapoint.frame.decode_fields` reads them:
+#: type, seq, function, payload (what :meth:`Connection.exchange` returns).
+Fields = tuple[MessageType, int, str, Any]
+
 #: Messages that cannot be read are logged at WARNING at most once in this
 #: many seconds per connection; the others are counted, and the count is
 #: logged when the interval ends (or the connection does).
 UNREADABLE_LOG_INTERVAL = 1.0
 
 
-class _Pending:
-    """One call waiting for its reply, and until when (anyio's clock)."""
+class _Book:
+    """What a call waiting for its reply keeps, and until when (anyio's clock).
 
-    __slots__ = ("deadline", "error", "event", "frame", "function", "on_reply", "sent", "timeout")
+    Set by :meth:`Connection.exchange` (inline) or :func:`_begin`, not by an
+    ``__init__``: on the future a call waits on under asyncio, one of Python
+    would cost as much as the second object it saves.
+    """
 
-    def __init__(
-        self, function: str, timeout: float | None, deadline: float, event: EventLike
-    ) -> None:
-        #: Called with the reply frame where it is read, before any later frame.
-        self.on_reply: Callable[[Frame], None] | None = None
-        self.function = function
-        self.timeout = timeout
-        self.deadline = deadline
-        self.sent = False
-        self.event = event
-        self.frame: Frame | None = None
-        self.error: AlphaPointError | None = None
+    __slots__ = ()
+
+    #: The call's function and timeout (for its error), and its deadline.
+    function: str
+    timeout: float | None
+    deadline: float
+    #: Called with the reply frame where it is read, before any later frame.
+    on_reply: Callable[[Frame], None] | None
+    #: Whether the request was written, and logged at DEBUG (its reply is
+    #: logged if it was: one look at the logger's level per call, not two).
+    sent: bool
+    logged: bool
+    #: The reply's fields (type, seq, function, payload), once it came, or the error.
+    reply: Fields | None
+    error: AlphaPointError | None
 
     def unsent_by_deadline(self, now: float) -> bool:
         """Whether the call's time ran out before its request was written."""
@@ -88,6 +99,69 @@ class _Pending:
 KEEPALIVE_GRID = 0.1
 
 
+class _Pending(_Book):
+    """A call waiting for its reply on an event of the loop's (trio's; see
+    :class:`_FuturePending` for asyncio)."""
+
+    __slots__ = (
+        "deadline",
+        "error",
+        "event",
+        "function",
+        "logged",
+        "on_reply",
+        "reply",
+        "sent",
+        "timeout",
+    )
+
+    def __init__(self, event: EventLike) -> None:
+        self.event = event
+
+    def wake(self) -> None:
+        """The reply (or an error) is in: the caller goes on."""
+        self.event.set()
+
+    def wait(self) -> Awaitable[object]:
+        return self.event.wait()
+
+
+class _FuturePending(_Book, asyncio.Future[None]):
+    """A call waiting for its reply under asyncio: the call's future itself, so
+    that a call makes one object where it made two (the bookkeeping and an event)."""
+
+    __slots__ = ("deadline", "error", "function", "logged", "on_reply", "reply", "sent", "timeout")
+
+    def wake(self) -> None:
+        if not self.done():  # cancelled: the caller is gone
+            self.set_result(None)
+
+    def wait(self) -> _FuturePending:
+        return self
+
+
+#: A call waiting for its reply, under either loop.
+_Call = _Pending | _FuturePending
+
+
+def _begin(
+    pending: _Call,
+    function: str,
+    timeout: float | None,
+    deadline: float,
+    on_reply: Callable[[Frame], None] | None,
+) -> None:
+    """Set a new call's bookkeeping (as :meth:`Connection.exchange` does inline)."""
+    pending.function = function
+    pending.timeout = timeout
+    pending.deadline = deadline
+    pending.on_reply = on_reply
+    pending.sent = False
+    pending.logged = False
+    pending.reply = None
+    pending.error = None
+
+
 class _Pinger:
     """The keepalive in :meth:`Connection.run`: the Ping in flight, and when to look at it."""
 
@@ -97,7 +171,7 @@ class _Pinger:
         self._conn = conn
         self._policy = policy
         self._grid = min(KEEPALIVE_GRID, policy.interval / 10)
-        self._ping: _Pending | None = None
+        self._ping: _Call | None = None
         self._look_at = math.inf
 
     def wake_at(self) -> float:
@@ -116,7 +190,7 @@ class _Pinger:
         """Ping if idle; false (and the connection dropped) if a Ping went unanswered."""
         policy, ping = self._policy, self._ping
         if ping is not None:
-            if ping.frame is not None:
+            if ping.reply is not None:
                 self._ping = None  # answered: the gateway is there
             elif now >= ping.deadline:
                 await self._conn._keepalive_failed(ping)
@@ -135,7 +209,7 @@ class _Pinger:
         (a Ping went unanswered, or the driver cannot write one without waiting)."""
         policy, ping = self._policy, self._ping
         if ping is not None:
-            if ping.frame is not None:
+            if ping.reply is not None:
                 self._ping = None
             elif now >= ping.deadline:
                 return False
@@ -176,6 +250,10 @@ class Connection:
         secrets: SecretSet | None = None,
     ) -> None:
         self._ws = websocket
+        #: ``anyio.current_time()``, read the cheapest way this connection's
+        #: driver knows: the driver's own function, not a method around it
+        #: (every call reads it).
+        self.clock: Callable[[], float] = websocket.clock
         #: Secret values this client sent: scrubbed from the gateway's words
         #: (close reasons, malformed frames) in errors and log records.
         self._secrets = secrets
@@ -187,7 +265,11 @@ class Connection:
         self._close_timeout = close_timeout
         #: Which connection of its session this is (1, 2, ... after reconnects).
         self.number = number
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, _Call] = {}
+        #: Whether a call waits on a future of its own (asyncio's, or uvloop's
+        #: loop): see _FuturePending.
+        factory: object = websocket.new_event
+        self._futures = isinstance(factory, type) and issubclass(factory, asyncio.Future)
         self._next_seq = 2
         self._error: ConnectionClosed | None = None
         #: Whether run() has ended, and what aclose() waits on for it (made
@@ -216,10 +298,6 @@ class Connection:
         """:meth:`clock`'s time when bytes last arrived (for keepalive)."""
         return self._ws.last_received
 
-    def clock(self) -> float:
-        """``anyio.current_time()``, read the cheapest way this connection's driver knows."""
-        return self._ws.clock()
-
     @property
     def error(self) -> ConnectionClosed | None:
         """Why the connection ended, once it has."""
@@ -237,7 +315,31 @@ class Connection:
         timeout: float | None = None,
         on_reply: Callable[[Frame], None] | None = None,
     ) -> Frame:
-        """Send one frame and wait for the reply frame with its ``i``.
+        """Send one frame and wait for the reply frame with its ``i``; see :meth:`exchange`."""
+        return Frame(
+            *await self.exchange(
+                message_type,
+                function,
+                payload,
+                deadline=deadline,
+                timeout=timeout,
+                on_reply=on_reply,
+            )
+        )
+
+    async def exchange(
+        self,
+        message_type: MessageType,
+        function: str,
+        payload: Mapping[str, Any] | list[Any] | None,
+        *,
+        deadline: float = math.inf,
+        timeout: float | None = None,
+        on_reply: Callable[[Frame], None] | None = None,
+    ) -> Fields:
+        """Send one frame and wait for the reply with its ``i``: the reply's fields
+        (:func:`~alphapoint.frame.decode_fields`), which a call's path reads
+        without making a :class:`Frame`.
 
         Raises :class:`RequestTimeout` if no reply has come by ``deadline``
         (on :meth:`clock`; ``timeout`` is what its message names). Cancelling
@@ -248,19 +350,40 @@ class Connection:
         """
         if self._error is not None:
             raise self.closed_error()
-        seq, pending = self._register(function, timeout, deadline)
+        # _register's work, inline: this is every call's path.
+        ws = self._ws
+        seq = self._next_seq
+        self._next_seq = seq + 2
+        pending: _Call = _FuturePending() if self._futures else _Pending(ws.new_event())
+        # _begin(), inline: this is every call's path.
+        pending.function = function
+        pending.timeout = timeout
+        pending.deadline = deadline
         pending.on_reply = on_reply
+        pending.sent = False
+        pending.logged = False
+        pending.reply = None
+        pending.error = None
+        calls = self._pending
+        calls[seq] = pending
+        if deadline < ws._alarm_at:  # set_alarm()'s test, without the call for most calls
+            ws.set_alarm(deadline)
         if payload is None:
             payload = {}
         text = encode(message_type, seq, function, payload)  # no Frame unless it is logged
         if logger.isEnabledFor(logging.DEBUG):
+            pending.logged = True
             logger.debug(
                 "> %s", describe(Frame(message_type, seq, function, payload), self._secrets)
             )
         try:
-            await self._ws.send_text(text, deadline=deadline, coalesce=len(self._pending) > 1)
+            # Written at once where the driver can (no coroutine for the send),
+            # unless the driver would rather gather the messages of calls in
+            # flight into one write.
+            if (ws.coalesces and len(calls) > 1) or not ws.send_text_now(text):
+                await ws.send_text(text, deadline=deadline, coalesce=len(calls) > 1)
             pending.sent = True
-            await pending.event.wait()
+            await pending.wait()
         except ConnectionClosed:
             # The socket failed under the send: the reader says why, unless the
             # call was out of time first (the anyio driver drops a connection
@@ -274,11 +397,11 @@ class Connection:
             if pending.error is None:
                 pending.error = self.timeout_error(pending)
         finally:
-            self._pending.pop(seq, None)
+            calls.pop(seq, None)
         if pending.error is not None:
             raise pending.error
-        assert pending.frame is not None
-        return pending.frame
+        assert pending.reply is not None
+        return pending.reply
 
     def caller(
         self, *, message_type: MessageType = MessageType.REQUEST, timeout: float | None
@@ -288,20 +411,20 @@ class Connection:
 
         async def call(function: str, payload: Any) -> Any:
             deadline = math.inf if timeout is None else self.clock() + timeout
-            frame = await self.request(
+            kind, _, name, reply = await self.exchange(
                 message_type, function, payload, deadline=deadline, timeout=timeout
             )
-            return check_reply(frame, self._secrets)
+            return check_reply_fields(kind, name, reply, self._secrets)
 
         return call
 
-    def _register(
-        self, function: str, timeout: float | None, deadline: float
-    ) -> tuple[int, _Pending]:
+    def _register(self, function: str, timeout: float | None, deadline: float) -> tuple[int, _Call]:
         """A sequence number and a pending entry for a new call."""
         seq = self._next_seq
         self._next_seq += 2
-        pending = _Pending(function, timeout, deadline, self._ws.new_event())
+        pending: _Call = _FuturePending() if self._futures else _Pending(self._ws.new_event())
+        _begin(pending, function, timeout, deadline, None)
+        pending.logged = logger.isEnabledFor(logging.DEBUG)  # a keepalive Ping's reply, as before
         self._pending[seq] = pending
         self._ws.set_alarm(deadline)
         return seq, pending
@@ -339,7 +462,7 @@ class Connection:
             wake = min(wake, self._log_unreadable_at)
         return wake
 
-    async def _send_ping(self, deadline: float, timeout: float) -> _Pending:
+    async def _send_ping(self, deadline: float, timeout: float) -> _Call:
         """Send a keepalive Ping without waiting for its reply: the alarm checks it."""
         seq, pending = self._register("Ping", timeout, deadline)
         if self._pinger is not None:
@@ -351,7 +474,7 @@ class Connection:
             pending.sent = True
         return pending
 
-    def _send_ping_now(self, deadline: float, timeout: float) -> _Pending | None:
+    def _send_ping_now(self, deadline: float, timeout: float) -> _Call | None:
         """Write a keepalive Ping now, if the driver can without waiting (else ``None``)."""
         seq = self._next_seq
         if not self._ws.send_text_now(encode_frame(Frame(MessageType.REQUEST, seq, "Ping", {}))):
@@ -363,7 +486,7 @@ class Connection:
             pending.on_reply = self._pinger.answered
         return pending
 
-    async def _keepalive_failed(self, ping: _Pending) -> None:
+    async def _keepalive_failed(self, ping: _Call) -> None:
         logger.warning("no reply to a keepalive Ping from %s within %s s", self._url, ping.timeout)
         await self.abort(
             ConnectionClosed(f"the gateway did not answer a keepalive Ping within {ping.timeout} s")
@@ -374,9 +497,9 @@ class Connection:
         for seq in expired:
             pending = self._pending.pop(seq)
             pending.error = self.timeout_error(pending)
-            pending.event.set()
+            pending.wake()
 
-    def timeout_error(self, pending: _Pending) -> RequestTimeout:
+    def timeout_error(self, pending: _Call) -> RequestTimeout:
         """The error for a call out of time, saying what the gateway sent instead."""
         function, timeout = pending.function, pending.timeout
         if pending.sent:
@@ -417,7 +540,8 @@ class Connection:
             if self._unlogged:
                 self._log_unlogged(self.clock())
             # Also when cancelled: the owner is shutting down; no call may hang.
-            self.fail(ConnectionClosed("the connection was closed"))
+            if self._error is None:
+                self.fail(ConnectionClosed("the connection was closed"))
             self._reader_finished = True
             if self._reader_done is not None:
                 self._reader_done.set()
@@ -443,31 +567,31 @@ class Connection:
             )
             return False
         try:
-            kind, seq, function, payload = decode_fields(message)
+            fields = decode_fields(message)
         except FrameError as exc:
             self._unreadable(exc)
             return False
+        kind, seq, function, payload = fields
         if kind is MessageType.EVENT:
             # The event as its consumers get it, made once (no frame first).
             self._backlog.append(Event(function, payload, seq))
             return True
-        frame = Frame(kind, seq, function, payload)
-        if kind is MessageType.REPLY or kind is MessageType.ERROR:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("< %s", describe(frame, self._secrets))
-            pending = self._pending.pop(frame.seq, None)
+        if kind is _REPLY or kind is _ERROR:
+            # No Frame on a call's path: the caller takes the fields.
+            pending = self._pending.pop(seq, None)
             if pending is None:
                 if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("< %s", describe(Frame(*fields), self._secrets))
                     logger.debug(
-                        "reply to %s i=%d matches no pending call",
-                        self._shown(frame.function),
-                        frame.seq,
+                        "reply to %s i=%d matches no pending call", self._shown(function), seq
                     )
             else:
-                pending.frame = frame
+                if pending.logged:  # as its request was (DEBUG was on when it was sent)
+                    logger.debug("< %s", describe(Frame(*fields), self._secrets))
+                pending.reply = fields
                 if pending.on_reply is not None:
-                    pending.on_reply(frame)
-                pending.event.set()
+                    pending.on_reply(Frame(*fields))
+                pending.wake()
             return False
         self._unreadable(FrameError(f"the gateway sent a client message type m={int(kind)}"))
         return False
@@ -511,7 +635,7 @@ class Connection:
                     seq=error.seq,
                     message_type=error.message_type,
                 )
-                pending.event.set()
+                pending.wake()
         self.protocol_errors += 1
         self.last_protocol_error = error
         now = self.clock()
@@ -557,12 +681,12 @@ class Connection:
         self._error = error
         now = self.clock()
         for pending in self._pending.values():
-            if pending.frame is None and pending.error is None:
+            if pending.reply is None and pending.error is None:
                 if pending.unsent_by_deadline(now):  # that is what ended it
                     pending.error = self.timeout_error(pending)
                 else:
                     pending.error = self.closed_error()
-                pending.event.set()
+                pending.wake()
         self._pending.clear()
         if self._on_closed is not None:
             self._on_closed(self)
@@ -593,7 +717,7 @@ class Connection:
         with anyio.CancelScope(shield=True):
             self.fail(error)
             if deadline is None:
-                deadline = anyio.current_time() + self._close_timeout
+                deadline = self.clock() + self._close_timeout
             # One bound for all of it, whatever the gateway does: sending the
             # close frame may wait for the send lock or for room to write.
             with anyio.CancelScope(deadline=deadline):
@@ -612,6 +736,9 @@ def _no_events(conn: Connection, event: Event) -> None:
 
 
 _REPLY_TYPES = (int(MessageType.REPLY), int(MessageType.ERROR))
+#: Read for every message: module globals cost less than the enum's attributes.
+_REPLY = MessageType.REPLY
+_ERROR = MessageType.ERROR
 
 
 def describe(frame: Frame, secrets: SecretSet | None = None) -> str:

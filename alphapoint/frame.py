@@ -63,6 +63,9 @@ read_json = CODEC.read
 read_json_loose = CODEC.read_loose
 write_json = CODEC.write
 scan_json = CODEC.scan
+#: The envelope of :func:`encode`: ``%d`` writes an integer (an ``IntEnum``
+#: too) as its digits, in one formatting call.
+_ENVELOPE = '{"m":%d,"i":%d,"n":%s,"o":%s}'
 #: A string as JSON text (``ensure_ascii=False``), for the envelope's fields.
 _quote: Callable[[str], str] = json.encoder.encode_basestring
 
@@ -94,16 +97,16 @@ def encode_frame(frame: Frame) -> str:
 def encode(message_type: MessageType, seq: int, function: str, payload: Any) -> str:
     """:func:`encode_frame` of the frame of these fields, without making the frame."""
     if type(payload) is dict and not payload:
-        inner = "{}"  # Ping, LogOut and the like: nothing to write
+        inner = '"{}"'  # Ping, LogOut and the like: nothing to write (nor quote)
     else:
         try:
-            inner = write_json(payload)
+            inner = _quote(write_json(payload))
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidPayload(
                 f"payload of {function!r} is not JSON-serialisable ({type(exc).__name__})"
             ) from None
     # The envelope's keys and types are fixed: formatted, not encoded.
-    text = f'{{"m":{int(message_type)},"i":{int(seq)},"n":{_quote(function)},"o":{_quote(inner)}}}'
+    text = _ENVELOPE % (message_type, seq, _quote(function), inner)
     if not text.isascii():
         try:
             text.encode()
@@ -141,13 +144,8 @@ def decode_fields(message: str) -> tuple[MessageType, int, str, Any]:
     making the frame: an event's fields become an :class:`~alphapoint.Event`
     at once, and a frame object per event cost as much as a third of its
     decoding (docs/performance.md, "Fan-out, fifth session")."""
-    sure = True
     try:
         if scan_json is None:
-            # orjson's: one look for long numbers in the whole text (those of
-            # ``o`` are in it as they are) tells whether its loose reader is
-            # exact for ``o`` too.
-            sure = LONG_NUMBER not in message.encode("utf-8", "surrogatepass").translate(DIGITS)
             outer, end = read_json_loose(message), len(message)
         else:  # json's scanner, called here: read_json would add a call around it
             outer, end = scan_json(message, 0)
@@ -201,6 +199,12 @@ def decode_fields(message: str) -> tuple[MessageType, int, str, Any]:
     escaped = "\\u" in message
     try:
         if scan_json is None:
+            # orjson's loose reader is exact for ``o`` unless it holds a number
+            # of 19 digits or more: too short to hold one (a reply such as
+            # Ping's), or one look for such digits, tells.
+            sure = len(o) < 19 or (
+                LONG_NUMBER not in o.encode("utf-8", "surrogatepass").translate(DIGITS)
+            )
             payload = read_json_loose(o) if sure else read_json(o)
             end = len(o)
         else:

@@ -84,6 +84,9 @@ class Login:
         self.relogin = relogin or Relogin()
         #: Re-logins in a row after logins that did not last (the policy's n).
         self.relogins_in_a_row = 0
+        #: anyio's clock; the session sets its connection's, the same time read
+        #: without asking which library runs.
+        self.clock: Callable[[], float] = anyio.current_time
         #: When the session last became logged in (anyio's clock).
         self.logged_in_at = -math.inf
         #: When the last automatic AuthenticateUser were sent (at most per_minute).
@@ -93,7 +96,7 @@ class Login:
         """The gateway ended the login: how long to wait before logging in again,
         or the error to end the session with (:class:`Relogin`)."""
         policy = self.relogin
-        lasted = anyio.current_time() - self.logged_in_at >= policy.stable_after
+        lasted = self.clock() - self.logged_in_at >= policy.stable_after
         self.relogins_in_a_row = 0 if lasted else self.relogins_in_a_row + 1
         in_a_row = self.relogins_in_a_row
         if policy.gives_up(in_a_row):
@@ -108,11 +111,11 @@ class Login:
         """Wait, if need be, so that at most ``per_minute`` automatic logins go in 60 s."""
         times = self._sent_at
         if len(times) == times.maxlen:
-            wait = times[0] + 60.0 - anyio.current_time()
+            wait = times[0] + 60.0 - self.clock()
             if wait > 0:
                 logger.warning("pacing logins: the next in %.1f s", wait)
                 await anyio.sleep(wait)
-        times.append(anyio.current_time())
+        times.append(self.clock())
 
     def remember(self, credentials: Credentials | None, two_factor: TwoFactor | None) -> None:
         """Log in again with these, from now on; their secrets are scrubbed for good."""

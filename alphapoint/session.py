@@ -32,7 +32,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from .apex import check_reply, refused_as_not_logged_in
+from .apex import check_reply, check_reply_fields, refused_as_not_logged_in
 from .connection import Connection
 from .credentials import Credentials
 from .decoding import decode
@@ -76,6 +76,10 @@ class _SessionTimeout:
 
 
 _USE_DEFAULT: Any = _SessionTimeout()
+
+#: Read on every call: module globals cost less than the enums' attributes.
+_REQUEST = MessageType.REQUEST
+_AUTHENTICATED = SessionState.AUTHENTICATED
 
 
 @attrs.frozen
@@ -123,6 +127,9 @@ class Session:
         self._url = without_user_info(url)
         self._options = options
         self._timeout = options.timeout  # read on every call
+        #: ``anyio.current_time()``: once a connection is made, its driver's own
+        #: clock (the same time, read without asking which library runs).
+        self._clock: Callable[[], float] = anyio.current_time
         self._login = login
         self._machine = StateMachine()
         self._hub = EventHub()
@@ -202,7 +209,7 @@ class Session:
         if state is before:
             return
         if state is SessionState.AUTHENTICATED:
-            self._login.logged_in_at = anyio.current_time()
+            self._login.logged_in_at = self._clock()
         if machine.accepts_calls:
             assert self._installed is not None
             assert self._installed.is_open  # a drop moves the state at once
@@ -264,7 +271,27 @@ class Session:
         or with an ``m=5`` error frame; :class:`RequestTimeout`;
         :class:`ConnectionClosed` if the connection drops first.
         """
-        reply = await self._send(MessageType.REQUEST, function, payload, timeout, checked=True)
+        # _send() for a session that is ready, inline: a coroutine less per call.
+        if timeout is _USE_DEFAULT:
+            timeout = self._timeout
+        conn = self._gate.connection
+        if conn is None:
+            reply = await self._send(MessageType.REQUEST, function, payload, timeout, checked=True)
+        else:
+            deadline = math.inf if timeout is None else conn.clock() + timeout
+            logged_in = self._machine.state is _AUTHENTICATED
+            relogins = self._relogins
+            kind, _, name, reply = await conn.exchange(
+                _REQUEST, function, payload, deadline=deadline, timeout=timeout
+            )
+            try:
+                reply = check_reply_fields(kind, name, reply, self._login.secrets)
+            except NotAuthorized:
+                if not (kind is MessageType.REPLY and self._login_ended(logged_in, conn)):
+                    raise
+                reply = await self._send_again(
+                    conn, relogins, _REQUEST, function, payload, timeout, deadline
+                )
         return reply if model is None else decode(model, reply, what=function)
 
     async def request(
@@ -309,7 +336,8 @@ class Session:
         else:
             deadline = math.inf if timeout is None else anyio.current_time() + timeout
             conn = await self._gate.wait(function, timeout, deadline)
-        logged_in, relogins = self.authenticated, self._relogins
+        logged_in = self._machine.state is _AUTHENTICATED
+        relogins = self._relogins
         frame = await conn.request(
             message_type, function, payload, deadline=deadline, timeout=timeout, on_reply=on_reply
         )
@@ -322,6 +350,33 @@ class Session:
                     raise
         elif not (refused_as_not_logged_in(frame) and self._login_ended(logged_in, conn)):
             return frame
+        return await self._send_again(
+            conn,
+            relogins,
+            message_type,
+            function,
+            payload,
+            timeout,
+            deadline,
+            checked=checked,
+            on_reply=on_reply,
+        )
+
+    async def _send_again(
+        self,
+        conn: Connection,
+        relogins: int,
+        message_type: MessageType,
+        function: str,
+        payload: Mapping[str, Any] | list[Any] | None,
+        timeout: float | None,
+        deadline: float,
+        *,
+        checked: bool = True,
+        on_reply: Callable[[Frame], None] | None = None,
+    ) -> Any:
+        """A call sent on ``conn`` and refused because the gateway ended the login:
+        sent once more after the re-login (which the first such refusal starts)."""
         if self._relogins == relogins:
             self._start_relogin(conn)
         conn = await self._gate.wait(function, timeout, deadline)
@@ -588,6 +643,7 @@ class Session:
             driver=options.driver,
         )
         self._connections += 1
+        self._clock = self._login.clock = websocket.clock
         conn = Connection(
             websocket,
             url=self._url,
@@ -638,7 +694,7 @@ class Session:
         if not conn.is_open:
             self._connection_closed(conn)  # it closed under the login: replace it
             return True
-        self._up_since = anyio.current_time()
+        self._up_since = self._clock()
         result = self._login.result
         authenticated = result is not None and result.status is AuthStatus.AUTHENTICATED
         self._fire(Trigger.READY if authenticated else Trigger.READY_ANONYMOUS)
@@ -653,7 +709,7 @@ class Session:
         assert policy is not None
         logger.warning("session %s lost its connection: %s", self._url, error)
         self._login.result = None
-        if anyio.current_time() - self._up_since >= policy.reset_after:
+        if self._clock() - self._up_since >= policy.reset_after:
             self._attempt = 0
         # max_attempts bounds consecutive *failed* attempts; ``_attempt``
         # (which only reset_after resets) sets the delay.
@@ -702,17 +758,19 @@ class Session:
         if self._machine.closing:
             return
         self._machine.closing = True
-        with anyio.CancelScope(shield=True):
-            close_timeout = self._options.close_timeout
-            deadline = anyio.current_time() + close_timeout
-            conn = self._conn
-            logout = self._options.logout_on_close and self.authenticated
-            if conn is not None and conn.is_open and logout:
-                with contextlib.suppress(AlphaPointError):
-                    await conn.caller(timeout=close_timeout / 2)("LogOut", None)
-            self._finish(SessionClosed("the session was closed"))
-            if conn is not None:
-                await conn.aclose(SessionClosed("the session was closed"), deadline=deadline)
+        close_timeout = self._options.close_timeout
+        deadline = self._clock() + close_timeout
+        conn = self._conn
+        logout = self._options.logout_on_close and self.authenticated
+        if conn is not None and conn.is_open and logout:
+            with anyio.CancelScope(shield=True), contextlib.suppress(AlphaPointError):
+                await conn.caller(timeout=close_timeout / 2)("LogOut", None)
+        closed = SessionClosed("the session was closed")  # each raise makes its copy
+        self._finish(closed)
+        if conn is not None:
+            # Shielded by itself from its first line: no checkpoint between the
+            # LogOut's shield and its own, so a cancellation cannot cut in.
+            await conn.aclose(closed, deadline=deadline)
         if self._task_group is not None and self._running:
             # A reconnect, a re-login, a reader still draining: stop them.
             # (Cancelling formats a task's repr and interrupts this task too,

@@ -37,6 +37,10 @@ class SessionState(enum.Enum):
     RECONNECTING = "reconnecting"  #: the connection dropped; waiting or reconnecting
     CLOSED = "closed"  #: finished, by the user or after giving up
 
+    #: By identity, as members compare: Enum's own hashes the name in a method
+    #: of Python, on every move of the table (a few per login).
+    __hash__ = object.__hash__
+
 
 class Trigger(enum.Enum):
     """What happened to a session; the table says where it goes next."""
@@ -49,6 +53,8 @@ class Trigger(enum.Enum):
     LOGIN_LOST = "the gateway ended the login: logging in again on the same connection"
     DROPPED = "the connection dropped, or an attempt to replace it failed: reconnecting"
     ENDED = "the session ended, closed by the user or after giving up"
+
+    __hash__ = object.__hash__  # as SessionState's
 
 
 _S, _T = SessionState, Trigger

@@ -7,6 +7,7 @@ errors without the ``user:password@`` part).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from websockets.exceptions import InvalidURI
@@ -36,6 +37,7 @@ def without_user_info(url: str) -> str:
     return f"{scheme}{sep}{authority}{slash}{path}"
 
 
+@functools.lru_cache(maxsize=256)  # asked at every connection, and pure
 def is_loopback(host: str) -> bool:
     """Whether ``host`` names this machine (``localhost`` or a loopback address)."""
     if host.lower() in ("localhost", "localhost."):

@@ -12,6 +12,7 @@ import alphapoint
 from alphapoint.apex import (
     OPERATION_IN_PROCESS,
     check_reply,
+    check_reply_fields,
     complete_two_factor,
     error_code,
     login_error,
@@ -53,6 +54,39 @@ def test_a_reply_that_is_not_a_standard_response_is_returned_as_it_is() -> None:
     for payload in [{"msg": "PONG"}, [], [[1, 2]], {"results": False}, "text", None]:
         assert check_reply(reply(payload)) is payload
         assert not refused_as_not_logged_in(reply(payload))
+
+
+@pytest.mark.parametrize(
+    ("payload", "refused"),
+    [
+        ({}, False),
+        ({"msg": "PONG"}, False),
+        ({"count": 0, "open": False}, False),  # values equal to false, no result: false
+        ({"result": 0, "errorcode": 20}, False),  # 0 is not false
+        ({"Result": False, "ErrorCode": 20, "ErrorMsg": "Not Authorized"}, True),
+        ({"RESULT": False, "error_code": 100, "detail": None}, True),
+        ({"result": False, "errorcode": 107}, False),  # Operation In Process
+        ([False], False),
+        (None, False),
+    ],
+)
+@pytest.mark.parametrize("kind", [MessageType.REPLY, MessageType.ERROR])
+def test_check_reply_fields_reads_a_reply_as_check_reply_reads_its_frame(
+    payload: Any, refused: bool, kind: MessageType
+) -> None:
+    def outcome(check: Any) -> Any:
+        try:
+            return ("returned", check())
+        except alphapoint.RequestError as exc:
+            return ("raised", type(exc), str(exc), exc.code)
+
+    by_frame = outcome(lambda: check_reply(reply(payload, type=kind)))
+    by_fields = outcome(lambda: check_reply_fields(kind, "SendOrder", payload))
+    assert by_fields == by_frame
+    if kind is MessageType.ERROR or refused:
+        assert by_fields[0] == "raised"
+    else:
+        assert by_fields == ("returned", payload)
 
 
 def test_operation_in_process_is_not_an_error() -> None:

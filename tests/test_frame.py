@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from alphapoint.errors import AlphaPointError, FrameError, InvalidPayload, ProtocolError
-from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
+from alphapoint.frame import Frame, MessageType, decode_fields, decode_frame, encode_frame
 
 # -- encode_frame ------------------------------------------------------------
 
@@ -298,3 +298,27 @@ def test_frame_repr_hides_payload() -> None:
     frame = Frame(MessageType.REQUEST, 2, "AuthenticateUser", {"Password": "hunter2-secret"})
     assert "hunter2-secret" not in repr(frame)
     assert "AuthenticateUser" in repr(frame)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"m":1,"i":2,"n":"Ping","o":"{\\"msg\\":\\"PONG\\"}"}',
+        '{"m":1,"i":4,"n":"GetX","o":"{\\"Big\\":123456789012345678901234}"}',
+        '{"m":1,"i":6,"n":"GetX","o":"[12345678901234567890]"}',
+        '{"m":5,"i":8,"n":"Nope","o":"Endpoint Not Found"}',
+        '{"m":3,"i":9,"n":"Level1UpdateEvent","o":"{\\"a\\":{\\"b\\":1},\\"c\\":[1,2]}"}',
+    ],
+)
+def test_decode_fields_reads_what_decode_frame_reads(text: str) -> None:
+    """The fields of a call's path are the frame's, long numbers in ``o`` read
+    exactly (a short ``o`` is read without looking for them)."""
+    frame = decode_frame(text)
+    assert decode_fields(text) == (frame.type, frame.seq, frame.function, frame.payload)
+
+
+def test_a_long_integer_in_a_short_or_long_o_is_read_exactly() -> None:
+    big = 123456789012345678901234
+    for o in [str(big), json.dumps({"x": big}), json.dumps({"padding": "y" * 40, "x": big})]:
+        text = json.dumps({"m": 1, "i": 2, "n": "GetX", "o": o})
+        assert decode_fields(text)[3] == json.loads(o)

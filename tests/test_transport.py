@@ -621,3 +621,41 @@ async def test_a_bug_in_the_reader_fails_the_pending_calls() -> None:
         assert called.is_set()
         assert str(info.value) == "the connection's reader failed: RuntimeError"
         assert not conn.is_open
+
+
+async def test_exchange_returns_the_reply_fields_that_request_returns_as_a_frame() -> None:
+    """``Connection.exchange`` (a call's path, no Frame made) and ``request`` read
+    the same replies: a reply, an error frame, and calls sent while others are in
+    flight (written at once where the driver can, or gathered where it would)."""
+
+    async def script(connection: ScriptedConnection) -> None:
+        async for request in connection.requests():
+            if request.function == "Fails":
+                await connection.reply(request, "Endpoint Not Found", type=MessageType.ERROR)
+            else:
+                await connection.reply(request, {"echo": request.payload})
+
+    async with serve_script(script) as server, anyio.create_task_group() as tg:
+        conn = Connection(
+            await open_websocket(server.url), url=server.url, on_event=lambda c, e: None
+        )
+        tg.start_soon(conn.run)
+        with anyio.fail_after(LIMIT):
+            fields = await conn.exchange(MessageType.REQUEST, "Ping", {"n": 1})
+            assert fields == (MessageType.REPLY, 2, "Ping", {"echo": {"n": 1}})
+            frame = await conn.request(MessageType.REQUEST, "Ping", None)
+            assert frame == ApexFrame(MessageType.REPLY, 4, "Ping", {"echo": {}})
+            error = await conn.exchange(MessageType.REQUEST, "Fails", [])
+            assert error == (MessageType.ERROR, 6, "Fails", "Endpoint Not Found")
+            replies: dict[int, Any] = {}
+
+            async def one(n: int) -> None:
+                replies[n] = await conn.exchange(MessageType.REQUEST, "Ping", {"n": n})
+
+            async with anyio.create_task_group() as calls:
+                for n in range(20):
+                    calls.start_soon(one, n)
+            assert {n: fields[3] for n, fields in replies.items()} == {
+                n: {"echo": {"n": n}} for n in range(20)
+            }
+        await conn.aclose(ConnectionClosed("done"))

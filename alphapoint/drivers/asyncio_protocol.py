@@ -132,10 +132,7 @@ class CallbackWebSocket(BaseWebSocket):
         try:
             wakeup = on_message(message)
         except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
-            self._bug = exc
-            self._on_message = None
-            self._abort_transport()
-            self._wake()
+            self._on_message_failed(exc)
             return False
         if wakeup and not self._wakeup_due:
             # Wake the task now, before later replies wake their callers:
@@ -144,6 +141,13 @@ class CallbackWebSocket(BaseWebSocket):
             self._wakeup_due = True
             self._wake()
         return True
+
+    def _on_message_failed(self, exc: Exception) -> None:
+        """``on_message`` raised ``exc`` (a bug): drop the connection; ``run()`` raises it."""
+        self._bug = exc
+        self._on_message = None
+        self._abort_transport()
+        self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -270,6 +274,8 @@ class AsyncioWebSocket(CallbackWebSocket, asyncio.Protocol):
         #: Whether sent messages wait for a write later in this turn of the loop.
         self._corked = False
 
+    coalesces = True
+
     def _finished(self) -> bool:
         return self._ended or self._protocol.state is CLOSED
 
@@ -366,7 +372,8 @@ class AsyncioWebSocket(CallbackWebSocket, asyncio.Protocol):
         self._deliver_messages()
 
     def send_text_now(self, text: str) -> bool:
-        if self._paused or self._finished() or self._protocol.state is not OPEN:
+        # (_finished() as it reads while the protocol is OPEN.)
+        if self._paused or self._ended or self._protocol.state is not OPEN:
             return False
         self._protocol.send_text(text.encode())
         self._write_queued()

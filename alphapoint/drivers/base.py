@@ -264,9 +264,16 @@ class BaseWebSocket(ABC):
     def _wake_alarm_task(self) -> None:  # noqa: B027 - only some drivers have such a task
         """Wake the task that keeps the alarm, if it waits (a driver with such a task)."""
 
+    #: Whether :meth:`send_text` gathers the messages of calls in flight
+    #: (``coalesce``) into one write: then a call among others is not sent
+    #: with :meth:`send_text_now`, which writes at once.
+    coalesces = False
+
     def send_text_now(self, text: str) -> bool:
         """Send one text message now, without waiting, if the driver can: else false,
-        and nothing is sent (a keepalive Ping then goes through :meth:`send_text`)."""
+        and nothing is sent (the message then goes through :meth:`send_text`, which
+        waits for room or says why it cannot be sent). A call's request is sent so
+        when it can, and a keepalive Ping where the alarm rings."""
         return False
 
     @abstractmethod
@@ -408,7 +415,8 @@ class BaseWebSocket(ABC):
         secrets = self.secrets
         if secrets:
             # The gateway's words (a close reason may echo a password).
-            reason = secrets.scrub(reason)
+            if reason:
+                reason = secrets.scrub(reason)
             if self._failure is not None and not self._failure_scrubbed:
                 self._failure_scrubbed = True
                 self._failure.args = tuple(

@@ -165,7 +165,15 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
                 if not self._held:
                     self._deliver_messages()
                 return
-            self._hand_over(on_message, text)  # the usual case: straight to the connection
+            # The usual case: straight to the connection (_hand_over, inline).
+            try:
+                wakeup = on_message(text)
+            except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
+                self._on_message_failed(exc)
+                return
+            if wakeup:
+                self._wakeup_due = True  # an event: wake the task now (see _hand_over)
+                self._wake()
             return
         if self._failure is not None:
             return  # this side failed the connection: nothing more is read
