@@ -27,6 +27,7 @@ import dataclasses
 import enum
 import math
 import sys
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -273,12 +274,26 @@ def _folding_hook(
         plans[keys] = build
         return build
 
-    def hook(value: Any, _: type) -> T:
+    #: An array row's plans, by how many of its elements are read (at most
+    #: one per field: gateways append fields, and the ones past the declared
+    #: ones are left out).
+    rows: dict[int, Callable[[Any], T]] = {}
+
+    def row_plan(size: int) -> Callable[[Any], T]:
+        assert positions is not None
+        steps: list[tuple[Any, str]] = [(n, positions[n]) for n in range(size)]
+        build: Callable[[Any], T] = folding(steps)
+        if generate:
+            with contextlib.suppress(NameError, TypeError):
+                build = _generated_plan(converter, cls, steps)
+        rows[size] = build
+        return build
+
+    def read(value: Any) -> T:
+        """A value by the rules above (``hook`` does the common case before)."""
         if positions is not None and isinstance(value, list):
-            # Gateways append fields: elements past the declared ones are left out.
-            pairs = zip(positions, value, strict=False)
-            row = {name: item for name, item in pairs if item is not None}
-            return structure(row, cls)
+            size = min(len(value), len(positions))
+            return (rows.get(size) or row_plan(size))(value)
         if not isinstance(value, dict):
             raise _WrongType(f"expected an object, got {_a(value)}")
         keys = tuple(value)
@@ -287,7 +302,23 @@ def _folding_hook(
             build = plan(keys)
         return build(value)
 
+    find = plans.get
+
+    def hook(value: Any, _: type) -> T:
+        if value.__class__ is dict:  # a JSON object, with keys seen before
+            build = find(tuple(value))
+            if build is not None:
+                return build(value)
+        return read(value)
+
+    # A generated plan whose field holds this class reads the field's object
+    # through ``find`` itself, without the call to ``hook`` (_generated_plan).
+    setattr(hook, _PLANS_OF_HOOK, find)
     return hook
+
+
+#: Where a hook made by :func:`_folding_hook` keeps its plans' ``get``.
+_PLANS_OF_HOOK = "_alphapoint_plans"
 
 
 #: Field types whose check a generated plan makes inline: the condition under
@@ -318,9 +349,70 @@ def _default_of(field: Any) -> Any:
     return default
 
 
+def _slot_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
+    """Each field's slot setter, in order, where they build ``cls`` as its ``__init__`` would.
+
+    That is an attrs class whose ``__init__`` is attrs' own and does nothing
+    but store each argument in its slot with ``object.__setattr__`` (frozen)
+    or ``self.x = x`` under ``object.__setattr__``: no validator, converter,
+    ``__attrs_pre_init__``/``__attrs_post_init__``, cached hash or slot of
+    another kind, no ``__new__`` or ``__setattr__`` of its own. Then
+    ``object.__new__(cls)`` and one slot descriptor's ``__set__`` per field
+    store the same values in the same slots, without the three layers of
+    calls around them (``type.__call__``, ``__init__``, the bound
+    ``object.__setattr__``): a third of the time of building an
+    AuthenticateResult (docs/performance.md). Otherwise None: such a class
+    is built by calling it.
+    """
+    if not attrs.has(cls) or issubclass(cls, BaseException) or cls.__new__ is not object.__new__:
+        return None
+    init = cls.__dict__.get("__init__")
+    if not getattr(getattr(init, "__code__", None), "co_filename", "").startswith(
+        "<attrs generated"
+    ):
+        return None  # attrs made none (init=False), or the class wrote its own
+    if hasattr(cls, "__attrs_pre_init__") or hasattr(cls, "__attrs_post_init__"):
+        return None
+    if cls.__setattr__ not in (object.__setattr__, _FROZEN_SETATTR):
+        return None  # an on_setattr hook or a __setattr__ of the class's own
+    fields = attrs.fields(cls)
+    if any(not f.init or f.validator or f.converter for f in fields):
+        return None
+    allowed = {f.name for f in fields} | {"__weakref__", "__dict__"}
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        if not set((slots,) if isinstance(slots, str) else slots) <= allowed:
+            return None  # a slot __init__ sets besides the fields' (cache_hash's)
+    setters = []
+    for f in fields:
+        slot = next((k.__dict__[f.name] for k in cls.__mro__ if f.name in k.__dict__), None)
+        if type(slot) is not types.MemberDescriptorType:
+            return None  # a dict class, or a field shadowed by something else
+        setters.append(slot.__set__)
+    return setters
+
+
+#: attrs' ``__setattr__`` of a frozen class (which ``__init__`` goes around).
+_FROZEN_SETATTR = attrs.frozen(type("_Frozen", (), {})).__setattr__
+
+
+def _nested_plans(converter: cattrs.Converter, kind: Any) -> Any:
+    """The plans' ``get`` of a model field's class (``X`` or ``X | None``), if it has them."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    inner = args[0] if typing.get_origin(kind) in _UNIONS and len(args) == 1 else kind
+    if not _is_model(inner):
+        return None
+    return getattr(converter.get_structure_hook(inner), _PLANS_OF_HOOK, None)
+
+
+_UNIONS = (typing.Union, types.UnionType)
+#: cattrs' structure function for ``X | None`` (where no hook is registered for the union).
+_OPTIONAL = getattr(cattrs.BaseConverter, "_structure_optional", None)
+
+
 def _generated_plan(
     converter: cattrs.Converter, cls: type[T], steps: list[tuple[Any, str]]
-) -> Callable[[dict[Any, Any]], T]:
+) -> Callable[[Any], T]:
     """One plan as Python code, compiled once: the reply's keys read into ``cls``.
 
     Does what the folding plan and cattrs' structure function do together
@@ -328,23 +420,31 @@ def _generated_plan(
     default; each value through its type's hook), without the folded dict in
     between and with the common checks inline. The keys are never part of
     the code (they come from the gateway): the code reads them from its
-    namespace (``k0``, ``k1``...). Any failure raises, and :func:`decode`
-    then runs the detailed converter, which says what failed.
+    namespace (``k0``, ``k1``...); an array row's keys are its positions.
+    Any failure raises, and :func:`decode` then runs the detailed converter,
+    which says what failed.
+
+    A field holding a model whose hook keeps plans (:func:`_folding_hook`)
+    reads its object through that class's plans directly (the hook itself
+    only for keys not seen before, or a value that is not an object). The
+    instance is built through its slots where that is what its ``__init__``
+    does (:func:`_slot_setters`).
     """
     in_order = [f for f in _model_fields(cls) if f.init]
     fields = {fold_key(f.name): f for f in in_order}
-    types = typing.get_type_hints(cls)
+    types_of = typing.get_type_hints(cls)
     keys_of: dict[str, list[Any]] = {}
     for key, name in steps:
         if name in fields:
             keys_of.setdefault(name, []).append(key)
-    namespace: dict[str, Any] = {"cls": cls, "R": _INT_RANGE}
+    namespace: dict[str, Any] = {"cls": cls, "R": _INT_RANGE, "new": object.__new__}
     # Every argument by position, a default where the reply gives none (no
     # dictionary of keywords to build and unpack), when every field has a
     # plain default; else by keyword, leaving out what the reply does not give.
     positional = all(
         not getattr(f, "kw_only", False) and _default_of(f) is not _NO_DEFAULT for f in in_order
     )
+    setters = _slot_setters(cls) if positional else None
     lines = ["def build(value):"] if positional else ["def build(value):", "    kw = {}"]
     arguments = []
     for n, field in enumerate(in_order):
@@ -354,29 +454,48 @@ def _generated_plan(
         if keys is None:
             arguments.append(f"d{n}")
             continue
-        kind = types.get(field.name, Any)
+        kind = types_of.get(field.name, Any)
         for m, key in enumerate(keys):
             namespace[f"k{n}_{m}"] = key
         # The last key given (not null) wins: an alias first, the field's own key after.
         lines.append(f"    v = value[k{n}_{len(keys) - 1}]")
         for m in range(len(keys) - 2, -1, -1):
             lines.append(f"    if v is None: v = value[k{n}_{m}]")
-        namespace[f"h{n}"] = converter.get_structure_hook(kind)
+        hook = converter.get_structure_hook(kind)
+        if getattr(hook, "__func__", None) is _OPTIONAL:
+            # ``X | None`` through cattrs' own handling, which for a value that
+            # is not None (as here) calls X's hook: that hook, without the
+            # union's look-up on every call.
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+            hook = converter.get_structure_hook(kind)
+        namespace[f"h{n}"] = hook
         namespace[f"t{n}"] = kind
         check = next((c for t, c in _INLINE if t == kind), None)
         call = f"h{n}(v, t{n})"
         value = f"v if {check} else {call}" if check is not None else call
+        nested = _nested_plans(converter, kind)
+        if nested is not None:
+            # The object's plan for its keys, or (keys not seen yet) the hook.
+            namespace[f"p{n}"] = nested
+            value = f"p(v) if v.__class__ is dict and (p := p{n}(tuple(v))) else {call}"
         if positional:
             lines.append(f"    a{n} = d{n} if v is None else {value}")
             arguments.append(f"a{n}")
         else:
             argument = getattr(field, "alias", None) or field.name  # attrs: "_x" is "x"
             lines += ["    if v is not None:", f"        kw[{argument!r}] = {value}"]
-    lines.append(
-        f"    return cls({', '.join(arguments)})" if positional else "    return cls(**kw)"
-    )
+    if setters is not None:
+        lines.append("    o = new(cls)")
+        for n, (setter, argument) in enumerate(zip(setters, arguments, strict=True)):
+            namespace[f"s{n}"] = setter
+            lines.append(f"    s{n}(o, {argument})")
+        lines.append("    return o")
+    elif positional:
+        lines.append(f"    return cls({', '.join(arguments)})")
+    else:
+        lines.append("    return cls(**kw)")
     exec("\n".join(lines), namespace)  # noqa: S102 - code from field names only, see above
-    build: Callable[[dict[Any, Any]], T] = namespace["build"]
+    build: Callable[[Any], T] = namespace["build"]
     return build
 
 
