@@ -526,6 +526,11 @@ def decode(cls: type[T], payload: Any, *, what: str | None = None) -> T:
         return structure(payload, cls)  # type: ignore[no-any-return]
     except Exception:  # noqa: BLE001, S110 - re-run below on the detailed converter
         pass
+    return _decode_detailed(cls, payload, what)
+
+
+def _decode_detailed(cls: type[T], payload: Any, what: str | None) -> T:
+    """``payload`` decoded again, after the fast converter failed: the first failure named."""
     try:
         return _detailed.structure(payload, cls)
     except Exception as exc:  # noqa: BLE001 - every converter failure becomes DecodeError
@@ -551,7 +556,17 @@ def decode_authenticate_result(
     payload: Any, *, function: str = "AuthenticateUser"
 ) -> AuthenticateResult:
     """Decode an AuthenticateUser, Authenticate2FA or WebAuthenticateUser reply."""
-    return decode(AuthenticateResult, payload, what=function)
+    # decode()'s steps, with its look-up of the hook done once, here.
+    try:
+        return _authenticate_result(payload, AuthenticateResult)
+    except Exception:  # noqa: BLE001, S110 - re-run below on the detailed converter
+        pass
+    return _decode_detailed(AuthenticateResult, payload, function)
+
+
+_authenticate_result: Callable[[Any, type], AuthenticateResult] = _fast.get_structure_hook(
+    AuthenticateResult
+)
 
 
 def _first_failure(exc: BaseException) -> tuple[str, str]:
