@@ -125,11 +125,17 @@ def _strict_float(value: Any, _: type) -> float:
 _ENUM_VALUES: dict[type[enum.Enum], dict[Any, enum.Enum]] = {}
 
 
-def _strict_enum(value: Any, cls: type) -> Any:
-    """Enums by value, with an error that lists the known values (never the value sent)."""
+def _enum_values(cls: Any) -> dict[Any, enum.Enum]:
+    """``cls``'s members by value (kept)."""
     by_value = _ENUM_VALUES.get(cls)
     if by_value is None:
-        by_value = _ENUM_VALUES[cls] = {member.value: member for member in cls}  # type: ignore[attr-defined]
+        by_value = _ENUM_VALUES[cls] = {member.value: member for member in cls}
+    return by_value
+
+
+def _strict_enum(value: Any, cls: type) -> Any:
+    """Enums by value, with an error that lists the known values (never the value sent)."""
+    by_value = _enum_values(cls)
     # bool is an int: True must not read as 1.
     member = by_value.get(value) if type(value) is not bool else None
     if member is None:
@@ -304,13 +310,27 @@ def _folding_hook(
 
     find = plans.get
 
-    def hook(value: Any, _: type) -> T:
+    def object_hook(value: Any, _: type) -> T:
         if value.__class__ is dict:  # a JSON object, with keys seen before
             build = find(tuple(value))
             if build is not None:
                 return build(value)
         return read(value)
 
+    fields_read, find_row = len(positions or ()), rows.get
+
+    def row_hook(value: Any, _: type) -> T:
+        if value.__class__ is list:  # as gateways send rows, of a length seen before
+            build = find_row(min(len(value), fields_read))
+            if build is not None:
+                return build(value)
+        elif value.__class__ is dict:
+            build = find(tuple(value))
+            if build is not None:
+                return build(value)
+        return read(value)
+
+    hook = object_hook if positions is None else row_hook
     # A generated plan whose field holds this class reads the field's object
     # through ``find`` itself, without the call to ``hook`` (_generated_plan).
     setattr(hook, _PLANS_OF_HOOK, find)
@@ -321,18 +341,21 @@ def _folding_hook(
 _PLANS_OF_HOOK = "_alphapoint_plans"
 
 
-#: Field types whose check a generated plan makes inline: the condition under
-#: which the converter's own hook (registered in :func:`_make_converter`) would
-#: return the value unchanged. Any other value goes to that hook, which
-#: converts it ("96" -> 96) or raises, as without generation.
+#: Field types whose hook a generated plan runs inline, for the values that
+#: hook (registered in :func:`_make_converter`) returns as they are or
+#: converts without a doubt (an integer to a float). Any other value goes to
+#: the hook (``{call}``), which converts it ("96" -> 96) or raises, as without
+#: generation.
 _INLINE: list[tuple[Any, str]] = [
-    (bool, "v.__class__ is bool"),
-    (int, "v.__class__ is int and -R <= v < R"),
-    (int | None, "v.__class__ is int and -R <= v < R"),
-    (str, "v.__class__ is str"),
-    (str | None, "v.__class__ is str and v"),  # an empty string reads as None
-    (float, "v.__class__ is float"),
+    (bool, "v if v.__class__ is bool else {call}"),
+    (int, "v if v.__class__ is int and -R <= v < R else {call}"),
+    (int | None, "v if v.__class__ is int and -R <= v < R else {call}"),
+    (str, "v if v.__class__ is str else {call}"),
+    (str | None, "v if v.__class__ is str and v else {call}"),  # an empty string reads as None
+    (float, "v if v.__class__ is float else float(v) if v.__class__ is int else {call}"),
 ]
+#: An enum whose hook is :func:`_strict_enum` (``e{n}``: its members by value).
+_INLINE_ENUM = "m if v.__class__ is not bool and (m := e{n}(v)) is not None else {call}"
 
 
 #: A field without a default (a required one).
@@ -406,6 +429,22 @@ def _nested_plans(converter: cattrs.Converter, kind: Any) -> Any:
 
 
 _UNIONS = (typing.Union, types.UnionType)
+
+
+def _reads_as_enum(kind: Any, hook: Any) -> bool:
+    """Whether ``hook``, the converter's for ``kind``, is :func:`_strict_enum`'s reading.
+
+    An enum's hook is found by its bases: an IntEnum's is the int one, which
+    hands it to :func:`_strict_enum`, as the str one does for a str enum; a
+    float enum's is the float one, which reads a float (not a member).
+    """
+    return (
+        isinstance(kind, type)
+        and issubclass(kind, enum.Enum)
+        and hook in (_strict_enum, _strict_int, _strict_str)
+    )
+
+
 #: cattrs' structure function for ``X | None`` (where no hook is registered for the union).
 _OPTIONAL = getattr(cattrs.BaseConverter, "_structure_optional", None)
 
@@ -470,9 +509,12 @@ def _generated_plan(
             hook = converter.get_structure_hook(kind)
         namespace[f"h{n}"] = hook
         namespace[f"t{n}"] = kind
-        check = next((c for t, c in _INLINE if t == kind), None)
         call = f"h{n}(v, t{n})"
-        value = f"v if {check} else {call}" if check is not None else call
+        value = next((c for t, c in _INLINE if t == kind), "{call}")
+        if _reads_as_enum(kind, hook):
+            namespace[f"e{n}"] = _enum_values(kind).get
+            value = _INLINE_ENUM
+        value = value.format(call=call, n=n)
         nested = _nested_plans(converter, kind)
         if nested is not None:
             # The object's plan for its keys, or (keys not seen yet) the hook.
