@@ -559,16 +559,20 @@ def decode(cls: type[T], payload: Any, *, what: str | None = None) -> T:
     ``list[Level2Entry]``. Raises :class:`DecodeError` naming the first
     offending field.
     """
-    structure = _fast_hooks.get(cls)
-    if structure is None:
-        structure = _fast.get_structure_hook(cls)
-        if len(_fast_hooks) < _HOOKS_KEPT:
-            _fast_hooks[cls] = structure
+    structure = _fast_hooks.get(cls) or _fast_hook(cls)
     try:
         return structure(payload, cls)  # type: ignore[no-any-return]
     except Exception:  # noqa: BLE001, S110 - re-run below on the detailed converter
         pass
     return _decode_detailed(cls, payload, what)
+
+
+def _fast_hook(cls: Any) -> Callable[[Any, Any], Any]:
+    """The fast converter's hook for ``cls``, kept in :data:`_fast_hooks` (while there is room)."""
+    structure = _fast.get_structure_hook(cls)
+    if len(_fast_hooks) < _HOOKS_KEPT:
+        _fast_hooks[cls] = structure
+    return structure
 
 
 def _decode_detailed(cls: type[T], payload: Any, what: str | None) -> T:
@@ -591,7 +595,14 @@ def decode_rows(cls: type[T], payload: Any, *, what: str | None = None) -> list[
     one_row = not isinstance(payload, list) or (payload and type(payload[0]) not in (list, dict))
     if one_row:
         return [decode(cls, payload, what=what)]
-    return decode(list[cls], payload, what=what)  # type: ignore[valid-type]
+    # What decode(list[cls], ...) does, with the row's hook looked up once
+    # (cattrs' list hook calls it for each row, as here).
+    structure = _fast_hooks.get(cls) or _fast_hook(cls)
+    try:
+        return [structure(row, cls) for row in payload]
+    except Exception:  # noqa: BLE001, S110 - re-run below on the detailed converter
+        pass
+    return _decode_detailed(list[cls], payload, what)  # type: ignore[valid-type]
 
 
 def decode_authenticate_result(
