@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alphapoint import decoding
-from alphapoint.decoding import decode, decode_authenticate_result, fold_key
+from alphapoint.decoding import decode, decode_authenticate_result, decode_rows, fold_key
 from alphapoint.errors import DecodeError, FrameError, ProtocolError
 from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
 from alphapoint.market_data import Level1, Level2Entry, TickerBar, Trade
@@ -757,6 +757,18 @@ MARKET_MODELS = [Level1, Level2Entry, Trade, TickerBar]
 def test_an_array_row_reads_as_the_detailed_converter_reads_it(model: Any, row: list[Any]) -> None:
     _fast_and_detailed(model, row)
     _fast_and_detailed(list[model], [row, row])
+    # decode_rows reads many rows with the row's hook, as the list's hook would.
+    failure: DecodeError | None = None
+    try:
+        rows = decode_rows(model, [row, row])
+    except DecodeError as error:
+        failure = error
+    if failure is None:
+        assert _exactly(rows) == _exactly(decoding._detailed.structure([row, row], list[model]))
+    else:
+        assert failure.path.startswith("[0]")
+        with pytest.raises(Exception):  # noqa: B017, PT011
+            decoding._detailed.structure([row, row], list[model])
 
 
 @PROPERTY_SETTINGS
