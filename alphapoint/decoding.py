@@ -372,7 +372,7 @@ def _default_of(field: Any) -> Any:
     return default
 
 
-def _slot_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
+def slot_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
     """Each field's slot setter, in order, where they build ``cls`` as its ``__init__`` would.
 
     That is an attrs class whose ``__init__`` is attrs' own and does nothing
@@ -467,7 +467,7 @@ def _generated_plan(
     reads its object through that class's plans directly (the hook itself
     only for keys not seen before, or a value that is not an object). The
     instance is built through its slots where that is what its ``__init__``
-    does (:func:`_slot_setters`).
+    does (:func:`slot_setters`).
     """
     in_order = [f for f in _model_fields(cls) if f.init]
     fields = {fold_key(f.name): f for f in in_order}
@@ -483,7 +483,7 @@ def _generated_plan(
     positional = all(
         not getattr(f, "kw_only", False) and _default_of(f) is not _NO_DEFAULT for f in in_order
     )
-    setters = _slot_setters(cls) if positional else None
+    setters = slot_setters(cls) if positional else None
     lines = ["def build(value):"] if positional else ["def build(value):", "    kw = {}"]
     arguments = []
     for n, field in enumerate(in_order):
@@ -541,8 +541,11 @@ def _generated_plan(
     return build
 
 
-_fast = _make_converter(detailed=False)
-_detailed = _make_converter(detailed=True)
+#: The converter every decode runs first, with the generated plans, and the
+#: one that runs again after a failure, to name what failed (public for the
+#: tests, which check the first against the second).
+fast_converter = _make_converter(detailed=False)
+detailed_converter = _make_converter(detailed=True)
 
 #: The fast converter's hook for each class decoded so far: ``structure()``
 #: looks it up through cattrs' dispatch on every call, which cost about half
@@ -569,7 +572,7 @@ def decode(cls: type[T], payload: Any, *, what: str | None = None) -> T:
 
 def _fast_hook(cls: Any) -> Callable[[Any, Any], Any]:
     """The fast converter's hook for ``cls``, kept in :data:`_fast_hooks` (while there is room)."""
-    structure = _fast.get_structure_hook(cls)
+    structure = fast_converter.get_structure_hook(cls)
     if len(_fast_hooks) < _HOOKS_KEPT:
         _fast_hooks[cls] = structure
     return structure
@@ -578,7 +581,7 @@ def _fast_hook(cls: Any) -> Callable[[Any, Any], Any]:
 def _decode_detailed(cls: type[T], payload: Any, what: str | None) -> T:
     """``payload`` decoded again, after the fast converter failed: the first failure named."""
     try:
-        return _detailed.structure(payload, cls)
+        return detailed_converter.structure(payload, cls)
     except Exception as exc:  # noqa: BLE001 - every converter failure becomes DecodeError
         path, reason = _first_failure(exc)
     label = what or (cls.__name__ if isinstance(cls, type) else repr(cls))
@@ -617,7 +620,7 @@ def decode_authenticate_result(
     return _decode_detailed(AuthenticateResult, payload, function)
 
 
-_authenticate_result: Callable[[Any, type], AuthenticateResult] = _fast.get_structure_hook(
+_authenticate_result: Callable[[Any, type], AuthenticateResult] = fast_converter.get_structure_hook(
     AuthenticateResult
 )
 

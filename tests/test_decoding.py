@@ -715,15 +715,15 @@ def _exactly(value: Any) -> Any:
 
 def _fast_and_detailed(cls: Any, payload: Any) -> None:
     """The generated plan's result is the detailed converter's, or both fail."""
-    fast = decoding._fast.get_structure_hook(cls)
+    fast = decoding.fast_converter.get_structure_hook(cls)
     for _ in range(2):  # the first call makes the plan, the second runs it
         try:
             mine = fast(payload, cls)
         except Exception:  # noqa: BLE001 - only the detailed converter's verdict matters
             with pytest.raises(Exception):  # noqa: B017, PT011
-                decoding._detailed.structure(payload, cls)
+                decoding.detailed_converter.structure(payload, cls)
             return
-        assert _exactly(mine) == _exactly(decoding._detailed.structure(payload, cls))
+        assert _exactly(mine) == _exactly(decoding.detailed_converter.structure(payload, cls))
 
 
 @PROPERTY_SETTINGS
@@ -764,11 +764,12 @@ def test_an_array_row_reads_as_the_detailed_converter_reads_it(model: Any, row: 
     except DecodeError as error:
         failure = error
     if failure is None:
-        assert _exactly(rows) == _exactly(decoding._detailed.structure([row, row], list[model]))
+        reference = decoding.detailed_converter.structure([row, row], list[model])
+        assert _exactly(rows) == _exactly(reference)
     else:
         assert failure.path.startswith("[0]")
         with pytest.raises(Exception):  # noqa: B017, PT011
-            decoding._detailed.structure([row, row], list[model])
+            decoding.detailed_converter.structure([row, row], list[model])
 
 
 @PROPERTY_SETTINGS
@@ -784,7 +785,7 @@ def test_a_market_data_object_reads_as_the_detailed_converter_reads_it(
 
 def test_the_models_are_built_through_their_slots() -> None:
     for model in [AuthenticateResult, User, *MARKET_MODELS]:
-        assert decoding._slot_setters(model) is not None, model
+        assert decoding.slot_setters(model) is not None, model
 
 
 def _validated(_: Any, __: Any, value: int) -> None:
@@ -864,7 +865,7 @@ class WithDict:
 def test_a_class_whose_init_does_more_is_called(model: Any) -> None:
     # Not built through its slots: its __init__ (validators, converters,
     # hooks, a cached hash) runs on every decode, the plan's as the first's.
-    assert decoding._slot_setters(model) is None
+    assert decoding.slot_setters(model) is None
     BUILT.clear()
     for _ in range(3):
         assert decode(model, {"Count": 4}) == model(4)
