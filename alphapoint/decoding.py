@@ -438,11 +438,9 @@ def _reads_as_enum(kind: Any, hook: Any) -> bool:
     hands it to :func:`_strict_enum`, as the str one does for a str enum; a
     float enum's is the float one, which reads a float (not a member).
     """
-    return (
-        isinstance(kind, type)
-        and issubclass(kind, enum.Enum)
-        and hook in (_strict_enum, _strict_int, _strict_str)
-    )
+    # isinstance of EnumMeta, not issubclass: on 3.10 a list[X] passes for a
+    # type, and issubclass() refuses it.
+    return isinstance(kind, enum.EnumMeta) and hook in (_strict_enum, _strict_int, _strict_str)
 
 
 #: cattrs' structure function for ``X | None`` (where no hook is registered for the union).
