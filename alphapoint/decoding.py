@@ -27,6 +27,7 @@ import dataclasses
 import enum
 import math
 import sys
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -124,11 +125,17 @@ def _strict_float(value: Any, _: type) -> float:
 _ENUM_VALUES: dict[type[enum.Enum], dict[Any, enum.Enum]] = {}
 
 
-def _strict_enum(value: Any, cls: type) -> Any:
-    """Enums by value, with an error that lists the known values (never the value sent)."""
+def _enum_values(cls: Any) -> dict[Any, enum.Enum]:
+    """``cls``'s members by value (kept)."""
     by_value = _ENUM_VALUES.get(cls)
     if by_value is None:
-        by_value = _ENUM_VALUES[cls] = {member.value: member for member in cls}  # type: ignore[attr-defined]
+        by_value = _ENUM_VALUES[cls] = {member.value: member for member in cls}
+    return by_value
+
+
+def _strict_enum(value: Any, cls: type) -> Any:
+    """Enums by value, with an error that lists the known values (never the value sent)."""
+    by_value = _enum_values(cls)
     # bool is an int: True must not read as 1.
     member = by_value.get(value) if type(value) is not bool else None
     if member is None:
@@ -273,12 +280,26 @@ def _folding_hook(
         plans[keys] = build
         return build
 
-    def hook(value: Any, _: type) -> T:
+    #: An array row's plans, by how many of its elements are read (at most
+    #: one per field: gateways append fields, and the ones past the declared
+    #: ones are left out).
+    rows: dict[int, Callable[[Any], T]] = {}
+
+    def row_plan(size: int) -> Callable[[Any], T]:
+        assert positions is not None
+        steps: list[tuple[Any, str]] = [(n, positions[n]) for n in range(size)]
+        build: Callable[[Any], T] = folding(steps)
+        if generate:
+            with contextlib.suppress(NameError, TypeError):
+                build = _generated_plan(converter, cls, steps)
+        rows[size] = build
+        return build
+
+    def read(value: Any) -> T:
+        """A value by the rules above (``hook`` does the common case before)."""
         if positions is not None and isinstance(value, list):
-            # Gateways append fields: elements past the declared ones are left out.
-            pairs = zip(positions, value, strict=False)
-            row = {name: item for name, item in pairs if item is not None}
-            return structure(row, cls)
+            size = min(len(value), len(positions))
+            return (rows.get(size) or row_plan(size))(value)
         if not isinstance(value, dict):
             raise _WrongType(f"expected an object, got {_a(value)}")
         keys = tuple(value)
@@ -287,21 +308,54 @@ def _folding_hook(
             build = plan(keys)
         return build(value)
 
+    find = plans.get
+
+    def object_hook(value: Any, _: type) -> T:
+        if value.__class__ is dict:  # a JSON object, with keys seen before
+            build = find(tuple(value))
+            if build is not None:
+                return build(value)
+        return read(value)
+
+    fields_read, find_row = len(positions or ()), rows.get
+
+    def row_hook(value: Any, _: type) -> T:
+        if value.__class__ is list:  # as gateways send rows, of a length seen before
+            build = find_row(min(len(value), fields_read))
+            if build is not None:
+                return build(value)
+        elif value.__class__ is dict:
+            build = find(tuple(value))
+            if build is not None:
+                return build(value)
+        return read(value)
+
+    hook = object_hook if positions is None else row_hook
+    # A generated plan whose field holds this class reads the field's object
+    # through ``find`` itself, without the call to ``hook`` (_generated_plan).
+    setattr(hook, _PLANS_OF_HOOK, find)
     return hook
 
 
-#: Field types whose check a generated plan makes inline: the condition under
-#: which the converter's own hook (registered in :func:`_make_converter`) would
-#: return the value unchanged. Any other value goes to that hook, which
-#: converts it ("96" -> 96) or raises, as without generation.
+#: Where a hook made by :func:`_folding_hook` keeps its plans' ``get``.
+_PLANS_OF_HOOK = "_alphapoint_plans"
+
+
+#: Field types whose hook a generated plan runs inline, for the values that
+#: hook (registered in :func:`_make_converter`) returns as they are or
+#: converts without a doubt (an integer to a float). Any other value goes to
+#: the hook (``{call}``), which converts it ("96" -> 96) or raises, as without
+#: generation.
 _INLINE: list[tuple[Any, str]] = [
-    (bool, "v.__class__ is bool"),
-    (int, "v.__class__ is int and -R <= v < R"),
-    (int | None, "v.__class__ is int and -R <= v < R"),
-    (str, "v.__class__ is str"),
-    (str | None, "v.__class__ is str and v"),  # an empty string reads as None
-    (float, "v.__class__ is float"),
+    (bool, "v if v.__class__ is bool else {call}"),
+    (int, "v if v.__class__ is int and -R <= v < R else {call}"),
+    (int | None, "v if v.__class__ is int and -R <= v < R else {call}"),
+    (str, "v if v.__class__ is str else {call}"),
+    (str | None, "v if v.__class__ is str and v else {call}"),  # an empty string reads as None
+    (float, "v if v.__class__ is float else float(v) if v.__class__ is int else {call}"),
 ]
+#: An enum whose hook is :func:`_strict_enum` (``e{n}``: its members by value).
+_INLINE_ENUM = "m if v.__class__ is not bool and (m := e{n}(v)) is not None else {call}"
 
 
 #: A field without a default (a required one).
@@ -318,9 +372,84 @@ def _default_of(field: Any) -> Any:
     return default
 
 
+def slot_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
+    """Each field's slot setter, in order, where they build ``cls`` as its ``__init__`` would.
+
+    That is an attrs class whose ``__init__`` is attrs' own and does nothing
+    but store each argument in its slot with ``object.__setattr__`` (frozen)
+    or ``self.x = x`` under ``object.__setattr__``: no validator, converter,
+    ``__attrs_pre_init__``/``__attrs_post_init__``, cached hash or slot of
+    another kind, no ``__new__`` or ``__setattr__`` of its own. Then
+    ``object.__new__(cls)`` and one slot descriptor's ``__set__`` per field
+    store the same values in the same slots, without the three layers of
+    calls around them (``type.__call__``, ``__init__``, the bound
+    ``object.__setattr__``): about a third fewer instructions than calling
+    the class (docs/performance.md). Otherwise None: such a class is built
+    by calling it.
+    """
+    if not attrs.has(cls) or issubclass(cls, BaseException) or cls.__new__ is not object.__new__:
+        return None
+    init = cls.__dict__.get("__init__")
+    if not getattr(getattr(init, "__code__", None), "co_filename", "").startswith(
+        "<attrs generated"
+    ):
+        return None  # attrs made none (init=False), or the class wrote its own
+    if hasattr(cls, "__attrs_pre_init__") or hasattr(cls, "__attrs_post_init__"):
+        return None
+    if cls.__setattr__ not in (object.__setattr__, _FROZEN_SETATTR):
+        return None  # an on_setattr hook or a __setattr__ of the class's own
+    fields = attrs.fields(cls)
+    if any(not f.init or f.validator or f.converter for f in fields):
+        return None
+    allowed = {f.name for f in fields} | {"__weakref__", "__dict__"}
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        if not set((slots,) if isinstance(slots, str) else slots) <= allowed:
+            return None  # a slot __init__ sets besides the fields' (cache_hash's)
+    setters = []
+    for f in fields:
+        slot = next((k.__dict__[f.name] for k in cls.__mro__ if f.name in k.__dict__), None)
+        if type(slot) is not types.MemberDescriptorType:
+            return None  # a dict class, or a field shadowed by something else
+        setters.append(slot.__set__)
+    return setters
+
+
+#: attrs' ``__setattr__`` of a frozen class (which ``__init__`` goes around).
+_FROZEN_SETATTR = attrs.frozen(type("_Frozen", (), {})).__setattr__
+
+
+def _nested_plans(converter: cattrs.Converter, kind: Any) -> Any:
+    """The plans' ``get`` of a model field's class (``X`` or ``X | None``), if it has them."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    inner = args[0] if typing.get_origin(kind) in _UNIONS and len(args) == 1 else kind
+    if not _is_model(inner):
+        return None
+    return getattr(converter.get_structure_hook(inner), _PLANS_OF_HOOK, None)
+
+
+_UNIONS = (typing.Union, types.UnionType)
+
+
+def _reads_as_enum(kind: Any, hook: Any) -> bool:
+    """Whether ``hook``, the converter's for ``kind``, is :func:`_strict_enum`'s reading.
+
+    An enum's hook is found by its bases: an IntEnum's is the int one, which
+    hands it to :func:`_strict_enum`, as the str one does for a str enum; a
+    float enum's is the float one, which reads a float (not a member).
+    """
+    # isinstance of EnumMeta, not issubclass: on 3.10 a list[X] passes for a
+    # type, and issubclass() refuses it.
+    return isinstance(kind, enum.EnumMeta) and hook in (_strict_enum, _strict_int, _strict_str)
+
+
+#: cattrs' structure function for ``X | None`` (where no hook is registered for the union).
+_OPTIONAL = getattr(cattrs.BaseConverter, "_structure_optional", None)
+
+
 def _generated_plan(
     converter: cattrs.Converter, cls: type[T], steps: list[tuple[Any, str]]
-) -> Callable[[dict[Any, Any]], T]:
+) -> Callable[[Any], T]:
     """One plan as Python code, compiled once: the reply's keys read into ``cls``.
 
     Does what the folding plan and cattrs' structure function do together
@@ -328,23 +457,31 @@ def _generated_plan(
     default; each value through its type's hook), without the folded dict in
     between and with the common checks inline. The keys are never part of
     the code (they come from the gateway): the code reads them from its
-    namespace (``k0``, ``k1``...). Any failure raises, and :func:`decode`
-    then runs the detailed converter, which says what failed.
+    namespace (``k0``, ``k1``...); an array row's keys are its positions.
+    Any failure raises, and :func:`decode` then runs the detailed converter,
+    which says what failed.
+
+    A field holding a model whose hook keeps plans (:func:`_folding_hook`)
+    reads its object through that class's plans directly (the hook itself
+    only for keys not seen before, or a value that is not an object). The
+    instance is built through its slots where that is what its ``__init__``
+    does (:func:`slot_setters`).
     """
     in_order = [f for f in _model_fields(cls) if f.init]
     fields = {fold_key(f.name): f for f in in_order}
-    types = typing.get_type_hints(cls)
+    types_of = typing.get_type_hints(cls)
     keys_of: dict[str, list[Any]] = {}
     for key, name in steps:
         if name in fields:
             keys_of.setdefault(name, []).append(key)
-    namespace: dict[str, Any] = {"cls": cls, "R": _INT_RANGE}
+    namespace: dict[str, Any] = {"cls": cls, "R": _INT_RANGE, "new": object.__new__}
     # Every argument by position, a default where the reply gives none (no
     # dictionary of keywords to build and unpack), when every field has a
     # plain default; else by keyword, leaving out what the reply does not give.
     positional = all(
         not getattr(f, "kw_only", False) and _default_of(f) is not _NO_DEFAULT for f in in_order
     )
+    setters = slot_setters(cls) if positional else None
     lines = ["def build(value):"] if positional else ["def build(value):", "    kw = {}"]
     arguments = []
     for n, field in enumerate(in_order):
@@ -354,34 +491,59 @@ def _generated_plan(
         if keys is None:
             arguments.append(f"d{n}")
             continue
-        kind = types.get(field.name, Any)
+        kind = types_of.get(field.name, Any)
         for m, key in enumerate(keys):
             namespace[f"k{n}_{m}"] = key
         # The last key given (not null) wins: an alias first, the field's own key after.
         lines.append(f"    v = value[k{n}_{len(keys) - 1}]")
         for m in range(len(keys) - 2, -1, -1):
             lines.append(f"    if v is None: v = value[k{n}_{m}]")
-        namespace[f"h{n}"] = converter.get_structure_hook(kind)
+        hook = converter.get_structure_hook(kind)
+        if getattr(hook, "__func__", None) is _OPTIONAL:
+            # ``X | None`` through cattrs' own handling, which for a value that
+            # is not None (as here) calls X's hook: that hook, without the
+            # union's look-up on every call.
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+            hook = converter.get_structure_hook(kind)
+        namespace[f"h{n}"] = hook
         namespace[f"t{n}"] = kind
-        check = next((c for t, c in _INLINE if t == kind), None)
         call = f"h{n}(v, t{n})"
-        value = f"v if {check} else {call}" if check is not None else call
+        value = next((c for t, c in _INLINE if t == kind), "{call}")
+        if _reads_as_enum(kind, hook):
+            namespace[f"e{n}"] = _enum_values(kind).get
+            value = _INLINE_ENUM
+        value = value.format(call=call, n=n)
+        nested = _nested_plans(converter, kind)
+        if nested is not None:
+            # The object's plan for its keys, or (keys not seen yet) the hook.
+            namespace[f"p{n}"] = nested
+            value = f"p(v) if v.__class__ is dict and (p := p{n}(tuple(v))) else {call}"
         if positional:
             lines.append(f"    a{n} = d{n} if v is None else {value}")
             arguments.append(f"a{n}")
         else:
             argument = getattr(field, "alias", None) or field.name  # attrs: "_x" is "x"
             lines += ["    if v is not None:", f"        kw[{argument!r}] = {value}"]
-    lines.append(
-        f"    return cls({', '.join(arguments)})" if positional else "    return cls(**kw)"
-    )
+    if setters is not None:
+        lines.append("    o = new(cls)")
+        for n, (setter, argument) in enumerate(zip(setters, arguments, strict=True)):
+            namespace[f"s{n}"] = setter
+            lines.append(f"    s{n}(o, {argument})")
+        lines.append("    return o")
+    elif positional:
+        lines.append(f"    return cls({', '.join(arguments)})")
+    else:
+        lines.append("    return cls(**kw)")
     exec("\n".join(lines), namespace)  # noqa: S102 - code from field names only, see above
-    build: Callable[[dict[Any, Any]], T] = namespace["build"]
+    build: Callable[[Any], T] = namespace["build"]
     return build
 
 
-_fast = _make_converter(detailed=False)
-_detailed = _make_converter(detailed=True)
+#: The converter every decode runs first, with the generated plans, and the
+#: one that runs again after a failure, to name what failed (public for the
+#: tests, which check the first against the second).
+fast_converter = _make_converter(detailed=False)
+detailed_converter = _make_converter(detailed=True)
 
 #: The fast converter's hook for each class decoded so far: ``structure()``
 #: looks it up through cattrs' dispatch on every call, which cost about half
@@ -398,17 +560,26 @@ def decode(cls: type[T], payload: Any, *, what: str | None = None) -> T:
     ``list[Level2Entry]``. Raises :class:`DecodeError` naming the first
     offending field.
     """
-    structure = _fast_hooks.get(cls)
-    if structure is None:
-        structure = _fast.get_structure_hook(cls)
-        if len(_fast_hooks) < _HOOKS_KEPT:
-            _fast_hooks[cls] = structure
+    structure = _fast_hooks.get(cls) or _fast_hook(cls)
     try:
         return structure(payload, cls)  # type: ignore[no-any-return]
     except Exception:  # noqa: BLE001, S110 - re-run below on the detailed converter
         pass
+    return _decode_detailed(cls, payload, what)
+
+
+def _fast_hook(cls: Any) -> Callable[[Any, Any], Any]:
+    """The fast converter's hook for ``cls``, kept in :data:`_fast_hooks` (while there is room)."""
+    structure = fast_converter.get_structure_hook(cls)
+    if len(_fast_hooks) < _HOOKS_KEPT:
+        _fast_hooks[cls] = structure
+    return structure
+
+
+def _decode_detailed(cls: type[T], payload: Any, what: str | None) -> T:
+    """``payload`` decoded again, after the fast converter failed: the first failure named."""
     try:
-        return _detailed.structure(payload, cls)
+        return detailed_converter.structure(payload, cls)
     except Exception as exc:  # noqa: BLE001 - every converter failure becomes DecodeError
         path, reason = _first_failure(exc)
     label = what or (cls.__name__ if isinstance(cls, type) else repr(cls))
@@ -425,14 +596,31 @@ def decode_rows(cls: type[T], payload: Any, *, what: str | None = None) -> list[
     one_row = not isinstance(payload, list) or (payload and type(payload[0]) not in (list, dict))
     if one_row:
         return [decode(cls, payload, what=what)]
-    return decode(list[cls], payload, what=what)  # type: ignore[valid-type]
+    # What decode(list[cls], ...) does, with the row's hook looked up once
+    # (cattrs' list hook calls it for each row, as here).
+    structure = _fast_hooks.get(cls) or _fast_hook(cls)
+    try:
+        return [structure(row, cls) for row in payload]
+    except Exception:  # noqa: BLE001, S110 - re-run below on the detailed converter
+        pass
+    return _decode_detailed(list[cls], payload, what)  # type: ignore[valid-type]
 
 
 def decode_authenticate_result(
     payload: Any, *, function: str = "AuthenticateUser"
 ) -> AuthenticateResult:
     """Decode an AuthenticateUser, Authenticate2FA or WebAuthenticateUser reply."""
-    return decode(AuthenticateResult, payload, what=function)
+    # decode()'s steps, with its look-up of the hook done once, here.
+    try:
+        return _authenticate_result(payload, AuthenticateResult)
+    except Exception:  # noqa: BLE001, S110 - re-run below on the detailed converter
+        pass
+    return _decode_detailed(AuthenticateResult, payload, function)
+
+
+_authenticate_result: Callable[[Any, type], AuthenticateResult] = fast_converter.get_structure_hook(
+    AuthenticateResult
+)
 
 
 def _first_failure(exc: BaseException) -> tuple[str, str]:

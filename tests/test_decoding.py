@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alphapoint.decoding import decode, decode_authenticate_result, fold_key
+from alphapoint import decoding
+from alphapoint.decoding import decode, decode_authenticate_result, decode_rows, fold_key
 from alphapoint.errors import DecodeError, FrameError, ProtocolError
 from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
+from alphapoint.market_data import Level1, Level2Entry, TickerBar, Trade
 from alphapoint.models import AuthenticateResult, AuthStatus, User
+from alphapoint.testing.strategies import WIRE_KEYS, results, spelled, to_wire
 
 # The documented "Authenticated response" of AuthenticateUser, verbatim from the
 # reference page (camelCase).
@@ -694,3 +698,205 @@ def test_a_user_reads_the_last_key_given_for_a_field_checked_by_its_type(
             decode(User, payload)
         return
     assert decode(User, payload) == User(**expected)
+
+
+# -- the fast converter's plans give what the detailed converter gives ----------------
+
+
+def _exactly(value: Any) -> Any:
+    """``value`` with every field's type beside it: ``True`` is not ``1`` here."""
+    if attrs.has(type(value)):
+        fields = attrs.fields(type(value))
+        return (type(value), tuple(_exactly(getattr(value, f.name)) for f in fields))
+    if isinstance(value, list):
+        return [_exactly(item) for item in value]
+    return (type(value), value)
+
+
+def _fast_and_detailed(cls: Any, payload: Any) -> None:
+    """The generated plan's result is the detailed converter's, or both fail."""
+    fast = decoding.fast_converter.get_structure_hook(cls)
+    for _ in range(2):  # the first call makes the plan, the second runs it
+        try:
+            mine = fast(payload, cls)
+        except Exception:  # noqa: BLE001 - only the detailed converter's verdict matters
+            with pytest.raises(Exception):  # noqa: B017, PT011
+                decoding.detailed_converter.structure(payload, cls)
+            return
+        assert _exactly(mine) == _exactly(decoding.detailed_converter.structure(payload, cls))
+
+
+@PROPERTY_SETTINGS
+@given(st.data(), results)
+def test_a_reply_in_any_casing_reads_as_the_detailed_converter_reads_it(
+    data: st.DataObject, result: AuthenticateResult
+) -> None:
+    # The plans build the instance through its slots and read the user object
+    # through User's plans: the same fields, of the same types, as cattrs'
+    # structure function calling the classes.
+    payload = data.draw(to_wire(result, WIRE_KEYS))
+    _fast_and_detailed(AuthenticateResult, payload)
+    assert _exactly(decode_authenticate_result(payload)) == _exactly(result)
+
+
+row_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64)
+    | st.floats(allow_nan=False)
+    | st.sampled_from(["", "1", "12.5", "x", "nan", "1551360481517"])
+)
+MARKET_MODELS = [Level1, Level2Entry, Trade, TickerBar]
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.sampled_from(MARKET_MODELS),
+    st.lists(row_scalars, max_size=13) | st.lists(st.integers(0, 3), max_size=13),
+)
+def test_an_array_row_reads_as_the_detailed_converter_reads_it(model: Any, row: list[Any]) -> None:
+    _fast_and_detailed(model, row)
+    _fast_and_detailed(list[model], [row, row])
+    # decode_rows reads many rows with the row's hook, as the list's hook would.
+    failure: DecodeError | None = None
+    try:
+        rows = decode_rows(model, [row, row])
+    except DecodeError as error:
+        failure = error
+    if failure is None:
+        reference = decoding.detailed_converter.structure([row, row], list[model])
+        assert _exactly(rows) == _exactly(reference)
+    else:
+        assert failure.path.startswith("[0]")
+        with pytest.raises(Exception):  # noqa: B017, PT011
+            decoding.detailed_converter.structure([row, row], list[model])
+
+
+@PROPERTY_SETTINGS
+@given(st.sampled_from(MARKET_MODELS), st.data())
+def test_a_market_data_object_reads_as_the_detailed_converter_reads_it(
+    model: Any, data: st.DataObject
+) -> None:
+    names = [f.name for f in attrs.fields(model)]
+    keys = st.sampled_from(names).flatmap(spelled) | st.just("Rolling24NumTrades")
+    payload = data.draw(st.dictionaries(keys, row_scalars, max_size=len(names) + 2))
+    _fast_and_detailed(model, payload)
+
+
+def test_the_models_are_built_through_their_slots() -> None:
+    for model in [AuthenticateResult, User, *MARKET_MODELS]:
+        assert decoding.slot_setters(model) is not None, model
+
+
+def _validated(_: Any, __: Any, value: int) -> None:
+    if value < 0:
+        raise ValueError("negative")
+
+
+@attrs.frozen
+class WithValidator:
+    count: int = attrs.field(default=0, validator=_validated)
+
+
+def _doubled(value: int) -> int:
+    return value * 2
+
+
+@attrs.frozen
+class WithConverter:
+    count: int = attrs.field(default=0, converter=_doubled)
+
+
+BUILT: list[Any] = []
+
+
+@attrs.frozen
+class WithPostInit:
+    count: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        BUILT.append(self)
+
+
+@attrs.frozen
+class WithPreInit:
+    count: int = 0
+
+    def __attrs_pre_init__(self) -> None:
+        BUILT.append("pre")
+
+
+@attrs.frozen(init=False)
+class WithOwnInit:
+    count: int = 0
+
+    def __init__(self, count: int = 0) -> None:
+        self.__attrs_init__(count + 1)
+
+
+@attrs.frozen(cache_hash=True)
+class WithCachedHash:
+    count: int = 0
+
+
+@attrs.define
+class WithOnSetattr:
+    count: int = attrs.field(default=0, on_setattr=lambda _, __, value: value)
+
+
+@attrs.define(slots=False)
+class WithDict:
+    count: int = 0
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        WithValidator,
+        WithConverter,
+        WithPostInit,
+        WithPreInit,
+        WithOwnInit,
+        WithCachedHash,
+        WithOnSetattr,
+        WithDict,
+    ],
+)
+def test_a_class_whose_init_does_more_is_called(model: Any) -> None:
+    # Not built through its slots: its __init__ (validators, converters,
+    # hooks, a cached hash) runs on every decode, the plan's as the first's.
+    assert decoding.slot_setters(model) is None
+    BUILT.clear()
+    for _ in range(3):
+        assert decode(model, {"Count": 4}) == model(4)
+    if model in (WithPostInit, WithPreInit):
+        assert len(BUILT) == 6  # the 3 decodes, and the 3 calls to compare with
+    if model is WithValidator:
+        for _ in range(2):
+            with pytest.raises(DecodeError, match="could not be decoded"):
+                decode(model, {"Count": -1})
+    if model is WithConverter:
+        assert decode(model, {"count": 4}).count == 8
+    if model is WithOwnInit:
+        assert decode(model, {"count": 4}).count == 5
+    if model is WithCachedHash:
+        assert hash(decode(model, {"Count": 4})) == hash(model(4))
+
+
+@attrs.frozen
+class Outer:
+    user: User | None = None
+    owner: User = User()  # noqa: RUF009 - frozen: one instance shared is fine
+
+
+def test_a_nested_object_is_read_by_its_own_keys_each_time() -> None:
+    # The outer keys are the same; the inner ones change: each inner set of
+    # keys gets its own plan, read through User's plans from the outer plan.
+    for inner in ({"UserId": 1}, {"userName": "bob"}, {"UserId": 1}, {}, {"USERID": "7"}):
+        for _ in range(2):
+            result = decode(Outer, {"User": inner, "Owner": inner})
+            assert result.user == result.owner == decode(User, inner)
+    assert decode(Outer, {"User": None, "Owner": None}) == Outer()
+    with pytest.raises(DecodeError) as caught:
+        decode(Outer, {"User": {"UserId": 1}, "Owner": [1]})
+    assert caught.value.path == "owner"
