@@ -12,15 +12,18 @@ import subprocess
 import sys
 import textwrap
 
+import anyio
 import pytest
 
 import alphapoint
 from alphapoint import UsageError
 from alphapoint.drivers import Driver, choose, open_websocket
 from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
-from alphapoint.testing import GatewayFixture
+from alphapoint.testing import GatewayFixture, faults
+from alphapoint.testing.faults import FaultyGateway
+from alphapoint.urls import parse_url
 
-from .helpers import LIMIT
+from .helpers import LIMIT, SHORT
 
 
 def run_without_the_extra(code: str) -> str:
@@ -107,6 +110,22 @@ if choose.picows_installed():  # without picows, there is no such choice (and no
                 assert type(websocket).__name__ == expected
             finally:
                 await websocket.abort()
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("anyio_backend", ["asyncio"])
+    async def test_picows_own_handshake_bound_ends_in_the_builtin_timeout_error() -> None:
+        """picows bounds the handshake itself as well as the opener's scope; when
+        its bound ends a stalled handshake first, what reaches the opener is the
+        builtin ``TimeoutError`` that it maps to ``NetworkError`` (picows raises
+        ``asyncio.TimeoutError``, a class of its own before Python 3.11)."""
+        from alphapoint.drivers.picows_listener import open_picows_websocket
+
+        async with FaultyGateway(faults.stalled_handshake()) as gateway:
+            with anyio.fail_after(LIMIT), pytest.raises(TimeoutError):
+                # No scope of the opener's around it: picows's own bound ends it.
+                await open_picows_websocket(
+                    parse_url(gateway.url), ssl=None, open_timeout=SHORT, close_timeout=SHORT
+                )
 
 
 @pytest.mark.usefixtures("codec")

@@ -344,8 +344,9 @@ async def open_picows_websocket(
     """Connect and complete the handshake; the caller bounds the time.
 
     Raises what ``loop.create_connection`` raises (``OSError``,
-    ``ssl.SSLError``), :class:`HandshakeRefused` or :class:`NetworkError`;
-    on any error, or a cancellation, the connection is closed.
+    ``ssl.SSLError``), :class:`HandshakeRefused`, :class:`NetworkError`, or
+    ``TimeoutError`` when picows's own bound (``open_timeout``) ends the
+    handshake first; on any error, or a cancellation, the connection is closed.
     """
     websocket = PicowsWebSocket(
         close_timeout=close_timeout,
@@ -386,13 +387,17 @@ async def open_picows_websocket(
         raise refused_upgrade(where, int(response.status), response.status.phrase) from None
     except WSHandshakeError as exc:
         raise refused_upgrade(where, None, str(exc)) from None
-    except BaseException:
+    except BaseException as exc:
         # Cancelled or timed out with the handshake under way: picows keeps
         # the connection open until its own timeout; shut it down now (its
         # read then ends, and picows closes it).
         websocket.abandoned = True
         for sock in sockets:
             _shut_down(sock)
+        if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, TimeoutError):
+            # picows's own bound came first; before Python 3.11 its
+            # asyncio.TimeoutError is not the builtin the opener maps.
+            raise TimeoutError(f"no WebSocket handshake within {open_timeout} s") from None
         raise
     if listener is None:
         # picows returns no listener when the server hung up before answering.
