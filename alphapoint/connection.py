@@ -44,7 +44,7 @@ from .errors import (
     ProtocolError,
     RequestTimeout,
 )
-from .frame import Frame, MessageType, decode_fields, encode, encode_frame
+from .frame import Fields, Frame, MessageType, decode_fields, encode, encode_frame
 from .models import Event
 from .policies import Keepalive
 from .redaction import SecretSet, redact
@@ -52,10 +52,6 @@ from .redaction import SecretSet, redact
 __all__ = ["UNREADABLE_LOG_INTERVAL", "Connection"]
 
 logger = logging.getLogger("alphapoint.connection")
-
-#: A reply's fields, as :func:`~alphapoint.frame.decode_fields` reads them:
-#: type, seq, function, payload (what :meth:`Connection.exchange` returns).
-Fields = tuple[MessageType, int, str, Any]
 
 #: Messages that cannot be read are logged at WARNING at most once in this
 #: many seconds per connection; the others are counted, and the count is

@@ -16,9 +16,10 @@ from typing import Any
 import attrs
 
 from .errors import FrameError, InvalidPayload, PayloadError
-from .jsoncodec import CODEC, DIGITS, LONG_NUMBER
+from .jsoncodec import CODEC, holds_long_number
 
 __all__ = [
+    "Fields",
     "Frame",
     "MessageType",
     "decode_fields",
@@ -139,7 +140,11 @@ def decode_frame(message: str | bytes) -> Frame:
     return Frame(*decode_fields(message))
 
 
-def decode_fields(message: str) -> tuple[MessageType, int, str, Any]:
+#: A frame's fields as :func:`decode_fields` reads them: type, seq, function, payload.
+Fields = tuple[MessageType, int, str, Any]
+
+
+def decode_fields(message: str) -> Fields:
     """:func:`decode_frame` of a text, as its fields ``(m, i, n, o)``, without
     making the frame: an event's fields become an :class:`~alphapoint.Event`
     at once, and a frame object per event cost as much as a third of its
@@ -202,9 +207,7 @@ def decode_fields(message: str) -> tuple[MessageType, int, str, Any]:
             # orjson's loose reader is exact for ``o`` unless it holds a number
             # of 19 digits or more: too short to hold one (a reply such as
             # Ping's), or one look for such digits, tells.
-            sure = len(o) < 19 or (
-                LONG_NUMBER not in o.encode("utf-8", "surrogatepass").translate(DIGITS)
-            )
+            sure = len(o) < 19 or not holds_long_number(o)
             payload = read_json_loose(o) if sure else read_json(o)
             end = len(o)
         else:

@@ -38,7 +38,7 @@ import json.scanner
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-__all__ = ["CODEC", "CODECS", "DIGITS", "LONG_NUMBER", "Codec"]
+__all__ = ["CODEC", "CODECS", "Codec", "holds_long_number"]
 
 
 class Codec(NamedTuple):
@@ -115,10 +115,22 @@ def _not_serialisable(value: Any) -> Any:
 #: long runs of them with bytes' own search (a regular expression for them
 #: looked at every position, and cost four times orjson's whole parse of an
 #: AuthenticateUser reply).
-DIGITS = bytes(ord("d") if 48 <= b <= 57 else ord(".") for b in range(256))
+_DIGITS = bytes(ord("d") if 48 <= b <= 57 else ord(".") for b in range(256))
 #: As many digits as the longest 64-bit integer, or more: where orjson would
 #: read an integer as a float.
-LONG_NUMBER = b"d" * 19
+_LONG_NUMBER = b"d" * 19
+
+
+def holds_long_number(text: str) -> bool:
+    """Whether ``text`` holds 19 digits in a row: an integer orjson may read as a
+    float, so that its reading is not sure.
+
+    Raises ``UnicodeEncodeError`` (a ``ValueError``: not sure either) for a
+    lone surrogate, which orjson refuses too. ``find``, not ``in``: ``bytes in
+    bytes`` first tries the needle as an integer and clears the TypeError,
+    which cost twice the search.
+    """
+    return text.encode().translate(_DIGITS).find(_LONG_NUMBER) != -1
 
 
 def _orjson(fallback: Codec) -> Codec | None:
@@ -133,14 +145,9 @@ def _orjson(fallback: Codec) -> Codec | None:
         | orjson.OPT_PASSTHROUGH_SUBCLASS
     )
     write_slowly = fallback.write
-    digits, long_number = DIGITS, LONG_NUMBER
 
     def read(text: str) -> Any:
-        # UnicodeEncodeError (a ValueError: unsure) for a lone surrogate, which
-        # orjson would refuse too. ``find``, not ``in``: ``bytes in bytes``
-        # first tries the needle as an integer and clears the TypeError, which
-        # cost twice the search.
-        if text.encode().translate(digits).find(long_number) != -1:
+        if holds_long_number(text):
             raise _Unsure("a number of 19 digits or more")
         return loads(text)
 
