@@ -126,19 +126,8 @@ class EventHub:
                 # Level1 and account events: an object naming its InstrumentId
                 # (event_instrument's first case, without the call).
                 key = payload.get("InstrumentId") if type(payload) is dict else None
-                if type(key) is int:
-                    matching = by_instrument.get(key)
-                    if matching is not None:
-                        if len(matching) == 1 and matching[0].match is None:
-                            matching[0].offer(event)
-                        else:
-                            _offer(matching, event)
-                    if route.unkeyed:
-                        _offer(route.unkeyed, event)
-                    if self._everything:
-                        _offer(self._everything, event)
-                    return
-                key = event_instrument(event.function, payload)
+                if type(key) is not int:
+                    key = event_instrument(event.function, payload)
                 if key is None:
                     # Names no instrument: every keyed stream of this name takes it.
                     for keyed in tuple(by_instrument.values()):
