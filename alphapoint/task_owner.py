@@ -1,0 +1,154 @@
+"""Who owns a session's tasks: starts them, cancels them, waits for every one.
+
+Every task of a session (its connection's reader, a reconnect, a re-login)
+has an owner, and ``async with connect(...)`` does not exit before each has
+ended. Under trio the owner is an anyio task group (trio's nursery). Under
+asyncio (and uvloop) it is the loop's own tasks in a set: anyio's task group
+costs a session a cancel scope and, for every task, a handle, its coroutine,
+two events and a cancel scope of their own (about a tenth of an idle
+session's objects, and some 300 function calls of a login under cProfile;
+docs/performance.md, "The session's tasks and the login, sixth session"),
+and ``asyncio.TaskGroup`` exists from Python 3.11 only.
+
+Neither owner lets an exception out of its tasks: what the session starts
+catches its own failures (:meth:`Session._guarded`), so no task's error can
+cancel the user's block or come out of ``connect`` in an ExceptionGroup. One
+that slips through anyway (a bug) is logged by the asyncio owner; anyio's
+group would raise it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+
+from .drivers.loop import current_loop
+
+__all__ = ["TaskOwner", "new_task_owner"]
+
+logger = logging.getLogger("alphapoint.session")
+
+
+class TaskOwner(Protocol):
+    """Starts tasks, cancels them all, and waits until every one has ended."""
+
+    def start(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Run ``coro`` in a new task named ``name``."""
+
+    def cancel_all(self) -> None:
+        """Cancel every task still running (nothing, if none is)."""
+
+    async def wait_all(self) -> None:
+        """Wait until every task has ended, even when cancelled (then re-raised);
+        start nothing more after it."""
+
+
+async def new_task_owner() -> TaskOwner:
+    """The running loop's owner: the loop's own tasks under asyncio, anyio's group under trio."""
+    if current_loop() == "asyncio":
+        return AsyncioTaskOwner()
+    owner = AnyioTaskOwner()
+    await owner.open()
+    return owner
+
+
+class AsyncioTaskOwner:
+    """The loop's own tasks, in a set; each removes itself when it ends.
+
+    The owner is each task's done callback itself (no bound method per task).
+    """
+
+    __slots__ = ("_closed", "_loop", "_tasks", "_waiter")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: What wait_all() waits on while tasks are left.
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+
+    def start(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
+        if self._closed:
+            coro.close()
+            raise RuntimeError("the session's tasks have all ended; it starts no more")
+        task = self._loop.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self)
+
+    def __call__(self, task: asyncio.Task[None]) -> None:
+        """A task ended: forget it (and wake wait_all() after the last one)."""
+        self._tasks.discard(task)
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None:  # a bug: the session's tasks catch their own errors
+                logger.error("alphapoint task %s failed", task.get_name(), exc_info=error)
+        waiter = self._waiter
+        if not self._tasks and waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def cancel_all(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def wait_all(self) -> None:
+        self._closed = True
+        cancelled: BaseException | None = None
+        while self._tasks:
+            if all(task.done() for task in self._tasks):
+                self._tasks.clear()  # ended; their done callbacks only have to run
+                break
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            except asyncio.CancelledError as exc:
+                # Our own task is cancelled: end the tasks sooner, and still
+                # wait for them (anyio's task groups do the same).
+                cancelled = exc
+                self.cancel_all()
+            finally:
+                self._waiter = None
+        if cancelled is not None:
+            raise cancelled
+
+
+class AnyioTaskOwner:
+    """An anyio task group (under trio, trio's nursery), entered for the session's life."""
+
+    __slots__ = ("_group", "_running")
+
+    def __init__(self) -> None:
+        self._group: anyio.abc.TaskGroup = anyio.create_task_group()
+        #: Tasks started and not yet ended (cancelling none is skipped: it
+        #: formats each task's repr and interrupts the caller too).
+        self._running = 0
+
+    async def open(self) -> None:
+        await self._group.__aenter__()
+
+    def start(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
+        try:
+            self._group.start_soon(self._counted, coro, name=name)
+        except BaseException:
+            coro.close()
+            raise
+        self._running += 1
+
+    async def _counted(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        finally:
+            self._running -= 1
+
+    def cancel_all(self) -> None:
+        if self._running:
+            self._group.cancel_scope.cancel()
+
+    async def wait_all(self) -> None:
+        # Never handed the block's exception: it propagates as it is, never
+        # wrapped in an ExceptionGroup.
+        await self._group.__aexit__(None, None, None)
