@@ -48,13 +48,12 @@ class TaskOwner(Protocol):
         start nothing more after it."""
 
 
-async def new_task_owner() -> TaskOwner:
-    """The running loop's owner: the loop's own tasks under asyncio, anyio's group under trio."""
+def new_task_owner() -> AsyncioTaskOwner | AnyioTaskOwner:
+    """The running loop's owner: the loop's own tasks under asyncio, anyio's group
+    under trio (which must be opened: ``await owner.open()``)."""
     if current_loop() == "asyncio":
         return AsyncioTaskOwner()
-    owner = AnyioTaskOwner()
-    await owner.open()
-    return owner
+    return AnyioTaskOwner()
 
 
 class AsyncioTaskOwner:
@@ -99,8 +98,11 @@ class AsyncioTaskOwner:
         self._closed = True
         cancelled: BaseException | None = None
         while self._tasks:
-            if all(task.done() for task in self._tasks):
-                self._tasks.clear()  # ended; their done callbacks only have to run
+            for task in self._tasks:
+                if not task.done():
+                    break
+            else:  # every one has ended; only their done callbacks have to run
+                self._tasks.clear()
                 break
             self._waiter = self._loop.create_future()
             try:
