@@ -782,7 +782,10 @@ class Session:
         if isinstance(owner, AnyioTaskOwner):  # its task group is entered here
             await owner.open()
         try:
-            conn = await self._open_first_connection()
+            if self._options.wait_for_gateway:
+                conn = await self._open_first_connection()
+            else:  # fails fast: one coroutine less on every connect()
+                conn = await self._open_connection()
         except BaseException:
             self._machine.closing = True
             owner.cancel_all()
