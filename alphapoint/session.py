@@ -54,7 +54,7 @@ from .models import AuthenticateResult, AuthStatus, Event, User
 from .open_limit import OpenLimiter, default_open_limiter
 from .policies import Backoff, Keepalive, Relogin, is_retryable
 from .state import SessionState, StateMachine, Trigger
-from .task_owner import AnyioTaskOwner, TaskOwner, new_task_owner
+from .task_owner import TaskOwner, TrioTaskOwner, new_task_owner
 from .urls import without_user_info
 
 __all__ = ["DEFAULT_TIMEOUT", "Session", "SessionOptions", "SessionState", "StateChanges"]
@@ -779,7 +779,7 @@ class Session:
         if self._owner is not None or self._machine.state is not SessionState.CONNECTING:
             raise UsageError("a connect(...) object can be entered only once")
         owner = self._owner = new_task_owner()
-        if isinstance(owner, AnyioTaskOwner):  # its task group is entered here
+        if isinstance(owner, TrioTaskOwner):  # its nursery is entered here
             await owner.open()
         try:
             if self._options.wait_for_gateway:

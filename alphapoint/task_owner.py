@@ -2,10 +2,10 @@
 
 Every task of a session (its connection's reader, a reconnect, a re-login)
 has an owner, and ``async with connect(...)`` does not exit before each has
-ended. Under trio the owner is an anyio task group (trio's nursery). Under
-asyncio (and uvloop) it is the loop's own tasks in a set: anyio's task group
-costs a session a cancel scope and, for every task, a handle, its coroutine,
-two events and a cancel scope of their own (about a tenth of an idle
+ended. Under trio the owner is a nursery of trio's; under asyncio (and
+uvloop) it is the loop's own tasks in a set. anyio's task group, which both
+replace, costs a session a cancel scope and, for every task, a handle, its
+coroutine, two events and a cancel scope of their own (about a tenth of an idle
 session's objects, and some 300 function calls of a login under cProfile;
 docs/performance.md, "The session's tasks and the login, sixth session"),
 and ``asyncio.TaskGroup`` exists from Python 3.11 only.
@@ -13,21 +13,23 @@ and ``asyncio.TaskGroup`` exists from Python 3.11 only.
 Neither owner lets an exception out of its tasks: what the session starts
 catches its own failures (:meth:`Session._guarded`), so no task's error can
 cancel the user's block or come out of ``connect`` in an ExceptionGroup. One
-that slips through anyway (a bug) is logged by the asyncio owner; anyio's
-group would raise it.
+that slips through anyway (a bug) is logged by the asyncio owner; trio's
+nursery would raise it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-import anyio
-import anyio.abc
-
+from .drivers.anyio_stream import _first
 from .drivers.loop import current_loop
+
+if sys.version_info < (3, 11):  # pragma: no cover - the backport anyio depends on there
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["TaskOwner", "new_task_owner"]
 
@@ -48,12 +50,12 @@ class TaskOwner(Protocol):
         start nothing more after it."""
 
 
-def new_task_owner() -> AsyncioTaskOwner | AnyioTaskOwner:
-    """The running loop's owner: the loop's own tasks under asyncio, anyio's group
+def new_task_owner() -> AsyncioTaskOwner | TrioTaskOwner:
+    """The running loop's owner: the loop's own tasks under asyncio, a nursery
     under trio (which must be opened: ``await owner.open()``)."""
     if current_loop() == "asyncio":
         return AsyncioTaskOwner()
-    return AnyioTaskOwner()
+    return TrioTaskOwner()
 
 
 class AsyncioTaskOwner:
@@ -118,23 +120,31 @@ class AsyncioTaskOwner:
             raise cancelled
 
 
-class AnyioTaskOwner:
-    """An anyio task group (under trio, trio's nursery), entered for the session's life."""
+class TrioTaskOwner:
+    """A nursery of trio's own, entered for the session's life.
 
-    __slots__ = ("_group", "_running")
+    Not anyio's task group around it: that keeps a task handle (with its own
+    coroutine and events) per task and a cancel scope more, for the life of
+    the session.
+    """
+
+    __slots__ = ("_manager", "_nursery", "_running")
 
     def __init__(self) -> None:
-        self._group: anyio.abc.TaskGroup = anyio.create_task_group()
-        #: Tasks started and not yet ended (cancelling none is skipped: it
-        #: formats each task's repr and interrupts the caller too).
+        import trio
+
+        self._manager = trio.open_nursery(strict_exception_groups=True)
+        self._nursery: trio.Nursery | None = None
+        #: Tasks started and not yet ended (cancelling none is skipped).
         self._running = 0
 
     async def open(self) -> None:
-        await self._group.__aenter__()
+        self._nursery = await self._manager.__aenter__()
 
     def start(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
+        assert self._nursery is not None
         try:
-            self._group.start_soon(self._counted, coro, name=name)
+            self._nursery.start_soon(self._counted, coro, name=name)
         except BaseException:
             coro.close()
             raise
@@ -148,9 +158,19 @@ class AnyioTaskOwner:
 
     def cancel_all(self) -> None:
         if self._running:
-            self._group.cancel_scope.cancel()
+            assert self._nursery is not None
+            self._nursery.cancel_scope.cancel()
 
     async def wait_all(self) -> None:
-        # Never handed the block's exception: it propagates as it is, never
-        # wrapped in an ExceptionGroup.
-        await self._group.__aexit__(None, None, None)
+        import trio
+
+        try:
+            # Never handed the block's exception: it propagates as it is.
+            await self._manager.__aexit__(None, None, None)
+        except BaseExceptionGroup as group:
+            # The tasks catch every Exception: only a cancellation from
+            # outside gets here, raised as one Cancelled (as anyio does).
+            cancelled, rest = group.split(trio.Cancelled)
+            if rest is None and cancelled is not None:
+                raise _first(cancelled) from None
+            raise
