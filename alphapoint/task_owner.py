@@ -25,6 +25,8 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
+import anyio
+
 from .drivers.anyio_stream import _first
 from .drivers.loop import current_loop
 
@@ -108,7 +110,13 @@ class AsyncioTaskOwner:
                 break
             self._waiter = self._loop.create_future()
             try:
-                await self._waiter
+                if cancelled is None:
+                    await self._waiter
+                else:
+                    # Shielded once cancelled: a cancel scope's cancellation
+                    # is not delivered again at every turn while it waits.
+                    with anyio.CancelScope(shield=True):
+                        await self._waiter
             except asyncio.CancelledError as exc:
                 # Our own task is cancelled: end the tasks sooner, and still
                 # wait for them (anyio's task groups do the same).
