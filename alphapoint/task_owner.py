@@ -27,7 +27,6 @@ from typing import Any, Protocol
 
 import anyio
 
-from .drivers.anyio_stream import _first
 from .drivers.loop import current_loop
 
 if sys.version_info < (3, 11):  # pragma: no cover - the backport anyio depends on there
@@ -180,5 +179,8 @@ class TrioTaskOwner:
             # outside gets here, raised as one Cancelled (as anyio does).
             cancelled, rest = group.split(trio.Cancelled)
             if rest is None and cancelled is not None:
-                raise _first(cancelled) from None
+                first: BaseException = cancelled
+                while isinstance(first, BaseExceptionGroup):
+                    first = first.exceptions[0]
+                raise first from None
             raise
