@@ -35,11 +35,23 @@ def broken_jitter(cap: float) -> float:
     raise Boom("the jitter policy is broken")
 
 
-async def states_until(changes: alphapoint.StateChanges, wanted: SessionState) -> None:
-    with anyio.fail_after(LIMIT):
-        async for state in changes:
-            if state is wanted:
-                return
+def reconnecting(fixture: GatewayFixture, policy: Backoff) -> alphapoint.connect:
+    """alice's session on the fixture's gateway, reconnecting with ``policy``, no keepalive."""
+    return alphapoint.connect(
+        fixture.url, credentials=fixture.accounts.password, reconnect=policy, keepalive=None
+    )
+
+
+async def stop_gateway_until(
+    fixture: GatewayFixture, session: alphapoint.Session, wanted: SessionState
+) -> None:
+    """Stop the gateway (its connections cut), then wait for the session to be ``wanted``."""
+    async with session.state_changes() as changes:
+        await fixture.running.stop()
+        with anyio.fail_after(LIMIT):
+            async for state in changes:
+                if state is wanted:
+                    return
 
 
 @pytest.mark.anyio
@@ -51,15 +63,8 @@ async def test_a_cancellation_from_outside_ends_the_session_and_every_task(
     policy = Backoff(initial=LIMIT * 10, maximum=LIMIT * 10, jitter=no_jitter)
     async with no_task_left():
         with anyio.fail_after(LIMIT), anyio.CancelScope() as scope:
-            async with alphapoint.connect(
-                alphapoint_gateway.url,
-                credentials=alphapoint_gateway.accounts.password,
-                reconnect=policy,
-                keepalive=None,
-            ) as session:
-                async with session.state_changes() as changes:
-                    await alphapoint_gateway.running.stop()
-                    await states_until(changes, RECONNECTING)
+            async with reconnecting(alphapoint_gateway, policy) as session:
+                await stop_gateway_until(alphapoint_gateway, session, RECONNECTING)
                 scope.cancel()
                 await anyio.sleep_forever()
     assert scope.cancelled_caught
@@ -120,15 +125,8 @@ async def test_a_task_that_fails_ends_the_session_with_a_typed_error(
     failures: list[BaseException] = []
 
     async def block() -> None:
-        async with alphapoint.connect(
-            alphapoint_gateway.url,
-            credentials=alphapoint_gateway.accounts.password,
-            reconnect=policy,
-            keepalive=None,
-        ) as session:
-            async with session.state_changes() as changes:
-                await alphapoint_gateway.running.stop()
-                await states_until(changes, CLOSED)
+        async with reconnecting(alphapoint_gateway, policy) as session:
+            await stop_gateway_until(alphapoint_gateway, session, CLOSED)
             # The block is not cancelled: it goes on, and calls fail typed.
             await anyio.lowlevel.checkpoint()
             with pytest.raises(ConnectionClosed) as info:
