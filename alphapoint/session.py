@@ -1,11 +1,11 @@
 """The session: stays logged in across connections, for as long as it is open.
 
 A :class:`Session` outlives its sockets. It owns its tasks (through a
-:mod:`.task_owner`, made by :func:`connect`): the current connection (its reader, deadlines and
-keepalive: :meth:`Connection.run`) and, only when that connection drops, a
-reconnect task that reconnects with backoff, resumes the login with the
-session token (or logs in again), re-sends every live subscription, and only
-then lets waiting calls through.
+:mod:`.task_owner`, made by :func:`connect`): the current connection's (its
+reader, deadlines and keepalive: :meth:`Connection.run`) and, only when that
+connection drops, a reconnect task that reconnects with backoff, resumes the
+login with the session token (or logs in again), re-sends every live
+subscription, and only then lets waiting calls through.
 
 The session is put together from parts that each keep one thing: its state
 (:mod:`.state`, every legal move in one table), its login (:mod:`.login`), its

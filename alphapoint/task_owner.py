@@ -5,8 +5,8 @@ has an owner, and ``async with connect(...)`` does not exit before each has
 ended. Under trio the owner is a nursery of trio's; under asyncio (and
 uvloop) it is the loop's own tasks in a set. anyio's task group, which both
 replace, costs a session a cancel scope and, for every task, a handle, its
-coroutine, two events and a cancel scope of their own (about a tenth of an idle
-session's objects, and some 300 function calls of a login under cProfile;
+coroutine, two events and a cancel scope of their own (about a sixth of an
+idle session's objects, and some 270 function calls of a login under cProfile;
 docs/performance.md, "The session's tasks and the login, sixth session"),
 and ``asyncio.TaskGroup`` exists from Python 3.11 only.
 
