@@ -101,7 +101,9 @@ class AsyncioDeadline:
             return
         # This timer's cancellation, taken back (Python 3.11+): one from
         # elsewhere that came at the same time still counts, and goes on.
-        others = self._task.uncancel() if sys.version_info >= (3, 11) else 0
+        others = 0
+        if sys.version_info >= (3, 11):
+            others = self._task.uncancel()
         if others == 0 and isinstance(exc, asyncio.CancelledError):
             raise TimeoutError from None
 
