@@ -65,6 +65,7 @@ _BINARY = WSMsgType.BINARY
 _CONT = WSMsgType.CONTINUATION
 _PING = WSMsgType.PING
 _CLOSE = WSMsgType.CLOSE
+_NORMAL = WSCloseCode.OK
 #: picows's message types as websockets' opcodes (what the shared assembly reads).
 _OPCODES = {_TEXT: Opcode.TEXT, _BINARY: Opcode.BINARY, _CONT: Opcode.CONT}
 
@@ -302,7 +303,8 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
         ws = self._ws
         if ws is not None and self.is_open:
             self._close_sent, self._open = True, False
-            ws.send_close(WSCloseCode(code), reason.encode())
+            # (The usual code without the enum's call of Python.)
+            ws.send_close(_NORMAL if code == 1000 else WSCloseCode(code), reason.encode())
             # The peer has a bounded time to finish its half.
             self._close_timer = self._loop.call_later(self._close_timeout, self._abort_transport)
 
