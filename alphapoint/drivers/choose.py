@@ -12,6 +12,7 @@ leaves this module.
 from __future__ import annotations
 
 import ssl as ssl_module
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import anyio
@@ -61,6 +62,20 @@ def _picows_importable() -> bool:
 
 
 _picows_known: bool | None = None
+
+
+def _picows_opener() -> Callable[..., Awaitable[BaseWebSocket]]:
+    # Imported on first use (picows is optional), then kept: an import
+    # statement at every connection resolves the package's name again.
+    global _open_picows
+    if _open_picows is None:
+        from .picows_listener import open_picows_websocket
+
+        _open_picows = open_picows_websocket
+    return _open_picows
+
+
+_open_picows: Callable[..., Awaitable[BaseWebSocket]] | None = None
 
 
 #: What ``"auto"`` takes under asyncio for a direct connection: picows when it
@@ -137,11 +152,9 @@ async def open_websocket(
     websocket: BaseWebSocket
     try:
         if chosen == "picows":
-            from .picows_listener import open_picows_websocket
-
             # asyncio's awaits only: a timer bounds them (AsyncioDeadline), not anyio.
             with AsyncioDeadline(open_timeout):
-                return await open_picows_websocket(
+                return await _picows_opener()(
                     uri,
                     ssl=context,
                     open_timeout=open_timeout,

@@ -173,12 +173,17 @@ class LoopLocal(Generic[T]):
 
     def get(self) -> T:
         """The running loop's value. Raises :class:`RuntimeError` outside of one."""
-        if current_loop() == "asyncio":
-            loop = asyncio.get_running_loop()
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        # current_loop()'s answer, without asking for the running loop twice.
+        if loop is not None and asyncio.current_task(loop) is not None:
             value = self._by_loop.get(loop)
             if value is None:
                 value = self._by_loop[loop] = self._factory()
             return value
+        current_loop()  # trio, or RuntimeError outside of any loop
         import trio
 
         if self._run_var is None:
