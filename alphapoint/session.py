@@ -51,7 +51,7 @@ from .gate import Gate
 from .hub import EventHub
 from .login import Call, Login, TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
-from .open_limit import OpenLimiter, default_open_limiter
+from .open_limit import OpenLimiter, default_open_limiter, take_turn
 from .policies import Backoff, Keepalive, Relogin, is_retryable
 from .state import SessionState, StateMachine, Trigger
 from .task_owner import TaskOwner, TrioTaskOwner, new_task_owner
@@ -623,7 +623,7 @@ class Session:
         if limiter is None:
             return await self._set_up_connection()
         # On behalf of the session: a task may open several sessions, one at a time.
-        await limiter.acquire_on_behalf_of(self)
+        await take_turn(limiter, self)
         try:
             return await self._set_up_connection()
         finally:
