@@ -723,8 +723,10 @@ class Connection:
             if deadline is None:
                 deadline = self.clock() + self._close_timeout
             try:
-                with contextlib.suppress(ConnectionClosed):
+                try:  # noqa: SIM105 - contextlib.suppress: three calls of Python more a close
                     await self._ws.send_close(code, reason)
+                except ConnectionClosed:
+                    pass
                 if not self._reader_finished:
                     await self._reader_ended(deadline)
             finally:
@@ -749,9 +751,15 @@ class Connection:
     async def _reader_ended(self, deadline: float) -> None:
         """Wait until :meth:`run` has ended, by ``deadline``, on a future of the
         loop's; cancelled meanwhile, go on waiting (shielded), then re-raise."""
-        loop = asyncio.get_running_loop()
         done = self._reader_done = self._ws.new_event()
-        timer = loop.call_at(deadline, done.set)  # the connection's clock is the loop's
+        websocket = self._ws
+        assert isinstance(websocket, CallbackWebSocket)  # (_native_close)
+        # The connection's alarm aborts it at the deadline, and so ends the
+        # reader: no timer of the loop's own, unless no alarm clock rings it.
+        timer = None
+        if not websocket.close_by(deadline):
+            # The connection's clock is the loop's.
+            timer = asyncio.get_running_loop().call_at(deadline, done.set)
         try:
             await done.wait()
             return
@@ -765,7 +773,8 @@ class Connection:
                 await done.wait()
             raise
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
 
 
 def _no_events(conn: Connection, event: Event) -> None:

@@ -293,7 +293,12 @@ class BaseWebSocket(ABC):
 
     @abstractmethod
     async def send_close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake; :meth:`run` ends when it completes."""
+        """Start the closing handshake; :meth:`run` ends when it completes.
+
+        The caller bounds the wait for the peer's half: it calls :meth:`abort`
+        by its deadline (:meth:`Connection.aclose <alphapoint.connection.Connection.aclose>`
+        does, whatever happens), so a driver need not keep a timer of its own.
+        """
 
     @abstractmethod
     async def abort(self) -> None:

@@ -17,7 +17,8 @@ It keeps the rules of the other drivers, where picows leaves them to its user:
   gateway does not read are counted against ``max_send_buffer``;
 * the peer's close frame is echoed at once and the connection closed; the
   wait for the peer's half of a closing handshake this side starts is
-  bounded by ``close_timeout``;
+  bounded by its caller, who aborts by its deadline (``close_timeout``:
+  :meth:`Connection.aclose <alphapoint.connection.Connection.aclose>`);
 * a frame picows refuses (masked, oversized, a bad opcode) ends the
   connection with the close code picows sent, and :class:`ConnectionClosed`
   says why, as for the other drivers.
@@ -231,8 +232,6 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._ended, self._open = True, False
-        if self._close_timer is not None:
-            self._close_timer.cancel()
         if transport.is_close_frame_sent and not self._close_sent:
             self._refused_by_picows(transport)
         self._set_drained()
@@ -305,8 +304,9 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
             self._close_sent, self._open = True, False
             # (The usual code without the enum's call of Python.)
             ws.send_close(_NORMAL if code == 1000 else WSCloseCode(code), reason.encode())
-            # The peer has a bounded time to finish its half.
-            self._close_timer = self._loop.call_later(self._close_timeout, self._abort_transport)
+            # No timer of its own for the peer's half: the caller bounds it
+            # (Connection.aclose aborts by its deadline, one timer of the
+            # loop's for both; a timer costs a login some 20 k instructions).
 
 
 class _SeeLoss(asyncio.BufferedProtocol):
