@@ -215,7 +215,8 @@ class Session:
             self._gate.open(self._installed)
         elif state is not SessionState.CLOSED:
             self._gate.shut()
-        logger.info("session %s is %s", self._url, state.value)
+        if logger.isEnabledFor(logging.INFO):  # (state.value: two calls of Python)
+            logger.info("session %s is %s", self._url, state.value)
         self._hub.publish_state(state)
         on_state_change = self._options.on_state_change
         if on_state_change is not None:

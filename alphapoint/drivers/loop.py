@@ -39,11 +39,11 @@ def current_loop() -> Loop:
     Raises :class:`RuntimeError` outside of any async context.
     """
     try:
-        asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
     except RuntimeError:
         pass
     else:
-        if asyncio.current_task() is not None:
+        if asyncio.current_task(loop) is not None:  # (the loop given: not asked twice)
             return "asyncio"
     try:
         import trio
@@ -75,13 +75,14 @@ class AsyncioDeadline:
     __slots__ = ("_handle", "_task", "expired")
 
     def __init__(self, timeout: float) -> None:
-        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         if task is None:  # pragma: no cover - an opener always runs in a task
             raise RuntimeError("AsyncioDeadline needs an asyncio task")
         self._task = task
         #: Whether the timer went off (and so cancelled the task).
         self.expired = False
-        self._handle = asyncio.get_running_loop().call_later(timeout, self._expire)
+        self._handle = loop.call_later(timeout, self._expire)
 
     def _expire(self) -> None:
         self.expired = True
