@@ -754,10 +754,10 @@ class Connection:
         done = self._reader_done = self._ws.new_event()
         websocket = self._ws
         assert isinstance(websocket, CallbackWebSocket)  # (_native_close)
-        # The connection's alarm aborts it at the deadline, and so ends the
-        # reader: no timer of the loop's own, unless no alarm clock rings it.
+        # The connection's alarm ends the wait at the deadline: no timer of
+        # the loop's own, unless no alarm clock rings the connection now.
         timer = None
-        if not websocket.close_by(deadline):
+        if not websocket.close_by(deadline, done.set):
             # The connection's clock is the loop's.
             timer = asyncio.get_running_loop().call_at(deadline, done.set)
         try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 import ssl as ssl_module
+from collections.abc import Callable
 from typing import NoReturn, cast
 
 import anyio
@@ -87,8 +88,9 @@ class CallbackWebSocket(BaseWebSocket):
         #: What on_message raised (a bug): run() raises it in the task.
         self._bug: Exception | None = None
         self._close_timer: asyncio.TimerHandle | None = None
-        #: When the connection is aborted, if it has not ended by then (see close_by).
+        #: When a close's wait must end, and what ends it (see close_by).
         self._close_by = math.inf
+        self._close_expired: Callable[[], object] | None = None
         #: Senders waiting for the transport's buffer to drain.
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -190,29 +192,31 @@ class CallbackWebSocket(BaseWebSocket):
 
     # -- the alarm ------------------------------------------------------------
 
-    def close_by(self, deadline: float) -> bool:
-        """Abort the connection at ``deadline`` unless it has ended by then; false
-        (and nothing done) if no alarm clock rings this connection now.
+    def close_by(self, deadline: float, expired: Callable[[], object]) -> bool:
+        """Call ``expired`` at ``deadline`` (a close's wait for the peer's half ends
+        then, and its caller aborts the connection); false, and nothing done,
+        if no alarm clock rings this connection now.
 
         The alarm rings it (at most a tick late, never early), on the loop's
-        one timer for every connection's alarm, which usually rings later
-        anyway: a close then makes no timer of its own (about 20 k
-        instructions under asyncio: docs/performance.md, "The login's
+        one timer for every connection's alarm, which is usually armed for
+        then or earlier already: a close then makes no timer of its own (about
+        20 k instructions under asyncio: docs/performance.md, "The login's
         remaining gap").
         """
         if self._alarm_clock is None:
             return False
-        self._close_by = deadline
+        self._close_by, self._close_expired = deadline, expired
         self.set_alarm(deadline)
         return True
 
     def _ring(self, now: float) -> None:
-        close_by = self._close_by
-        if now >= close_by:
-            self._abort_transport()
+        if now >= self._close_by:
+            expired, self._close_by, self._close_expired = self._close_expired, math.inf, None
+            if expired is not None:
+                expired()
         super()._ring(now)
-        if close_by < math.inf and not self._ended:
-            self.set_alarm(close_by)  # kept whatever the owner moved the alarm to
+        if self._close_by != math.inf and not self._ended:
+            self.set_alarm(self._close_by)  # kept whatever the owner moved the alarm to
 
     def _alarm_for_task(self) -> None:
         self._alarm_rang = True
