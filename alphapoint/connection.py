@@ -32,8 +32,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
+import attrs
 
 from .apex import check_reply_fields
+from .decoding import slot_setters
 from .drivers.base import BaseWebSocket
 from .drivers.loop import EventLike
 from .errors import (
@@ -569,8 +571,13 @@ class Connection:
             return False
         kind, seq, function, payload = fields
         if kind is MessageType.EVENT:
-            # The event as its consumers get it, made once (no frame first).
-            self._backlog.append(Event(function, payload, seq))
+            # The event as its consumers get it, made once (no frame first),
+            # through its slots as its __init__ would (see _EVENT_SLOTS).
+            event = _new(Event)
+            _set_function(event, function)
+            _set_payload(event, payload)
+            _set_seq(event, seq)
+            self._backlog.append(event)
             return True
         if kind is _REPLY or kind is _ERROR:
             # No Frame on a call's path: the caller takes the fields.
@@ -730,6 +737,18 @@ class Connection:
 def _no_events(conn: Connection, event: Event) -> None:
     """A closed connection's ``on_event``: it reads no more events."""
 
+
+#: An event is made as attrs' __init__ makes it, without the calls around the
+#: stores (``type.__call__``, ``__init__``, the bound ``object.__setattr__``):
+#: ``object.__new__`` and each field's slot setter, in the order of its fields
+#: (``decoding.slot_setters``, which the generated decoders use too): 2.6 k
+#: instructions an event against 5.1 k (docs/performance.md, "Fan-out, sixth
+#: session"). Event stays the frozen attrs class users see.
+_EVENT_SLOTS = slot_setters(Event)
+if _EVENT_SLOTS is None or [f.name for f in attrs.fields(Event)] != ["function", "payload", "seq"]:
+    raise RuntimeError("Event is not built by its slots any more")  # pragma: no cover
+_set_function, _set_payload, _set_seq = _EVENT_SLOTS
+_new = object.__new__
 
 _REPLY_TYPES = (int(MessageType.REPLY), int(MessageType.ERROR))
 #: Read for every message: module globals cost less than the enum's attributes.

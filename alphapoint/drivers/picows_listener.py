@@ -165,14 +165,14 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
                 if not self._held:
                     self._deliver_messages()
                 return
-            # The usual case: straight to the connection (_hand_over, inline).
+            # The usual case: straight to the connection (as _deliver_messages hands it).
             try:
                 wakeup = on_message(text)
             except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
                 self._on_message_failed(exc)
                 return
             if wakeup:
-                self._wakeup_due = True  # an event: wake the task now (see _hand_over)
+                self._wakeup_due = True  # an event: wake the task now (see _deliver_messages)
                 self._wake()
             return
         if self._failure is not None:
