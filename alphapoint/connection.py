@@ -570,7 +570,7 @@ class Connection:
             self._unreadable(exc)
             return False
         kind, seq, function, payload = fields
-        if kind is MessageType.EVENT:
+        if kind is _EVENT:
             # The event as its consumers get it, made once (no frame first),
             # through its slots as its __init__ would (see _EVENT_SLOTS).
             event = _new(Event)
@@ -754,6 +754,7 @@ _REPLY_TYPES = (int(MessageType.REPLY), int(MessageType.ERROR))
 #: Read for every message: module globals cost less than the enum's attributes.
 _REPLY = MessageType.REPLY
 _ERROR = MessageType.ERROR
+_EVENT = MessageType.EVENT
 
 
 def describe(frame: Frame, secrets: SecretSet | None = None) -> str:
