@@ -741,8 +741,8 @@ def _no_events(conn: Connection, event: Event) -> None:
 #: An event is made as attrs' __init__ makes it, without the calls around the
 #: stores (``type.__call__``, ``__init__``, the bound ``object.__setattr__``):
 #: ``object.__new__`` and each field's slot setter, in the order of its fields
-#: (``decoding.slot_setters``, which the generated decoders use too): 2.6 k
-#: instructions an event against 5.1 k (docs/performance.md, "Fan-out, sixth
+#: (``decoding.slot_setters``, which the generated decoders use too): about 3 k
+#: instructions an event against 4.7 k (docs/performance.md, "Fan-out, sixth
 #: session"). Event stays the frozen attrs class users see.
 _EVENT_SLOTS = slot_setters(Event)
 if _EVENT_SLOTS is None or [f.name for f in attrs.fields(Event)] != ["function", "payload", "seq"]:
