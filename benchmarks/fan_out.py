@@ -482,7 +482,8 @@ def main() -> None:
         server.wait(timeout=10)
     print(
         f"fan-out: {args.events:,} Level1 events per run, median of {args.repeats} runs, "
-        f"client CPU time, driver={args.driver}, {time.perf_counter() - started:.0f} s: "
+        f"{'instructions' if args.instructions else 'client CPU time'}, "
+        f"driver={args.driver}, {time.perf_counter() - started:.0f} s: "
         f"python benchmarks/fan_out.py {' '.join(sys.argv[1:])}"
     )
     print()
