@@ -36,6 +36,7 @@ import attrs
 
 from .apex import check_reply_fields
 from .decoding import slot_setters
+from .drivers.asyncio_protocol import CallbackWebSocket
 from .drivers.base import BaseWebSocket
 from .drivers.loop import EventLike
 from .errors import (
@@ -273,7 +274,10 @@ class Connection:
         #: Whether run() has ended, and what aclose() waits on for it (made
         #: only when it has to wait: an open connection holds none).
         self._reader_finished = False
-        self._reader_done: anyio.Event | None = None
+        self._reader_done: EventLike | None = None
+        #: Whether aclose() can do without cancel scopes: under asyncio, on a
+        #: driver whose close frame and abort never wait (see aclose()).
+        self._native_close = self._futures and isinstance(websocket, CallbackWebSocket)
         #: The keepalive, while run() runs with one.
         self._pinger: _Pinger | None = None
         #: Events left by the read for the reader task (a read's worth at most).
@@ -717,6 +721,22 @@ class Connection:
         Bounded by ``deadline`` (the close timeout from now, by default), and
         runs to the end even when cancelled.
         """
+        if self._native_close:
+            # The asyncio and picows drivers write the close frame and abort
+            # without waiting, so no cancellation can cut in there: only the
+            # reader's end is waited for, without two cancel scopes (each
+            # about 20 function calls under asyncio) unless cancelled.
+            self.fail(error)
+            if deadline is None:
+                deadline = self.clock() + self._close_timeout
+            try:
+                with contextlib.suppress(ConnectionClosed):
+                    await self._ws.send_close(code, reason)
+                if not self._reader_finished:
+                    await self._reader_ended(deadline)
+            finally:
+                await self._ws.abort()
+            return
         with anyio.CancelScope(shield=True):
             self.fail(error)
             if deadline is None:
@@ -732,6 +752,27 @@ class Connection:
                         self._reader_done = anyio.Event()
                     await self._reader_done.wait()
             await self._ws.abort()
+
+    async def _reader_ended(self, deadline: float) -> None:
+        """Wait until :meth:`run` has ended, by ``deadline``, on a future of the
+        loop's; cancelled meanwhile, go on waiting (shielded), then re-raise."""
+        loop = asyncio.get_running_loop()
+        done = self._reader_done = self._ws.new_event()
+        timer = loop.call_at(deadline, done.set)  # the connection's clock is the loop's
+        try:
+            await done.wait()
+            return
+        except asyncio.CancelledError:
+            if self._reader_finished:
+                raise
+            # Shielded from here on: a cancel scope's cancellation is not
+            # delivered again and again while it waits.
+            with anyio.CancelScope(shield=True), anyio.CancelScope(deadline=deadline):
+                done = self._reader_done = self._ws.new_event()
+                await done.wait()
+            raise
+        finally:
+            timer.cancel()
 
 
 def _no_events(conn: Connection, event: Event) -> None:

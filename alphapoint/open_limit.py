@@ -25,7 +25,7 @@ import anyio
 
 from .drivers.loop import LoopLocal
 
-__all__ = ["DEFAULT_OPEN_LIMIT", "OpenLimiter", "default_open_limiter"]
+__all__ = ["DEFAULT_OPEN_LIMIT", "OpenLimiter", "default_open_limiter", "take_turn"]
 
 DEFAULT_OPEN_LIMIT: Final = 100
 """Connection set-ups at once per event loop, by default. Enough to keep a
@@ -47,3 +47,20 @@ def default_open_limiter() -> anyio.CapacityLimiter:
     session that does not name its own (made on first use, with
     :data:`DEFAULT_OPEN_LIMIT` tokens)."""
     return _shared.get()
+
+
+async def take_turn(limiter: anyio.CapacityLimiter, borrower: object) -> None:
+    """Take one of ``limiter``'s tokens for ``borrower``: at once when one is free
+    and nobody waits, else in turn (``release_on_behalf_of`` gives it back).
+
+    anyio's ``acquire_on_behalf_of`` always yields to the event loop, under a
+    cancel scope of its own, even with a token free: a turn of the loop and
+    some 40 function calls of every login (docs/performance.md, "Opening,
+    logging in and closing, sixth session"). The set-up that follows has
+    checkpoints of its own, where a cancellation is seen. Taking a free token
+    is fair: it is free only when no set-up waits for one.
+    """
+    try:
+        limiter.acquire_on_behalf_of_nowait(borrower)
+    except anyio.WouldBlock:
+        await limiter.acquire_on_behalf_of(borrower)

@@ -1,11 +1,11 @@
 """The session: stays logged in across connections, for as long as it is open.
 
-A :class:`Session` outlives its sockets. It owns one task group (opened by
-:func:`connect`) that runs the current connection (its reader, deadlines and
-keepalive: :meth:`Connection.run`) and, only when that connection drops, a
-reconnect task that reconnects with backoff, resumes the login with the
-session token (or logs in again), re-sends every live subscription, and only
-then lets waiting calls through.
+A :class:`Session` outlives its sockets. It owns its tasks (through a
+:mod:`.task_owner`, made by :func:`connect`): the current connection's (its
+reader, deadlines and keepalive: :meth:`Connection.run`) and, only when that
+connection drops, a reconnect task that reconnects with backoff, resumes the
+login with the session token (or logs in again), re-sends every live
+subscription, and only then lets waiting calls through.
 
 The session is put together from parts that each keep one thing: its state
 (:mod:`.state`, every legal move in one table), its login (:mod:`.login`), its
@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, TypeVar, overload
 
 import anyio
-import anyio.abc
 import attrs
 
 from .apex import check_reply, check_reply_fields, refused_as_not_logged_in
@@ -52,9 +51,10 @@ from .gate import Gate
 from .hub import EventHub
 from .login import Call, Login, TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
-from .open_limit import OpenLimiter, default_open_limiter
+from .open_limit import OpenLimiter, default_open_limiter, take_turn
 from .policies import Backoff, Keepalive, Relogin, is_retryable
 from .state import SessionState, StateMachine, Trigger
+from .task_owner import TaskOwner, TrioTaskOwner, new_task_owner
 from .urls import without_user_info
 
 __all__ = ["DEFAULT_TIMEOUT", "Session", "SessionOptions", "SessionState", "StateChanges"]
@@ -135,9 +135,8 @@ class Session:
         self._hub = EventHub()
         #: Where calls wait: open in CONNECTED and AUTHENTICATED, ended once CLOSED.
         self._gate = Gate()
-        self._task_group: anyio.abc.TaskGroup | None = None
-        #: How many of the session's tasks have been started and not yet ended.
-        self._running = 0
+        #: Starts, cancels and waits for the session's tasks (from _enter() on).
+        self._owner: TaskOwner | None = None
         #: The newest connection: being set up, or installed.
         self._conn: Connection | None = None
         #: The connection calls go through, until it drops: its drop starts a reconnect.
@@ -596,24 +595,24 @@ class Session:
     # -- connections ----------------------------------------------------------
 
     def _start(self, fn: Callable[..., Awaitable[None]], *args: Any, name: str) -> None:
-        """Start one of the session's tasks, counted in ``_running`` until it ends."""
-        assert self._task_group is not None
-        self._running += 1
-        self._task_group.start_soon(self._counted, fn, args, name=name)
+        """Start one of the session's tasks (a reconnect, a re-login, an abort)."""
+        assert self._owner is not None
+        self._owner.start(self._guarded(fn, args), name=name)
 
-    async def _counted(self, fn: Callable[..., Awaitable[None]], args: tuple[Any, ...]) -> None:
+    async def _guarded(self, fn: Callable[..., Awaitable[None]], args: tuple[Any, ...]) -> None:
+        """A task of the session's: a failure of its own (a bug, or an injected
+        policy that raised) ends the session with :class:`ConnectionClosed`,
+        rather than vanishing or leaving ``connect`` in an ExceptionGroup."""
         try:
             await fn(*args)
-        finally:
-            self._running -= 1
-
-    async def _run_connection(self, conn: Connection) -> None:
-        """A connection's task (as :meth:`_start` would run it, holding less for
-        the connection's whole life: no bound method, no tuple of arguments)."""
-        try:
-            await conn.run(self._options.keepalive)
-        finally:
-            self._running -= 1
+        except Exception as exc:
+            logger.exception("session %s: a task of the session failed", self._url)
+            error = ConnectionClosed(f"a task of the session failed: {type(exc).__name__}")
+            error.__cause__ = exc
+            self._finish(error)
+            conn = self._conn
+            if conn is not None and conn.is_open:
+                await conn.abort(error.copy())
 
     async def _open_connection(self) -> Connection:
         """Open, start the connection's task, log in, resubscribe, after waiting for a
@@ -624,7 +623,7 @@ class Session:
         if limiter is None:
             return await self._set_up_connection()
         # On behalf of the session: a task may open several sessions, one at a time.
-        await limiter.acquire_on_behalf_of(self)
+        await take_turn(limiter, self)
         try:
             return await self._set_up_connection()
         finally:
@@ -653,11 +652,9 @@ class Session:
             number=self._connections,
             secrets=self._login.secrets,
         )
-        assert self._task_group is not None
-        self._running += 1
-        self._task_group.start_soon(
-            self._run_connection, conn, name=f"alphapoint connection {self._url}"
-        )
+        # conn.run() catches its own failures: its task needs no _guarded().
+        assert self._owner is not None
+        self._owner.start(conn.run(options.keepalive), name=f"alphapoint connection {self._url}")
         try:
             if self._login.automatic:
                 self._fire(Trigger.OPENED)
@@ -771,27 +768,28 @@ class Session:
             # Shielded by itself from its first line: no checkpoint between the
             # LogOut's shield and its own, so a cancellation cannot cut in.
             await conn.aclose(closed, deadline=deadline)
-        if self._task_group is not None and self._running:
+        if self._owner is not None:
             # A reconnect, a re-login, a reader still draining: stop them.
-            # (Cancelling formats a task's repr and interrupts this task too,
-            # so it is skipped when every task has already ended.)
-            self._task_group.cancel_scope.cancel()
+            self._owner.cancel_all()
 
     # -- the block that owns the session's tasks ------------------------------
 
     async def _enter(self) -> None:
-        """Open the task group and the first connection (``async with connect(...)``)."""
-        if self._task_group is not None or self._machine.state is not SessionState.CONNECTING:
+        """Make the task owner and open the first connection (``async with connect(...)``)."""
+        if self._owner is not None or self._machine.state is not SessionState.CONNECTING:
             raise UsageError("a connect(...) object can be entered only once")
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
+        owner = self._owner = new_task_owner()
+        if isinstance(owner, TrioTaskOwner):  # its nursery is entered here
+            await owner.open()
         try:
-            conn = await self._open_first_connection()
+            if self._options.wait_for_gateway:
+                conn = await self._open_first_connection()
+            else:  # fails fast: one coroutine less on every connect()
+                conn = await self._open_connection()
         except BaseException:
             self._machine.closing = True
-            task_group.cancel_scope.cancel()
-            await task_group.__aexit__(None, None, None)
+            owner.cancel_all()
+            await owner.wait_all()
             raise
         self._install(conn)
 
@@ -818,9 +816,9 @@ class Session:
 
     async def _exit(self) -> None:
         """Close, and wait for every task of the session."""
-        assert self._task_group is not None
+        assert self._owner is not None
         await self.aclose()
-        # Every task of the session is cancelled or done: exit the task group
-        # without handing it the block's exception, so that exception
-        # propagates as it is, never wrapped in an ExceptionGroup.
-        await self._task_group.__aexit__(None, None, None)
+        # Every task of the session is cancelled or done: wait for each. The
+        # block's exception is not the owner's: it propagates as it is, never
+        # wrapped in an ExceptionGroup.
+        await self._owner.wait_all()

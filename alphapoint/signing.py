@@ -8,7 +8,6 @@ strictly increasing ones from a clock, so they stay unique even when many tasks
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import threading
 import time
@@ -23,7 +22,8 @@ def sign(api_secret: str, nonce: str, user_id: str, api_key: str) -> str:
     ``user_id`` is signed exactly as given: ``"001"`` and ``"1"`` differ.
     """
     message = f"{nonce}{user_id}{api_key}".encode()
-    return hmac.new(api_secret.encode(), message, hashlib.sha256).hexdigest()
+    # hmac.digest is OpenSSL's one-shot HMAC, without hmac.HMAC's objects of Python.
+    return hmac.digest(api_secret.encode(), message, "sha256").hex()
 
 
 def _microseconds() -> int:

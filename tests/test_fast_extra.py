@@ -8,20 +8,21 @@ the choice of driver.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
 
 import anyio
+import anyio.abc
 import pytest
 
 import alphapoint
-from alphapoint import UsageError
+from alphapoint import NetworkError, UsageError
 from alphapoint.drivers import Driver, choose, open_websocket
 from alphapoint.frame import Frame, MessageType, decode_frame, encode_frame
-from alphapoint.testing import GatewayFixture, faults
-from alphapoint.testing.faults import FaultyGateway
-from alphapoint.urls import parse_url
+from alphapoint.testing import GatewayFixture
+from alphapoint.testing.scripted import serve_tcp
 
 from .helpers import LIMIT, SHORT
 
@@ -113,19 +114,25 @@ if choose.picows_installed():  # without picows, there is no such choice (and no
 
     @pytest.mark.anyio
     @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-    async def test_picows_own_handshake_bound_ends_in_the_builtin_timeout_error() -> None:
-        """picows bounds the handshake itself as well as the opener's scope; when
-        its bound ends a stalled handshake first, what reaches the opener is the
-        builtin ``TimeoutError`` that it maps to ``NetworkError`` (picows raises
-        ``asyncio.TimeoutError``, a class of its own before Python 3.11)."""
-        from alphapoint.drivers.picows_listener import open_picows_websocket
+    async def test_the_openers_bound_alone_ends_a_stalled_picows_handshake() -> None:
+        """picows is given no bound of its own (a second timer per connection):
+        the opener's deadline ends a stalled handshake, with the ``NetworkError``
+        that names it, and the connection is shut down, not left to picows."""
+        hung_up = anyio.Event()
 
-        async with FaultyGateway(faults.stalled_handshake()) as gateway:
-            with anyio.fail_after(LIMIT), pytest.raises(TimeoutError):
-                # No scope of the opener's around it: picows's own bound ends it.
-                await open_picows_websocket(
-                    parse_url(gateway.url), ssl=None, open_timeout=SHORT, close_timeout=SHORT
-                )
+        async def stall(stream: anyio.abc.ByteStream) -> None:
+            # Read the request, never answer; return once the client hangs up.
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                while True:
+                    await stream.receive()
+            hung_up.set()
+
+        async with serve_tcp(stall) as server:
+            with anyio.fail_after(LIMIT):
+                with pytest.raises(NetworkError) as info:
+                    await open_websocket(server.url, driver="picows", open_timeout=SHORT)
+                assert f"within {SHORT} s" in str(info.value)
+                await hung_up.wait()  # a connection left open would never end
 
 
 @pytest.mark.usefixtures("codec")

@@ -12,6 +12,7 @@ leaves this module.
 from __future__ import annotations
 
 import ssl as ssl_module
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import anyio
@@ -31,7 +32,7 @@ from .base import (
     refused_upgrade,
     websockets_logger,
 )
-from .loop import current_loop
+from .loop import AsyncioDeadline, current_loop
 
 __all__ = ["DRIVERS", "Driver", "open_websocket", "picows_installed"]
 
@@ -52,6 +53,31 @@ def picows_installed() -> bool:
     return True
 
 
+def _picows_importable() -> bool:
+    # Asked once: an import statement at every connection is not free.
+    global _picows_known
+    if _picows_known is None:
+        _picows_known = picows_installed()
+    return _picows_known
+
+
+_picows_known: bool | None = None
+
+
+def _picows_opener() -> Callable[..., Awaitable[BaseWebSocket]]:
+    # Imported on first use (picows is optional), then kept: an import
+    # statement at every connection resolves the package's name again.
+    global _open_picows
+    if _open_picows is None:
+        from .picows_listener import open_picows_websocket
+
+        _open_picows = open_picows_websocket
+    return _open_picows
+
+
+_open_picows: Callable[..., Awaitable[BaseWebSocket]] | None = None
+
+
 #: What ``"auto"`` takes under asyncio for a direct connection: picows when it
 #: is installed. Set it to ``"asyncio"`` to keep the fast extra's JSON but not
 #: its driver; the test suite runs once with each driver.
@@ -69,7 +95,7 @@ def _resolve(driver: Driver, *, proxied: bool) -> Driver:
             raise UsageError(f"driver={driver!r} needs an asyncio event loop (this is trio)")
         if proxied:
             raise UsageError(f"driver={driver!r} connects directly; a proxy needs driver='anyio'")
-    if driver == "picows" and not picows_installed():
+    if driver == "picows" and not _picows_importable():
         raise UsageError("driver='picows' needs picows: pip install 'alphapoint[fast]'")
     return driver
 
@@ -125,11 +151,10 @@ async def open_websocket(
         protocol.send_request(request)
     websocket: BaseWebSocket
     try:
-        with anyio.fail_after(open_timeout):
-            if chosen == "picows":
-                from .picows_listener import open_picows_websocket
-
-                return await open_picows_websocket(
+        if chosen == "picows":
+            # asyncio's awaits only: a timer bounds them (AsyncioDeadline), not anyio.
+            with AsyncioDeadline(open_timeout):
+                return await _picows_opener()(
                     uri,
                     ssl=context,
                     open_timeout=open_timeout,
@@ -139,7 +164,8 @@ async def open_websocket(
                     max_send_buffer=max_send_buffer,
                     user_agent=user_agent,
                 )
-            if chosen == "asyncio":
+        if chosen == "asyncio":
+            with AsyncioDeadline(open_timeout):
                 websocket = await open_asyncio_websocket(
                     uri,
                     protocol,
@@ -148,7 +174,8 @@ async def open_websocket(
                     max_fragments=max_fragments,
                     max_send_buffer=max_send_buffer,
                 )
-            else:
+        else:
+            with anyio.fail_after(open_timeout):
                 websocket = await open_stream_websocket(
                     uri,
                     protocol,

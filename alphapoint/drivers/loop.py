@@ -9,12 +9,15 @@ keeping the loop's own clock and event costs nothing per call.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import weakref
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 __all__ = [
+    "AsyncioDeadline",
     "EventLike",
     "Loop",
     "LoopLocal",
@@ -54,6 +57,55 @@ def current_loop() -> Loop:
         else:
             return "trio"
     raise RuntimeError("no asyncio or trio event loop is running in this thread")
+
+
+class AsyncioDeadline:
+    """``anyio.fail_after`` for a block whose every await is asyncio's own.
+
+    anyio's asks which library runs (twice), makes a cancel scope and a
+    generator context: some 75 function calls, about 70 k instructions of a
+    login (docs/performance.md, "Opening, logging in and closing, sixth
+    session"). For the asyncio and picows drivers' openers, which run no
+    anyio scope inside, a timer that cancels the task does the same: the
+    block ends with ``TimeoutError`` when the timer ended it, and a
+    cancellation from anywhere else (an enclosing scope, the user) goes
+    through unchanged, as from ``asyncio.timeout``.
+    """
+
+    __slots__ = ("_handle", "_task", "expired")
+
+    def __init__(self, timeout: float) -> None:
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - an opener always runs in a task
+            raise RuntimeError("AsyncioDeadline needs an asyncio task")
+        self._task = task
+        #: Whether the timer went off (and so cancelled the task).
+        self.expired = False
+        self._handle = asyncio.get_running_loop().call_later(timeout, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._task.cancel()
+
+    def __enter__(self) -> AsyncioDeadline:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._handle.cancel()
+        if not self.expired:
+            return
+        # This timer's cancellation, taken back (Python 3.11+): one from
+        # elsewhere that came at the same time still counts, and goes on.
+        others = 0
+        if sys.version_info >= (3, 11):
+            others = self._task.uncancel()
+        if others == 0 and isinstance(exc, asyncio.CancelledError):
+            raise TimeoutError from None
 
 
 class EventLike(Protocol):
@@ -121,12 +173,17 @@ class LoopLocal(Generic[T]):
 
     def get(self) -> T:
         """The running loop's value. Raises :class:`RuntimeError` outside of one."""
-        if current_loop() == "asyncio":
-            loop = asyncio.get_running_loop()
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        # current_loop()'s answer, without asking for the running loop twice.
+        if loop is not None and asyncio.current_task(loop) is not None:
             value = self._by_loop.get(loop)
             if value is None:
                 value = self._by_loop[loop] = self._factory()
             return value
+        current_loop()  # trio, or RuntimeError outside of any loop
         import trio
 
         if self._run_var is None:

@@ -65,6 +65,7 @@ _BINARY = WSMsgType.BINARY
 _CONT = WSMsgType.CONTINUATION
 _PING = WSMsgType.PING
 _CLOSE = WSMsgType.CLOSE
+_NORMAL = WSCloseCode.OK
 #: picows's message types as websockets' opcodes (what the shared assembly reads).
 _OPCODES = {_TEXT: Opcode.TEXT, _BINARY: Opcode.BINARY, _CONT: Opcode.CONT}
 
@@ -315,7 +316,8 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
         ws = self._ws
         if ws is not None and self.is_open:
             self._close_sent, self._open = True, False
-            ws.send_close(WSCloseCode(code), reason.encode())
+            # (The usual code without the enum's call of Python.)
+            ws.send_close(_NORMAL if code == 1000 else WSCloseCode(code), reason.encode())
             # The peer has a bounded time to finish its half.
             self._close_timer = self._loop.call_later(self._close_timeout, self._abort_transport)
 
@@ -354,12 +356,12 @@ async def open_picows_websocket(
     max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
     user_agent: str | None = None,
 ) -> PicowsWebSocket:
-    """Connect and complete the handshake; the caller bounds the time.
+    """Connect and complete the handshake; the caller bounds the time (picows
+    does not: its timer would be a second one).
 
     Raises what ``loop.create_connection`` raises (``OSError``,
-    ``ssl.SSLError``), :class:`HandshakeRefused`, :class:`NetworkError`, or
-    ``TimeoutError`` when picows's own bound (``open_timeout``) ends the
-    handshake first; on any error, or a cancellation, the connection is closed.
+    ``ssl.SSLError``), :class:`HandshakeRefused` or :class:`NetworkError`; on
+    any error, or a cancellation (the caller's bound), the connection is closed.
     """
     websocket = PicowsWebSocket(
         close_timeout=close_timeout,
@@ -384,8 +386,11 @@ async def open_picows_websocket(
             url,
             ssl_context=ssl,
             disconnect_on_exception=False,
-            # A bound of its own, in case this task is gone when the time is up.
-            websocket_handshake_timeout=open_timeout,
+            # None of its own: the opener's deadline bounds the handshake, and
+            # a handshake abandoned (timed out, cancelled) is shut down below.
+            # (A timer costs a login some 20 k instructions: docs/performance.md,
+            # "Opening, logging in and closing, sixth session".)
+            websocket_handshake_timeout=None,
             logger_name=_logger,
             enable_auto_pong=False,  # answered by the driver, and counted
             max_frame_size=max_message_size if max_message_size is not None else 2**62,
@@ -400,17 +405,13 @@ async def open_picows_websocket(
         raise refused_upgrade(where, int(response.status), response.status.phrase) from None
     except WSHandshakeError as exc:
         raise refused_upgrade(where, None, str(exc)) from None
-    except BaseException as exc:
-        # Cancelled or timed out with the handshake under way: picows keeps
-        # the connection open until its own timeout; shut it down now (its
-        # read then ends, and picows closes it).
+    except BaseException:
+        # Cancelled (the caller's bound) with the handshake under way: picows
+        # keeps the connection open; shut it down now (its read then ends,
+        # and picows closes it).
         websocket.abandoned = True
         for sock in sockets:
             _shut_down(sock)
-        if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, TimeoutError):
-            # picows's own bound came first; before Python 3.11 its
-            # asyncio.TimeoutError is not the builtin the opener maps.
-            raise TimeoutError(f"no WebSocket handshake within {open_timeout} s") from None
         raise
     if listener is None:
         # picows returns no listener when the server hung up before answering.
