@@ -1,0 +1,239 @@
+"""Under trio, an idle connection's reader task parks, and the alarm clock's
+leader reads its socket for it (alphapoint/drivers/alarms.py, anyio_stream.py).
+
+What must hold whoever reads: replies resolve their calls, events reach the
+session, a server's ping is answered, the gateway's close and a dropped TCP
+connection end the session, a large reply is read whole, a gateway that stops
+answering is found by the keepalive, and the connections left go on being read
+when the one whose task reads for them leaves. Real servers over loopback
+(websockets' ServerProtocol byte by byte, or the embedded gateway), no mocks.
+Each test first waits until the reader is parked, so that what follows is
+read by the leader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+from websockets.frames import Opcode
+
+import alphapoint
+from alphapoint import ConnectionClosed, Keepalive
+from alphapoint.drivers.alarms import current_alarm_clock
+from alphapoint.drivers.anyio_stream import StreamWebSocket
+from alphapoint.frame import Frame as ApexFrame
+from alphapoint.frame import MessageType, decode_frame, encode_frame
+from alphapoint.testing.pytest_plugin import GatewayFixture
+from alphapoint.testing.scripted import serve_tcp
+
+from .helpers import LIMIT, hold_session, no_task_left, wait_until
+from .test_transport import RawPeer
+
+pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["trio"])]
+
+
+def websocket_of(session: alphapoint.Session) -> StreamWebSocket:
+    conn = session._conn
+    assert conn is not None
+    websocket = conn._ws
+    assert isinstance(websocket, StreamWebSocket)
+    return websocket
+
+
+async def parked(session: alphapoint.Session) -> StreamWebSocket:
+    """The session's websocket, once its reader task is parked."""
+    websocket = websocket_of(session)
+    await wait_until(lambda: websocket._parked)
+    return websocket
+
+
+async def answer_requests(peer: RawPeer, answer: Callable[[ApexFrame], Any]) -> None:
+    """Reply to every request with ``answer(request)`` until the client closes."""
+    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+        while True:
+            frame = await peer.next_frame()
+            if frame.opcode is Opcode.TEXT:
+                request = decode_frame(bytes(frame.data).decode())
+                peer.queue_reply(request, answer(request))
+                await peer.flush()
+
+
+async def test_a_parked_reader_gets_its_replies_without_waking() -> None:
+    """Replies to calls are read and resolved by the leader: the reader stays parked."""
+
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        await peer.flush()
+        await answer_requests(peer, lambda request: {"n": request.seq})
+
+    async with (
+        no_task_left(),
+        serve_tcp(handler) as server,
+        alphapoint.connect(server.url, keepalive=None) as session,
+    ):
+        websocket = await parked(session)
+        with anyio.fail_after(LIMIT):
+            for _ in range(5):
+                reply = await session.call("Ping")
+                assert set(reply) == {"n"}
+                assert websocket._parked  # read by the leader, not by this task
+
+
+async def test_a_server_ping_to_a_parked_reader_is_answered() -> None:
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        await peer.flush()
+        first = await peer.next_request()
+        peer.queue_reply(first, {})
+        await peer.flush()
+        request = await peer.next_request()
+        peer.protocol.send_ping(b"are you there")
+        await peer.flush()
+        pong = await peer.next_frame()
+        assert pong.opcode is Opcode.PONG
+        peer.queue_reply(request, {"pong": bytes(pong.data).decode()})
+        await peer.flush()
+        await peer.until_closed()
+
+    async with serve_tcp(handler) as server, alphapoint.connect(server.url, keepalive=None) as s:
+        with anyio.fail_after(LIMIT):
+            assert await s.call("Ping") == {}
+            await parked(s)
+            assert await s.call("Ping") == {"pong": "are you there"}
+
+
+async def test_an_event_read_for_a_parked_reader_reaches_the_session() -> None:
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        await peer.flush()
+        request = await peer.next_request()
+        peer.queue_reply(request, {})
+        await peer.flush()
+        event = ApexFrame(MessageType.EVENT, 0, "NewsEvent", {"n": 1})
+        peer.protocol.send_text(encode_frame(event).encode())
+        await peer.flush()
+        await peer.until_closed()
+
+    async with (
+        serve_tcp(handler) as server,
+        alphapoint.connect(server.url, keepalive=None) as session,
+        session.events("NewsEvent") as events,
+    ):
+        with anyio.fail_after(LIMIT):
+            await parked(session)
+            assert await session.call("Ping") == {}
+            event = await events.__anext__()
+    assert event.payload == {"n": 1}
+
+
+async def test_a_large_reply_read_for_a_parked_reader_is_read_whole() -> None:
+    """More than one read's worth: the leader reads the first, the task the rest."""
+    big = "x" * 300_000
+
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        await peer.flush()
+        await answer_requests(
+            peer, lambda request: {"big": big} if request.function == "Big" else {}
+        )
+
+    async with serve_tcp(handler) as server, alphapoint.connect(server.url, keepalive=None) as s:
+        with anyio.fail_after(LIMIT):
+            await parked(s)
+            assert await s.call("Big") == {"big": big}
+            assert await s.call("Ping") == {}
+            await parked(s)  # and it parks again
+
+
+@pytest.mark.parametrize("how", ["close", "drop"])
+async def test_the_gateway_ending_the_connection_ends_a_parked_reader(how: str) -> None:
+    """A close frame, or the TCP connection dropped, read by the leader: the session closes."""
+    go = anyio.Event()
+
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        await peer.flush()
+        await go.wait()
+        if how == "close":
+            peer.protocol.send_close(1001, "going away")
+            await peer.flush()
+            await peer.until_closed()
+        else:
+            await stream.aclose()
+
+    async with (
+        serve_tcp(handler) as server,
+        alphapoint.connect(server.url, keepalive=None) as session,
+        session.state_changes() as changes,
+    ):
+        await parked(session)
+        go.set()
+        with anyio.fail_after(LIMIT):
+            assert [state async for state in changes] == [alphapoint.SessionState.CLOSED]
+        with pytest.raises(ConnectionClosed) as info:
+            await session.call("Ping")
+    if how == "close":
+        assert "1001" in str(info.value)
+
+
+async def test_a_gateway_that_stops_answering_a_parked_reader_is_found_by_the_keepalive() -> None:
+    """The gateway reads every Ping and answers none: the keepalive drops the connection."""
+
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        await peer.flush()
+        await peer.until_closed()  # reads everything, answers nothing
+
+    keepalive = Keepalive(interval=0.05, timeout=0.05)
+    async with (
+        serve_tcp(handler) as server,
+        alphapoint.connect(server.url, keepalive=keepalive) as session,
+        session.state_changes() as changes,
+    ):
+        with anyio.fail_after(LIMIT):
+            assert [state async for state in changes] == [alphapoint.SessionState.CLOSED]
+        with pytest.raises(ConnectionClosed) as info:
+            await session.call("Ping")
+    assert "did not answer a keepalive Ping" in str(info.value)
+
+
+async def test_parked_readers_are_read_when_the_leader_leaves(
+    alphapoint_gateway: GatewayFixture,
+) -> None:
+    """Three parked sessions; the one whose task reads for them leaves: the others'
+    replies are still read (by the next leader), and they park again."""
+    url = alphapoint_gateway.url
+    opened: list[list[alphapoint.Session]] = [[], [], []]  # each task's session
+    leave = [anyio.Event() for _ in range(3)]
+    options: dict[str, Any] = {"keepalive": None}
+    async with no_task_left(), anyio.create_task_group() as tg:
+        for n in range(3):
+            tg.start_soon(partial(hold_session, url, opened[n], leave[n], **options))
+        await wait_until(lambda: all(opened))
+        sessions = [one[0] for one in opened]
+        for session in sessions:
+            await parked(session)
+        clock: Any = current_alarm_clock()
+        leader = next(n for n, s in enumerate(sessions) if clock._leader is websocket_of(s))
+        leave[leader].set()
+        rest = [s for n, s in enumerate(sessions) if n != leader]
+        with anyio.fail_after(LIMIT):
+            for session in rest:
+                assert await session.call("Ping") == {"msg": "PONG"}
+            for session in rest:
+                await parked(session)
+                assert await session.call("Ping") == {"msg": "PONG"}
+        for event in leave:
+            event.set()
