@@ -140,6 +140,25 @@ class _FuturePending(_Book, asyncio.Future[None]):
 _Call = _Pending | _FuturePending
 
 
+class _Unwaited:
+    """The event of a call no task waits on (a keepalive Ping under trio): setting
+    it does nothing, and no event is made per Ping."""
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        pass
+
+    def is_set(self) -> bool:
+        return False
+
+    def wait(self) -> Awaitable[object]:
+        raise RuntimeError("nobody waits for a keepalive Ping's reply")
+
+
+_UNWAITED = _Unwaited()
+
+
 def _begin(
     pending: _Call,
     function: str,
@@ -415,10 +434,11 @@ class Connection:
         return call
 
     def _register(self, function: str, timeout: float | None, deadline: float) -> tuple[int, _Call]:
-        """A sequence number and a pending entry for a new call."""
+        """A sequence number and a pending entry for a new keepalive Ping (no task
+        waits for its reply: under trio it has no event of its own)."""
         seq = self._next_seq
         self._next_seq += 2
-        pending: _Call = _FuturePending() if self._futures else _Pending(self._ws.new_event())
+        pending: _Call = _FuturePending() if self._futures else _Pending(_UNWAITED)
         _begin(pending, function, timeout, deadline, None)
         pending.logged = logger.isEnabledFor(logging.DEBUG)  # a keepalive Ping's reply, as before
         self._pending[seq] = pending
@@ -473,7 +493,7 @@ class Connection:
     def _send_ping_now(self, deadline: float, timeout: float) -> _Call | None:
         """Write a keepalive Ping now, if the driver can without waiting (else ``None``)."""
         seq = self._next_seq
-        if not self._ws.send_text_now(encode_frame(Frame(MessageType.REQUEST, seq, "Ping", {}))):
+        if not self._ws.send_text_now(encode(MessageType.REQUEST, seq, "Ping", {})):
             return None
         registered, pending = self._register("Ping", timeout, deadline)
         assert registered == seq
