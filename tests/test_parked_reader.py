@@ -53,6 +53,20 @@ async def parked(session: alphapoint.Session) -> StreamWebSocket:
     return websocket
 
 
+async def accepted(stream: anyio.abc.ByteStream) -> RawPeer:
+    """The server's end of a WebSocket whose handshake is done."""
+    peer = RawPeer(stream)
+    peer.accept(await peer.receive_handshake())
+    await peer.flush()
+    return peer
+
+
+async def reply_next(peer: RawPeer, payload: Any) -> None:
+    """Answer the client's next request with ``payload``."""
+    peer.queue_reply(await peer.next_request(), payload)
+    await peer.flush()
+
+
 async def answer_requests(peer: RawPeer, answer: Callable[[ApexFrame], Any]) -> None:
     """Reply to every request with ``answer(request)`` until the client closes."""
     with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
@@ -68,9 +82,7 @@ async def test_a_parked_reader_gets_its_replies_without_waking() -> None:
     """Replies to calls are read and resolved by the leader: the reader stays parked."""
 
     async def handler(stream: anyio.abc.ByteStream) -> None:
-        peer = RawPeer(stream)
-        peer.accept(await peer.receive_handshake())
-        await peer.flush()
+        peer = await accepted(stream)
         await answer_requests(peer, lambda request: {"n": request.seq})
 
     async with (
@@ -88,12 +100,8 @@ async def test_a_parked_reader_gets_its_replies_without_waking() -> None:
 
 async def test_a_server_ping_to_a_parked_reader_is_answered() -> None:
     async def handler(stream: anyio.abc.ByteStream) -> None:
-        peer = RawPeer(stream)
-        peer.accept(await peer.receive_handshake())
-        await peer.flush()
-        first = await peer.next_request()
-        peer.queue_reply(first, {})
-        await peer.flush()
+        peer = await accepted(stream)
+        await reply_next(peer, {})
         request = await peer.next_request()
         peer.protocol.send_ping(b"are you there")
         await peer.flush()
@@ -112,12 +120,8 @@ async def test_a_server_ping_to_a_parked_reader_is_answered() -> None:
 
 async def test_an_event_read_for_a_parked_reader_reaches_the_session() -> None:
     async def handler(stream: anyio.abc.ByteStream) -> None:
-        peer = RawPeer(stream)
-        peer.accept(await peer.receive_handshake())
-        await peer.flush()
-        request = await peer.next_request()
-        peer.queue_reply(request, {})
-        await peer.flush()
+        peer = await accepted(stream)
+        await reply_next(peer, {})
         event = ApexFrame(MessageType.EVENT, 0, "NewsEvent", {"n": 1})
         peer.protocol.send_text(encode_frame(event).encode())
         await peer.flush()
@@ -140,9 +144,7 @@ async def test_a_large_reply_read_for_a_parked_reader_is_read_whole() -> None:
     big = "x" * 300_000
 
     async def handler(stream: anyio.abc.ByteStream) -> None:
-        peer = RawPeer(stream)
-        peer.accept(await peer.receive_handshake())
-        await peer.flush()
+        peer = await accepted(stream)
         await answer_requests(
             peer, lambda request: {"big": big} if request.function == "Big" else {}
         )
@@ -161,9 +163,7 @@ async def test_the_gateway_ending_the_connection_ends_a_parked_reader(how: str) 
     go = anyio.Event()
 
     async def handler(stream: anyio.abc.ByteStream) -> None:
-        peer = RawPeer(stream)
-        peer.accept(await peer.receive_handshake())
-        await peer.flush()
+        peer = await accepted(stream)
         await go.wait()
         if how == "close":
             peer.protocol.send_close(1001, "going away")
@@ -191,9 +191,7 @@ async def test_a_gateway_that_stops_answering_a_parked_reader_is_found_by_the_ke
     """The gateway reads every Ping and answers none: the keepalive drops the connection."""
 
     async def handler(stream: anyio.abc.ByteStream) -> None:
-        peer = RawPeer(stream)
-        peer.accept(await peer.receive_handshake())
-        await peer.flush()
+        peer = await accepted(stream)
         await peer.until_closed()  # reads everything, answers nothing
 
     keepalive = Keepalive(interval=0.05, timeout=0.05)
