@@ -252,7 +252,7 @@ async def _hold(
                 import pstats
 
                 profiler.disable()
-                pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(int(os.environ.get("PROF_LINES", "25")))
+                pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
             idle_result["idle_window_s"] = idle_wall
             idle_result["idle_cpu_us"] = idle_cpu / n / idle_wall * 1e6
         holder.release.set()
