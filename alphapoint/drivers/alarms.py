@@ -25,6 +25,13 @@ Who keeps the timer, without a task that outlives the connections:
   for (sending a Ping) first hands the lead to another connection, and the
   last connection to leave takes the timer with it.
 
+Under trio (on Linux) the leader also reads for the connections whose reader
+tasks park while idle (:meth:`AlarmClock.read_for`): it waits on an epoll of
+the clock's own, where their sockets are registered once, edge-triggered, and
+hands each readable socket to its connection, which reads it there and wakes
+its own task only for what must be done in it. One wake-up of the leader reads
+the replies of every session whose Ping went out in the same ring.
+
 A connection joins when its ``run()`` starts keeping the alarm and leaves when
 it ends; a ring filed before that waits in the connection's ``_alarm_at``.
 """

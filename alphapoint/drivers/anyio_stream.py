@@ -33,6 +33,13 @@ rings (``send_text_now``), so an idle connection needs no alarm task (see
 read and kept until the next, ten seconds or more later: old enough to reach
 the garbage collector's oldest generation, whose collections walk every
 object of every session (docs/performance.md, "Idle sessions").
+
+Such a connection's reader task parks while idle (:meth:`StreamWebSocket._park`),
+and the task that keeps the loop's timer reads its socket for it, through an
+epoll of the alarm clock's own (alarms.py), as asyncio's read callbacks do:
+trio has no I/O callbacks, and a task's read is a wake-up through its
+scheduler and a new one-shot registration of the socket with its epoll, at
+every read (docs/performance.md, "Idle under trio, sixth session").
 """
 
 from __future__ import annotations
