@@ -251,6 +251,8 @@ class _LeaderClock(AlarmClock):
     def leave(self, target: Alarmed) -> None:
         super().leave(target)
         if self._leader is target:
+            if self._polling and self._scope is not None:
+                self._scope.cancel()  # its wait on the epoll ends now, for the next leader's
             self._leader = None
             self._hand_over(target)
         if not self._members and self._epoll is not None:
@@ -294,7 +296,10 @@ class _LeaderClock(AlarmClock):
             return False
         fd = target._poll_fd  # type: ignore[attr-defined]
         try:
-            epoll.register(fd, _READABLE)
+            try:
+                epoll.register(fd, _READABLE)
+            except FileExistsError:  # a closed socket's number, still registered
+                epoll.modify(fd, _READABLE)
         except OSError:
             return False
         self._readers[fd] = target
