@@ -188,6 +188,16 @@ class _Pinger:
         self._grid = min(KEEPALIVE_GRID, policy.interval / 10)
         self._ping: _Call | None = None
         self._look_at = math.inf
+        conn._ws.calls_in_flight = self.calls_in_flight
+
+    def calls_in_flight(self) -> bool:
+        """Whether the connection waits for a reply other than the keepalive Ping's
+        (the driver's reader then reads itself: see StreamWebSocket._park)."""
+        waiting = len(self._conn._pending)
+        ping = self._ping
+        if ping is not None and ping.reply is None and ping.error is None:
+            waiting -= 1  # the Ping in flight
+        return waiting > 0
 
     def wake_at(self) -> float:
         """When :meth:`check` has something to do: the connection falls idle, or a
@@ -567,6 +577,7 @@ class Connection:
             self._on_event, self._on_closed = _no_events, None
             self._pinger = None
             self._ws.on_alarm_now = None
+            self._ws.calls_in_flight = None
 
     def _on_message(self, message: str | bytes) -> bool:
         """Resolve a reply's call right where it was read; leave events for the task.

@@ -37,6 +37,10 @@ from .test_transport import RawPeer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["trio"])]
 
+#: A keepalive that sends no Ping within a test: the reader parks only on a
+#: connection with a keepalive (without one an idle connection reads nothing).
+IDLE = Keepalive(interval=600, timeout=LIMIT)
+
 
 def websocket_of(session: alphapoint.Session) -> StreamWebSocket:
     conn = session._conn
@@ -78,24 +82,48 @@ async def answer_requests(peer: RawPeer, answer: Callable[[ApexFrame], Any]) -> 
                 await peer.flush()
 
 
-async def test_a_parked_reader_gets_its_replies_without_waking() -> None:
-    """Replies to calls are read and resolved by the leader: the reader stays parked."""
+async def test_keepalive_replies_are_read_while_the_reader_stays_parked() -> None:
+    """An idle session: its Pings' replies are read by the leader, and the
+    reader, which waits for no other reply, stays parked."""
+    answered: list[int] = []
+
+    def answer(request: ApexFrame) -> dict[str, Any]:
+        answered.append(request.seq)
+        return {}
 
     async def handler(stream: anyio.abc.ByteStream) -> None:
-        peer = await accepted(stream)
-        await answer_requests(peer, lambda request: {"n": request.seq})
+        await answer_requests(await accepted(stream), answer)
+
+    quick = Keepalive(interval=0.05, timeout=LIMIT)
+    async with (
+        no_task_left(),
+        serve_tcp(handler) as server,
+        alphapoint.connect(server.url, keepalive=quick) as session,
+    ):
+        websocket = await parked(session)
+        before = len(answered)
+        await wait_until(lambda: len(answered) >= before + 3)
+        conn = session._conn
+        assert conn is not None
+        await wait_until(lambda: conn._pinger is not None and conn._pinger._ping is None)
+        assert websocket._parked
+        assert session.is_open
+
+
+async def test_a_call_while_parked_gets_its_reply_and_the_reader_parks_again() -> None:
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        await answer_requests(await accepted(stream), lambda request: {"n": request.seq})
 
     async with (
         no_task_left(),
         serve_tcp(handler) as server,
-        alphapoint.connect(server.url, keepalive=None) as session,
+        alphapoint.connect(server.url, keepalive=IDLE) as session,
     ):
-        websocket = await parked(session)
         with anyio.fail_after(LIMIT):
-            for _ in range(5):
+            for _ in range(3):
+                await parked(session)
                 reply = await session.call("Ping")
                 assert set(reply) == {"n"}
-                assert websocket._parked  # read by the leader, not by this task
 
 
 async def test_a_server_ping_to_a_parked_reader_is_answered() -> None:
@@ -111,7 +139,7 @@ async def test_a_server_ping_to_a_parked_reader_is_answered() -> None:
         await peer.flush()
         await peer.until_closed()
 
-    async with serve_tcp(handler) as server, alphapoint.connect(server.url, keepalive=None) as s:
+    async with serve_tcp(handler) as server, alphapoint.connect(server.url, keepalive=IDLE) as s:
         with anyio.fail_after(LIMIT):
             assert await s.call("Ping") == {}
             await parked(s)
@@ -129,7 +157,7 @@ async def test_an_event_read_for_a_parked_reader_reaches_the_session() -> None:
 
     async with (
         serve_tcp(handler) as server,
-        alphapoint.connect(server.url, keepalive=None) as session,
+        alphapoint.connect(server.url, keepalive=IDLE) as session,
         session.events("NewsEvent") as events,
     ):
         with anyio.fail_after(LIMIT):
@@ -149,7 +177,7 @@ async def test_a_large_reply_read_for_a_parked_reader_is_read_whole() -> None:
             peer, lambda request: {"big": big} if request.function == "Big" else {}
         )
 
-    async with serve_tcp(handler) as server, alphapoint.connect(server.url, keepalive=None) as s:
+    async with serve_tcp(handler) as server, alphapoint.connect(server.url, keepalive=IDLE) as s:
         with anyio.fail_after(LIMIT):
             await parked(s)
             assert await s.call("Big") == {"big": big}
@@ -174,7 +202,7 @@ async def test_the_gateway_ending_the_connection_ends_a_parked_reader(how: str) 
 
     async with (
         serve_tcp(handler) as server,
-        alphapoint.connect(server.url, keepalive=None) as session,
+        alphapoint.connect(server.url, keepalive=IDLE) as session,
         session.state_changes() as changes,
     ):
         await parked(session)
@@ -215,7 +243,7 @@ async def test_parked_readers_are_read_when_the_leader_leaves(
     url = alphapoint_gateway.url
     opened: list[list[alphapoint.Session]] = [[], [], []]  # each task's session
     leave = [anyio.Event() for _ in range(3)]
-    options: dict[str, Any] = {"keepalive": None}
+    options: dict[str, Any] = {"keepalive": IDLE}
     async with no_task_left(), anyio.create_task_group() as tg:
         for n in range(3):
             tg.start_soon(partial(hold_session, url, opened[n], leave[n], **options))

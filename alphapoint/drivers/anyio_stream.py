@@ -132,6 +132,9 @@ class StreamWebSocket(BaseWebSocket):
         self._stashed: list[bytes] | None = None
         self._reader_wake: Wakeup | None = None
         self._on_message: OnMessage | None = None
+        #: Whether the reader yields once before it parks (it read a reply to
+        #: a call, whose caller may well send another at once: see _park).
+        self._recheck = False
         #: Bytes of a frame written where the alarm rang that the socket did
         #: not take at once: written before anything else, by the alarm task.
         self._tail = b""
@@ -441,10 +444,17 @@ class StreamWebSocket(BaseWebSocket):
                 self._start_alarm_task()
             while True:
                 if direct and self._may_park(clock):
+                    if self._recheck:
+                        # The callers its read woke go first: a caller that
+                        # sends another call at once keeps the reader reading.
+                        self._recheck = False
+                        await anyio.lowlevel.checkpoint()
+                        continue
                     await self._park(on_wakeup)
                     continue
                 if on_message(await self.receive()):
                     on_wakeup()
+                self._recheck = direct
         except Exception as exc:  # noqa: BLE001 - run() raises it, outside the task group
             return exc
         finally:
@@ -460,10 +470,14 @@ class StreamWebSocket(BaseWebSocket):
 
     def _may_park(self, clock: AlarmClock) -> bool:
         """Whether the reader task may park while the clock's leader reads its socket:
-        nothing is left of the last read, the connection is open and not closing,
-        and a leader reads (under trio, with epoll)."""
+        the owner waits for no reply but its keepalive's, nothing is left of the
+        last read, the connection is open and not closing, and a leader reads
+        (under trio, with epoll)."""
+        calls_in_flight = self.calls_in_flight
         return (
-            clock.reads()
+            calls_in_flight is not None
+            and not calls_in_flight()
+            and clock.reads()
             and not self._poll_seen
             and not self._socket_full
             and not self._messages
@@ -499,7 +513,11 @@ class StreamWebSocket(BaseWebSocket):
         wait. Parked, a read of the leader's costs neither: it reads the
         socket, resolves the replies (``on_message``, as asyncio's read
         callbacks do), and wakes this task only for what must be done here
-        (answers to write, events, the end of the connection).
+        (answers to write, events, the end of the connection, and a reply to
+        a call: calls come in runs, and while one waits for its reply the
+        task reads itself, whose wake-up per read costs less than the
+        leader's). What parks is a connection whose owner waits only for its
+        keepalive's Ping: an idle session.
         """
         wake = self._reader_wake
         if wake is None:
@@ -543,6 +561,8 @@ class StreamWebSocket(BaseWebSocket):
             data = b""
         if data is None:
             return  # nothing after all
+        calls_in_flight = self.calls_in_flight
+        busy = calls_in_flight is not None and calls_in_flight()
         protocol = self._protocol
         try:
             if data:
@@ -563,7 +583,8 @@ class StreamWebSocket(BaseWebSocket):
             if chunks:
                 self._stashed = chunks
             elif not (
-                self._poll_wakeup
+                busy
+                or self._poll_wakeup
                 or self._unread
                 or self._socket_full
                 or self._failure is not None
@@ -571,6 +592,8 @@ class StreamWebSocket(BaseWebSocket):
                 or protocol.state is not OPEN
             ):
                 return  # all done here: the task stays parked
+            # The task reads while calls come (see _park); it yields first.
+            self._recheck = busy
             self._poll_tail = True
         except Exception as exc:  # noqa: BLE001 - a bug: run() raises it
             self._poll_error = exc
