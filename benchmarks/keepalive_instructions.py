@@ -40,17 +40,24 @@ def child(url: str, backend: str, n: int, interval: float, window: float) -> Non
 
     import alphapoint
 
-    many_sessions.CONNECT_OPTIONS["keepalive"] = alphapoint.Keepalive(interval, 10)
+    keepalive = alphapoint.Keepalive(interval, 10)
     creds = Credentials(
         os.environ["BENCH_API_KEY"], os.environ["BENCH_API_SECRET"], os.environ["BENCH_USER_ID"]
     )
     creds.start_nonces(time.time_ns())
 
+    async def session(holder: many_sessions.Holder) -> None:
+        async with alphapoint.connect(
+            url, credentials=creds.alphapoint(), logout_on_close=False, keepalive=keepalive
+        ) as opened:
+            assert opened.authenticated
+            await holder.logged_in()
+
     async def main() -> None:
         holder = many_sessions.Holder(n)
         async with anyio.create_task_group() as tg:
             for _ in range(n):
-                tg.start_soon(many_sessions._alphapoint, url, creds, holder)
+                tg.start_soon(session, holder)
             await holder.all_in.wait()
             await anyio.sleep(2 * interval)  # every session pings steadily
             conns = [o for o in gc.get_objects() if type(o).__name__ == "Connection"]

@@ -47,8 +47,6 @@ import select
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import anyio
-
 from .loop import LoopLocal, Wakeup
 
 __all__ = ["TICK", "AlarmClock", "Alarmed", "current_alarm_clock"]
@@ -227,7 +225,7 @@ class _LeaderClock(AlarmClock):
         super().__init__()
         self._leader: Alarmed | None = None
         #: The leader's sleep, while it sleeps: its deadline is the timer's time.
-        self._scope: anyio.CancelScope | None = None
+        self._scope: Any = None
         #: An epoll of the clock's own (made on first use; ``None`` where there
         #: is none, or once closed): the sockets of the connections whose tasks
         #: park, registered once and edge-triggered, by file descriptor.
@@ -358,7 +356,10 @@ class _LeaderClock(AlarmClock):
             await wake.wait()
             return
         readable = False
-        with anyio.CancelScope(deadline=self.next_ring()) as scope:
+        import trio
+
+        # trio's own scope (anyio's wraps one): this wait is every read's under trio.
+        with trio.CancelScope(deadline=self.next_ring()) as scope:
             self._scope = scope
             try:
                 if epoll is None:
@@ -366,8 +367,6 @@ class _LeaderClock(AlarmClock):
                 else:
                     # Woken by its own work through poke(): the scope is cancelled.
                     self._polling = True
-                    import trio
-
                     try:
                         await trio.lowlevel.wait_readable(epoll)
                         readable = True

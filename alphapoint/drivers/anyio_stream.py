@@ -132,9 +132,9 @@ class StreamWebSocket(BaseWebSocket):
         self._stashed: list[bytes] | None = None
         self._reader_wake: Wakeup | None = None
         self._on_message: OnMessage | None = None
-        #: Whether the reader yields once before it parks (it read a reply to
-        #: a call, whose caller may well send another at once: see _park).
-        self._recheck = False
+        #: Whether the reader reads itself for now: its last message came while
+        #: a call waited for its reply, and calls come in runs (see _park).
+        self._stay = False
         #: Bytes of a frame written where the alarm rang that the socket did
         #: not take at once: written before anything else, by the alarm task.
         self._tail = b""
@@ -444,17 +444,13 @@ class StreamWebSocket(BaseWebSocket):
                 self._start_alarm_task()
             while True:
                 if direct and self._may_park(clock):
-                    if self._recheck:
-                        # The callers its read woke go first: a caller that
-                        # sends another call at once keeps the reader reading.
-                        self._recheck = False
-                        await anyio.lowlevel.checkpoint()
-                        continue
                     await self._park(on_wakeup)
                     continue
-                if on_message(await self.receive()):
+                message = await self.receive()
+                if direct:
+                    self._stay = self._calls_in_flight()  # before on_message answers one
+                if on_message(message):
                     on_wakeup()
-                self._recheck = direct
         except Exception as exc:  # noqa: BLE001 - run() raises it, outside the task group
             return exc
         finally:
@@ -473,10 +469,10 @@ class StreamWebSocket(BaseWebSocket):
         the owner waits for no reply but its keepalive's, nothing is left of the
         last read, the connection is open and not closing, and a leader reads
         (under trio, with epoll)."""
-        calls_in_flight = self.calls_in_flight
         return (
-            calls_in_flight is not None
-            and not calls_in_flight()
+            not self._stay
+            and self.calls_in_flight is not None
+            and not self._calls_in_flight()
             and clock.reads()
             and not self._poll_seen
             and not self._socket_full
@@ -489,6 +485,10 @@ class StreamWebSocket(BaseWebSocket):
             and not self._protocol.close_expected()
             and (self._poll_fd >= 0 or self._start_polling(clock))
         )
+
+    def _calls_in_flight(self) -> bool:
+        calls_in_flight = self.calls_in_flight
+        return calls_in_flight is not None and calls_in_flight()
 
     def _start_polling(self, clock: AlarmClock) -> bool:
         assert self._socket is not None
@@ -514,10 +514,11 @@ class StreamWebSocket(BaseWebSocket):
         socket, resolves the replies (``on_message``, as asyncio's read
         callbacks do), and wakes this task only for what must be done here
         (answers to write, events, the end of the connection, and a reply to
-        a call: calls come in runs, and while one waits for its reply the
-        task reads itself, whose wake-up per read costs less than the
-        leader's). What parks is a connection whose owner waits only for its
-        keepalive's Ping: an idle session.
+        a call). Calls come in runs, and the leader's read of a reply costs
+        more than the task's own: a message that came while a call waited
+        for its reply keeps the task reading itself, until a message comes
+        while only the keepalive's Ping waits (its reply, on an idle
+        connection): then it parks.
         """
         wake = self._reader_wake
         if wake is None:
@@ -561,8 +562,7 @@ class StreamWebSocket(BaseWebSocket):
             data = b""
         if data is None:
             return  # nothing after all
-        calls_in_flight = self.calls_in_flight
-        busy = calls_in_flight is not None and calls_in_flight()
+        busy = self._calls_in_flight()
         protocol = self._protocol
         try:
             if data:
@@ -592,8 +592,7 @@ class StreamWebSocket(BaseWebSocket):
                 or protocol.state is not OPEN
             ):
                 return  # all done here: the task stays parked
-            # The task reads while calls come (see _park); it yields first.
-            self._recheck = busy
+            self._stay = busy  # the task reads while calls come (see _park)
             self._poll_tail = True
         except Exception as exc:  # noqa: BLE001 - a bug: run() raises it
             self._poll_error = exc
