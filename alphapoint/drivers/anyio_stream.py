@@ -133,8 +133,10 @@ class StreamWebSocket(BaseWebSocket):
         self._reader_wake: Wakeup | None = None
         self._on_message: OnMessage | None = None
         #: Whether the reader reads itself for now: its last message came while
-        #: a call waited for its reply, and calls come in runs (see _park).
+        #: a call waited for its reply, and calls come in runs (see _park); and
+        #: whether it looks again, after the callers woken have had their turn.
         self._stay = False
+        self._recheck = False
         #: Bytes of a frame written where the alarm rang that the socket did
         #: not take at once: written before anything else, by the alarm task.
         self._tail = b""
@@ -444,6 +446,15 @@ class StreamWebSocket(BaseWebSocket):
                 self._start_alarm_task()
             while True:
                 if direct and self._may_park(clock):
+                    if self._recheck:
+                        # The leader read a reply to a call: the caller woken
+                        # (in the next batch of trio's, in either order) may
+                        # call again at once, and then this task reads.
+                        self._recheck = False
+                        await anyio.lowlevel.checkpoint()
+                        await anyio.lowlevel.checkpoint()
+                        self._stay = self._calls_in_flight()
+                        continue
                     await self._park(on_wakeup)
                     continue
                 message = await self.receive()
@@ -515,10 +526,11 @@ class StreamWebSocket(BaseWebSocket):
         callbacks do), and wakes this task only for what must be done here
         (answers to write, events, the end of the connection, and a reply to
         a call). Calls come in runs, and the leader's read of a reply costs
-        more than the task's own: a message that came while a call waited
-        for its reply keeps the task reading itself, until a message comes
-        while only the keepalive's Ping waits (its reply, on an idle
-        connection): then it parks.
+        more than the task's own: after a reply read by the leader the task
+        looks again once the caller has had its turn, and reads itself if a
+        call waits again; a message that came while a call waited keeps it
+        reading itself, until one comes while only the keepalive's Ping waits
+        (its reply, on an idle connection): then it parks.
         """
         wake = self._reader_wake
         if wake is None:
@@ -592,7 +604,7 @@ class StreamWebSocket(BaseWebSocket):
                 or protocol.state is not OPEN
             ):
                 return  # all done here: the task stays parked
-            self._stay = busy  # the task reads while calls come (see _park)
+            self._recheck = busy  # the task may read while calls come (see _park)
             self._poll_tail = True
         except Exception as exc:  # noqa: BLE001 - a bug: run() raises it
             self._poll_error = exc
