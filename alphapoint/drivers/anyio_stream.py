@@ -458,8 +458,11 @@ class StreamWebSocket(BaseWebSocket):
                     await self._park(on_wakeup)
                     continue
                 message = await self.receive()
-                if direct:
-                    self._stay = self._calls_in_flight()  # before on_message answers one
+                if direct:  # before on_message answers a call
+                    if not self._calls_in_flight():
+                        self._stay = False
+                    elif not self._stay:
+                        self._recheck = True  # a run of calls, or one (a login)?
                 if on_message(message):
                     on_wakeup()
         except Exception as exc:  # noqa: BLE001 - run() raises it, outside the task group
