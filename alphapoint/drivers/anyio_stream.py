@@ -132,11 +132,11 @@ class StreamWebSocket(BaseWebSocket):
         self._stashed: list[bytes] | None = None
         self._reader_wake: Wakeup | None = None
         self._on_message: OnMessage | None = None
-        #: Whether the reader reads itself for now: its last message came while
-        #: a call waited for its reply, and calls come in runs (see _park); and
-        #: whether it looks again, after the callers woken have had their turn.
+        #: Whether the reader reads itself for now (a run of calls: see _park),
+        #: and whether the last message was a call's reply: then a call sent
+        #: while the reader is parked, before the alarm rings, has it read again.
         self._stay = False
-        self._recheck = False
+        self._hot = False
         #: Bytes of a frame written where the alarm rang that the socket did
         #: not take at once: written before anything else, by the alarm task.
         self._tail = b""
@@ -202,6 +202,8 @@ class StreamWebSocket(BaseWebSocket):
             or self._stream_closed
         ):
             return False
+        if self._hot:
+            self._call_sent()
         self._protocol.send_text(text.encode())
         data = b"".join(self._protocol.data_to_send())
         try:
@@ -237,6 +239,8 @@ class StreamWebSocket(BaseWebSocket):
         """
         if self._protocol.state is not OPEN:
             raise self._closed_error("the connection is closed")
+        if self._hot:
+            self._call_sent()
         # A cancellation already due is raised here, before the message is
         # handed over, not inside the write (see _write).
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -446,23 +450,13 @@ class StreamWebSocket(BaseWebSocket):
                 self._start_alarm_task()
             while True:
                 if direct and self._may_park(clock):
-                    if self._recheck:
-                        # The leader read a reply to a call: the caller woken
-                        # (in the next batch of trio's, in either order) may
-                        # call again at once, and then this task reads.
-                        self._recheck = False
-                        await anyio.lowlevel.checkpoint()
-                        await anyio.lowlevel.checkpoint()
-                        self._stay = self._calls_in_flight()
-                        continue
                     await self._park(on_wakeup)
                     continue
                 message = await self.receive()
                 if direct:  # before on_message answers a call
-                    if not self._calls_in_flight():
+                    self._hot = self._calls_in_flight()
+                    if not self._hot:
                         self._stay = False
-                    elif not self._stay:
-                        self._recheck = True  # a run of calls, or one (a login)?
                 if on_message(message):
                     on_wakeup()
         except Exception as exc:  # noqa: BLE001 - run() raises it, outside the task group
@@ -529,11 +523,11 @@ class StreamWebSocket(BaseWebSocket):
         callbacks do), and wakes this task only for what must be done here
         (answers to write, events, the end of the connection, and a reply to
         a call). Calls come in runs, and the leader's read of a reply costs
-        more than the task's own: after a reply read by the leader the task
-        looks again once the caller has had its turn, and reads itself if a
-        call waits again; a message that came while a call waited keeps it
-        reading itself, until one comes while only the keepalive's Ping waits
-        (its reply, on an idle connection): then it parks.
+        more than the task's own: a call sent while the reader is parked
+        after a call's reply (before the alarm rings) wakes it to read
+        itself (:meth:`_call_sent`), and a message that came while a call
+        waited keeps it reading, until one comes while only the keepalive's
+        Ping waits (its reply, on an idle connection): then it parks.
         """
         wake = self._reader_wake
         if wake is None:
@@ -553,6 +547,18 @@ class StreamWebSocket(BaseWebSocket):
         if self._poll_wakeup:
             self._poll_wakeup = False
             on_wakeup()
+
+    def _call_sent(self) -> None:
+        """A message went out: if it follows a call's reply, a run of calls may
+        be under way, which this task reads itself (see _park)."""
+        if self._hot and self._parked:
+            self._hot = False
+            self._stay = True
+            self._unpark()
+
+    def _ring(self, now: float) -> None:
+        self._hot = False  # the keepalive's Ping is not a run of calls
+        super()._ring(now)
 
     def _unpark(self) -> None:
         """Wake the parked reader task: it reads its socket itself again."""
@@ -577,7 +583,7 @@ class StreamWebSocket(BaseWebSocket):
             data = b""
         if data is None:
             return  # nothing after all
-        busy = self._calls_in_flight()
+        self._hot = self._calls_in_flight()  # a call's reply, likely
         protocol = self._protocol
         try:
             if data:
@@ -598,8 +604,7 @@ class StreamWebSocket(BaseWebSocket):
             if chunks:
                 self._stashed = chunks
             elif not (
-                busy
-                or self._poll_wakeup
+                self._poll_wakeup
                 or self._unread
                 or self._socket_full
                 or self._failure is not None
@@ -607,7 +612,6 @@ class StreamWebSocket(BaseWebSocket):
                 or protocol.state is not OPEN
             ):
                 return  # all done here: the task stays parked
-            self._recheck = busy  # the task may read while calls come (see _park)
             self._poll_tail = True
         except Exception as exc:  # noqa: BLE001 - a bug: run() raises it
             self._poll_error = exc
