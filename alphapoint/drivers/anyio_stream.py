@@ -554,6 +554,9 @@ class StreamWebSocket(BaseWebSocket):
         if self._hot and self._parked:
             self._hot = False
             self._stay = True
+            # Not the leader's any more while the task reads: else each
+            # reply would wake the leader too (registered again when it parks).
+            self._stop_polling()
             self._unpark()
 
     def _ring(self, now: float) -> None:
