@@ -143,6 +143,25 @@ class _FuturePending(_Book, asyncio.Future[None]):
 _Call = _Pending | _FuturePending
 
 
+class _Unwaited:
+    """The event of a call no task waits on (a keepalive Ping under trio): setting
+    it does nothing, and no event is made per Ping."""
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        pass
+
+    def is_set(self) -> bool:
+        return False
+
+    def wait(self) -> Awaitable[object]:
+        raise RuntimeError("nobody waits for a keepalive Ping's reply")
+
+
+_UNWAITED = _Unwaited()
+
+
 def _begin(
     pending: _Call,
     function: str,
@@ -172,6 +191,16 @@ class _Pinger:
         self._grid = min(KEEPALIVE_GRID, policy.interval / 10)
         self._ping: _Call | None = None
         self._look_at = math.inf
+        conn._ws.calls_in_flight = self.calls_in_flight
+
+    def calls_in_flight(self) -> bool:
+        """Whether the connection waits for a reply other than the keepalive Ping's
+        (the driver's reader then reads itself: see StreamWebSocket._park)."""
+        waiting = len(self._conn._pending)
+        ping = self._ping
+        if ping is not None and ping.reply is None and ping.error is None:
+            waiting -= 1  # the Ping in flight
+        return waiting > 0
 
     def wake_at(self) -> float:
         """When :meth:`check` has something to do: the connection falls idle, or a
@@ -421,10 +450,11 @@ class Connection:
         return call
 
     def _register(self, function: str, timeout: float | None, deadline: float) -> tuple[int, _Call]:
-        """A sequence number and a pending entry for a new call."""
+        """A sequence number and a pending entry for a new keepalive Ping (no task
+        waits for its reply: under trio it has no event of its own)."""
         seq = self._next_seq
         self._next_seq += 2
-        pending: _Call = _FuturePending() if self._futures else _Pending(self._ws.new_event())
+        pending: _Call = _FuturePending() if self._futures else _Pending(_UNWAITED)
         _begin(pending, function, timeout, deadline, None)
         pending.logged = logger.isEnabledFor(logging.DEBUG)  # a keepalive Ping's reply, as before
         self._pending[seq] = pending
@@ -479,7 +509,7 @@ class Connection:
     def _send_ping_now(self, deadline: float, timeout: float) -> _Call | None:
         """Write a keepalive Ping now, if the driver can without waiting (else ``None``)."""
         seq = self._next_seq
-        if not self._ws.send_text_now(encode_frame(Frame(MessageType.REQUEST, seq, "Ping", {}))):
+        if not self._ws.send_text_now(encode(MessageType.REQUEST, seq, "Ping", {})):
             return None
         registered, pending = self._register("Ping", timeout, deadline)
         assert registered == seq
@@ -553,6 +583,7 @@ class Connection:
             self._on_event, self._on_closed = _no_events, None
             self._pinger = None
             self._ws.on_alarm_now = None
+            self._ws.calls_in_flight = None
 
     def _on_message(self, message: str | bytes) -> bool:
         """Resolve a reply's call right where it was read; leave events for the task.
