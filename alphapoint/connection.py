@@ -32,8 +32,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
+import attrs
 
 from .apex import check_reply_fields
+from .decoding import slot_setters
 from .drivers.asyncio_protocol import CallbackWebSocket
 from .drivers.base import BaseWebSocket
 from .drivers.loop import EventLike
@@ -141,6 +143,25 @@ class _FuturePending(_Book, asyncio.Future[None]):
 _Call = _Pending | _FuturePending
 
 
+class _Unwaited:
+    """The event of a call no task waits on (a keepalive Ping under trio): setting
+    it does nothing, and no event is made per Ping."""
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        pass
+
+    def is_set(self) -> bool:
+        return False
+
+    def wait(self) -> Awaitable[object]:
+        raise RuntimeError("nobody waits for a keepalive Ping's reply")
+
+
+_UNWAITED = _Unwaited()
+
+
 def _begin(
     pending: _Call,
     function: str,
@@ -170,6 +191,16 @@ class _Pinger:
         self._grid = min(KEEPALIVE_GRID, policy.interval / 10)
         self._ping: _Call | None = None
         self._look_at = math.inf
+        conn._ws.calls_in_flight = self.calls_in_flight
+
+    def calls_in_flight(self) -> bool:
+        """Whether the connection waits for a reply other than the keepalive Ping's
+        (the driver's reader then reads itself: see StreamWebSocket._park)."""
+        waiting = len(self._conn._pending)
+        ping = self._ping
+        if ping is not None and ping.reply is None and ping.error is None:
+            waiting -= 1  # the Ping in flight
+        return waiting > 0
 
     def wake_at(self) -> float:
         """When :meth:`check` has something to do: the connection falls idle, or a
@@ -419,10 +450,11 @@ class Connection:
         return call
 
     def _register(self, function: str, timeout: float | None, deadline: float) -> tuple[int, _Call]:
-        """A sequence number and a pending entry for a new call."""
+        """A sequence number and a pending entry for a new keepalive Ping (no task
+        waits for its reply: under trio it has no event of its own)."""
         seq = self._next_seq
         self._next_seq += 2
-        pending: _Call = _FuturePending() if self._futures else _Pending(self._ws.new_event())
+        pending: _Call = _FuturePending() if self._futures else _Pending(_UNWAITED)
         _begin(pending, function, timeout, deadline, None)
         pending.logged = logger.isEnabledFor(logging.DEBUG)  # a keepalive Ping's reply, as before
         self._pending[seq] = pending
@@ -477,7 +509,7 @@ class Connection:
     def _send_ping_now(self, deadline: float, timeout: float) -> _Call | None:
         """Write a keepalive Ping now, if the driver can without waiting (else ``None``)."""
         seq = self._next_seq
-        if not self._ws.send_text_now(encode_frame(Frame(MessageType.REQUEST, seq, "Ping", {}))):
+        if not self._ws.send_text_now(encode(MessageType.REQUEST, seq, "Ping", {})):
             return None
         registered, pending = self._register("Ping", timeout, deadline)
         assert registered == seq
@@ -551,6 +583,7 @@ class Connection:
             self._on_event, self._on_closed = _no_events, None
             self._pinger = None
             self._ws.on_alarm_now = None
+            self._ws.calls_in_flight = None
 
     def _on_message(self, message: str | bytes) -> bool:
         """Resolve a reply's call right where it was read; leave events for the task.
@@ -572,9 +605,14 @@ class Connection:
             self._unreadable(exc)
             return False
         kind, seq, function, payload = fields
-        if kind is MessageType.EVENT:
-            # The event as its consumers get it, made once (no frame first).
-            self._backlog.append(Event(function, payload, seq))
+        if kind is _EVENT:
+            # The event as its consumers get it, made once (no frame first),
+            # through its slots as its __init__ would (see _EVENT_SLOTS).
+            event = _new(Event)
+            _set_function(event, function)
+            _set_payload(event, payload)
+            _set_seq(event, seq)
+            self._backlog.append(event)
             return True
         if kind is _REPLY or kind is _ERROR:
             # No Frame on a call's path: the caller takes the fields.
@@ -781,10 +819,23 @@ def _no_events(conn: Connection, event: Event) -> None:
     """A closed connection's ``on_event``: it reads no more events."""
 
 
+#: An event is made as attrs' __init__ makes it, without the calls around the
+#: stores (``type.__call__``, ``__init__``, the bound ``object.__setattr__``):
+#: ``object.__new__`` and each field's slot setter, in the order of its fields
+#: (``decoding.slot_setters``, which the generated decoders use too): about 3 k
+#: instructions an event against 4.7 k (docs/performance.md, "Fan-out, sixth
+#: session"). Event stays the frozen attrs class users see.
+_EVENT_SLOTS = slot_setters(Event)
+if _EVENT_SLOTS is None or [f.name for f in attrs.fields(Event)] != ["function", "payload", "seq"]:
+    raise RuntimeError("Event is not built by its slots any more")  # pragma: no cover
+_set_function, _set_payload, _set_seq = _EVENT_SLOTS
+_new = object.__new__
+
 _REPLY_TYPES = (int(MessageType.REPLY), int(MessageType.ERROR))
 #: Read for every message: module globals cost less than the enum's attributes.
 _REPLY = MessageType.REPLY
 _ERROR = MessageType.ERROR
+_EVENT = MessageType.EVENT
 
 
 def describe(frame: Frame, secrets: SecretSet | None = None) -> str:

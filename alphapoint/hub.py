@@ -137,7 +137,12 @@ class EventHub:
                 else:
                     matching = by_instrument.get(key)
                     if matching is not None:
-                        _offer(matching, event)
+                        if len(matching) == 1 and matching[0].match is None:
+                            # The usual case, a subscription per instrument:
+                            # _offer's first case without its call.
+                            matching[0].offer(event)
+                        else:
+                            _offer(matching, event)
             if route.unkeyed:
                 _offer(route.unkeyed, event)
         if self._everything:

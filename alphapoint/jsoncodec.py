@@ -38,7 +38,7 @@ import json.scanner
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-__all__ = ["CODEC", "CODECS", "Codec", "holds_long_number"]
+__all__ = ["CODEC", "CODECS", "DIGITS", "LONG_NUMBER", "Codec", "holds_long_number"]
 
 
 class Codec(NamedTuple):
@@ -115,10 +115,10 @@ def _not_serialisable(value: Any) -> Any:
 #: long runs of them with bytes' own search (a regular expression for them
 #: looked at every position, and cost four times orjson's whole parse of an
 #: AuthenticateUser reply).
-_DIGITS = bytes(ord("d") if 48 <= b <= 57 else ord(".") for b in range(256))
+DIGITS = bytes(ord("d") if 48 <= b <= 57 else ord(".") for b in range(256))
 #: As many digits as the longest 64-bit integer, or more: where orjson would
 #: read an integer as a float.
-_LONG_NUMBER = b"d" * 19
+LONG_NUMBER = b"d" * 19
 
 
 def holds_long_number(text: str) -> bool:
@@ -130,7 +130,7 @@ def holds_long_number(text: str) -> bool:
     bytes`` first tries the needle as an integer and clears the TypeError,
     which cost twice the search.
     """
-    return text.encode().translate(_DIGITS).find(_LONG_NUMBER) != -1
+    return text.encode().translate(DIGITS).find(LONG_NUMBER) != -1
 
 
 def _orjson(fallback: Codec) -> Codec | None:

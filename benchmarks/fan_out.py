@@ -20,6 +20,13 @@ subscription. The clients (``--clients``), side by side:
 * ``picows``: the same over picows's callbacks with orjson (the fast extra's
   parts with nothing around them: a floor; asyncio and uvloop only).
 
+``--instructions`` counts instructions instead of timing: each client runs
+in a child process under valgrind's callgrind twice, with floods of
+``--events`` and six times as many (each after a warm-up of a tenth), and
+the difference divided by the difference in events is its instructions per
+event (the server runs outside valgrind, and is faster than a client under
+it, so every read is a full socket buffer: the counts repeat within 0.3%).
+
 ``--driver`` is passed to ``alphapoint.connect`` (``auto`` by default, so that
 a faster driver, once installed, is what this measures); ``--backends``
 picks the event loops.
@@ -372,12 +379,45 @@ def run_on(backend: str, fn: Callable[..., Any], *args: Any) -> float:
     return asyncio.run(fn(*args))
 
 
+# -- instructions, by valgrind -------------------------------------------------------
+
+
+def count_instructions(
+    valgrind: str, url: str, backend: str, client: str, n: int, events: int, driver: str
+) -> float:
+    """Instructions per event of ``client``: two runs under callgrind, the difference."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from instructions import collected
+
+    def run(count: int) -> int:
+        callgrind = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        child = ["--child", backend, client, url, str(n), str(count), "--driver", driver]
+        result = subprocess.run(
+            [*callgrind, sys.executable, os.path.abspath(__file__), *child],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        return collected(result.stderr)
+
+    small, large = events, 6 * events
+    # Each run floods a tenth more first (flood()'s warm-up): 1.1 times its count.
+    return (run(large) - run(small)) / (1.1 * (large - small))
+
+
 # -- the table -----------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instructions per event by valgrind (two runs per client) instead of CPU time",
+    )
+    parser.add_argument("--valgrind", default="valgrind", help="valgrind's path")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--counts", default=",".join(map(str, COUNTS)))
     parser.add_argument("--backends", default=",".join(BACKENDS))
@@ -399,6 +439,10 @@ def main() -> None:
             uvloop.run(serve())
         except ImportError:
             asyncio.run(serve())
+        return
+    if args.child:
+        backend, client, url, n, count = args.child
+        run_on(backend, CLIENTS[client][1], url, int(n), int(count), args.driver)
         return
     counts = [int(c) for c in args.counts.split(",")]
     backends = args.backends.split(",")
@@ -424,24 +468,37 @@ def main() -> None:
                         _, fn, runs_on = CLIENTS[client]
                         if not runs_on(backend):
                             continue
-                        cpu = run_on(backend, fn, url, n, args.events, args.driver)
-                        samples.setdefault((backend, client, n), []).append(cpu / args.events * 1e6)
+                        if args.instructions:
+                            per_event = count_instructions(
+                                args.valgrind, url, backend, client, n, args.events, args.driver
+                            )
+                        else:
+                            cpu = run_on(backend, fn, url, n, args.events, args.driver)
+                            per_event = cpu / args.events * 1e6
+                        samples.setdefault((backend, client, n), []).append(per_event)
     finally:
         if server.stdin is not None:
             server.stdin.close()
         server.wait(timeout=10)
     print(
         f"fan-out: {args.events:,} Level1 events per run, median of {args.repeats} runs, "
-        f"client CPU time, driver={args.driver}, {time.perf_counter() - started:.0f} s: "
+        f"{'instructions' if args.instructions else 'client CPU time'}, "
+        f"driver={args.driver}, {time.perf_counter() - started:.0f} s: "
         f"python benchmarks/fan_out.py {' '.join(sys.argv[1:])}"
     )
     print()
-    print("µs of client CPU per event (median [min-max]), events/s per core, and the ratio")
-    print("to the same client's row with the fewest subscriptions.")
+    if args.instructions:
+        print("Instructions per event of the client process (valgrind callgrind, floods of")
+        print(f"{args.events:,} and {6 * args.events:,} events, the difference), median")
+        print("[min-max], and the ratio to the same client's row with the fewest subscriptions.")
+    else:
+        print("µs of client CPU per event (median [min-max]), events/s per core, and the ratio")
+        print("to the same client's row with the fewest subscriptions.")
     print()
+    unit = "instructions/event" if args.instructions else "µs/event"
     header = ["backend", "subscriptions"]
     for client in clients:
-        header += [f"{CLIENTS[client][0]} µs/event", "events/s", f"vs {counts[0]:,}"]
+        header += [f"{CLIENTS[client][0]} {unit}", "events/s", f"vs {counts[0]:,}"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for backend in backends:
@@ -454,9 +511,10 @@ def main() -> None:
                     row += ["-", "-", "-"]
                     continue
                 median = statistics.median(got)
+                shown = "{:,.0f}" if args.instructions else "{:.2f}"
                 row += [
-                    f"{median:.2f} [{min(got):.2f}-{max(got):.2f}]",
-                    f"{1e6 / median:,.0f}",
+                    f"{shown.format(median)} [{shown.format(min(got))}-{shown.format(max(got))}]",
+                    "-" if args.instructions else f"{1e6 / median:,.0f}",
                     f"{median / statistics.median(base):.2f}x",
                 ]
             print("| " + " | ".join(row) + " |")

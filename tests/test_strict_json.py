@@ -189,3 +189,54 @@ def test_a_long_function_name_is_not_quoted() -> None:
         decode_frame(json.dumps({"m": 1, "i": 2, "n": name, "o": 5}))
     assert "<5000 characters>" in str(info.value)
     assert name not in str(info.value)
+
+
+def written_with_escapes(o: str, rng: random.Random) -> str:
+    """``o`` as the body of a JSON string (without its quotes), some of its
+    characters written as ``\\u`` escapes: colons as ``\\u003a`` or
+    ``\\u003A`` (which hide them from a count of the envelope's colons), and
+    others."""
+    out = []
+    for c in o:
+        roll = rng.random()
+        if c == ":" and roll < 0.5:
+            out.append(rng.choice(["\\u003a", "\\u003A"]))
+        elif c.isalnum() and ord(c) < 0x10000 and roll < 0.1:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(json.dumps(c, ensure_ascii=False)[1:-1])
+    return "".join(out)
+
+
+@SETTINGS
+@given(json_values, st.integers(0, 2**32), st.sampled_from(["", ',"m":1', ',"o":"{}"', ',"n":"Y"']))
+def test_a_colon_escaped_in_the_envelope_hides_no_key_given_twice(
+    value: Any, seed: int, twice: str
+) -> None:
+    """The envelope's colons are counted only when no colon of ``o`` is
+    escaped in it (``frame.decode_fields``: no "u003" in the text): a key
+    given twice in the envelope is refused however ``o`` is written, and a
+    valid frame reads as json.loads reads it."""
+    rng = random.Random(seed)
+    o = write(value, rng)
+    text = '{"m":1,"i":2,"n":"Call","o":"' + written_with_escapes(o, rng) + '"' + twice + "}"
+    if twice:
+        with pytest.raises(FrameError, match="is given more than once") as info:
+            decode_frame(text)
+        assert not isinstance(info.value, PayloadError)
+    else:
+        assert decode_frame(text).payload == json.loads(o)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A flat payload whose one colon the envelope writes escaped, beside a
+        # key given twice in the envelope: the count alone would match.
+        '{"m":3,"i":2,"n":"E","o":"{\\"a\\"\\u003a1}","m":3}',
+        '{"m":3,"i":2,"n":"E","o":"{\\"a\\"\\u003A1,\\"b\\":2}","i":2}',
+    ],
+)
+def test_an_escaped_colon_of_an_event_hides_no_key_given_twice(text: str) -> None:
+    with pytest.raises(FrameError, match="is given more than once"):
+        decode_frame(text)

@@ -25,6 +25,13 @@ Who keeps the timer, without a task that outlives the connections:
   for (sending a Ping) first hands the lead to another connection, and the
   last connection to leave takes the timer with it.
 
+Under trio (on Linux) the leader also reads for the connections whose reader
+tasks park while idle (:meth:`AlarmClock.read_for`): it waits on an epoll of
+the clock's own, where their sockets are registered once, edge-triggered, and
+hands each readable socket to its connection, which reads it there and wakes
+its own task only for what must be done in it. One wake-up of the leader reads
+the replies of every session whose Ping went out in the same ring.
+
 A connection joins when its ``run()`` starts keeping the alarm and leaves when
 it ends; a ring filed before that waits in the connection's ``_alarm_at``.
 """
@@ -32,13 +39,13 @@ it ends; a ring filed before that waits in the connection's ``_alarm_at``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import math
+import select
 from collections.abc import Callable
-from typing import Protocol
-
-import anyio
+from typing import Any, Protocol
 
 from .loop import LoopLocal, Wakeup
 
@@ -66,6 +73,13 @@ class Alarmed(Protocol):
 
     def _wake_alarm_task(self) -> None:
         """Wake the task that keeps its alarm, if it waits."""
+
+
+class Reader(Protocol):
+    """What the clock needs of a connection whose socket the leader reads (trio)."""
+
+    def _poll_ready(self) -> None:
+        """Its socket is readable (or was, while its task read it itself)."""
 
 
 class AlarmClock:
@@ -155,6 +169,21 @@ class AlarmClock:
     def step_down(self, target: Alarmed) -> None:
         """``target``'s task is about to wait for work of its own: keep the timer elsewhere."""
 
+    def poke(self, target: Alarmed) -> None:
+        """``target``'s alarm task was woken: if it leads the timer, stop its wait."""
+
+    def read_for(self, target: Reader) -> bool:
+        """Have the leader read ``target``'s socket while its task parks (under trio,
+        with epoll): false if this clock cannot."""
+        return False
+
+    def stop_reading_for(self, target: Reader) -> None:
+        """``target``'s socket is read by its own task again (it closes, or has ended)."""
+
+    def reads(self) -> bool:
+        """Whether a leader reads for the parked connections now (see :meth:`read_for`)."""
+        return False
+
 
 class _CallbackClock(AlarmClock):
     """asyncio and uvloop: the timer is one ``loop.call_at`` handle; no task."""
@@ -195,24 +224,48 @@ class _CallbackClock(AlarmClock):
 
 
 class _LeaderClock(AlarmClock):
-    """trio: one member's alarm task (the leader) sleeps until the timer's time."""
+    """trio: one member's alarm task (the leader) sleeps until the timer's time,
+    and reads the sockets of the connections whose tasks park (:meth:`read_for`)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._leader: Alarmed | None = None
         #: The leader's sleep, while it sleeps: its deadline is the timer's time.
-        self._scope: anyio.CancelScope | None = None
+        self._scope: Any = None
+        #: An epoll of the clock's own (made on first use; ``None`` where there
+        #: is none, or once closed): the sockets of the connections whose tasks
+        #: park, registered once and edge-triggered, by file descriptor.
+        self._epoll: Any = None
+        self._readers: dict[int, Reader] = {}
+        #: Whether the leader waits on the epoll now (a poke must cancel that wait),
+        #: and whether the leader, the only member, is busy with work of its own
+        #: (then no reader may park: nobody would read for it).
+        self._polling = False
+        self._leader_busy = False
 
     def _arm(self, when: float) -> None:
         scope = self._scope
         if scope is not None and when < scope.deadline:
             scope.deadline = when
 
+    def join(self, target: Alarmed) -> None:
+        super().join(target)
+        self._open_epoll()
+
     def leave(self, target: Alarmed) -> None:
         super().leave(target)
         if self._leader is target:
+            if self._polling and self._scope is not None:
+                self._scope.cancel()  # its wait on the epoll ends now, for the next leader's
             self._leader = None
             self._hand_over(target)
+        if not self._members and self._epoll is not None:
+            epoll, self._epoll = self._epoll, None
+            self._readers.clear()
+            import trio
+
+            trio.lowlevel.notify_closing(epoll)  # a wait on it still under way ends
+            epoll.close()
 
     def keeps_a_task(self, target: Alarmed) -> bool:
         # Only the leader's task waits (for the timer's time): the others'
@@ -220,9 +273,16 @@ class _LeaderClock(AlarmClock):
         return self._leader is None or self._leader is target
 
     def step_down(self, target: Alarmed) -> None:
-        if self._leader is target and len(self._members) > 1:
-            self._leader = None
-            self._hand_over(target)
+        if self._leader is target:
+            if len(self._members) > 1:
+                self._leader = None
+                self._hand_over(target)
+            else:
+                self._leader_busy = True  # until it waits again
+
+    def poke(self, target: Alarmed) -> None:
+        if self._leader is target and self._polling and self._scope is not None:
+            self._scope.cancel()
 
     def _hand_over(self, previous: Alarmed) -> None:
         """Wake another member, which takes the lead in its next wait."""
@@ -232,6 +292,59 @@ class _LeaderClock(AlarmClock):
                 member._wake_alarm_task()
                 return
 
+    # -- reading for the parked connections -------------------------------------
+
+    def read_for(self, target: Reader) -> bool:
+        epoll = self._epoll
+        if epoll is None:
+            return False
+        fd = target._poll_fd  # type: ignore[attr-defined]
+        try:
+            try:
+                epoll.register(fd, _READABLE)
+            except FileExistsError:  # a closed socket's number, still registered
+                epoll.modify(fd, _READABLE)
+        except OSError:
+            return False
+        self._readers[fd] = target
+        return True
+
+    def stop_reading_for(self, target: Reader) -> None:
+        fd = target._poll_fd  # type: ignore[attr-defined]
+        # The descriptor's number may belong to another connection's socket
+        # by now (this one was closed): only this connection's is unregistered.
+        if self._readers.get(fd) is target:
+            del self._readers[fd]
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(fd)
+
+    def reads(self) -> bool:
+        # A reader may park before the leader's task first waits (it reads
+        # once it does), and while the lead is handed on; not while the only
+        # member's task, which leads, does work of its own.
+        return self._epoll is not None and not self._leader_busy
+
+    def _open_epoll(self) -> Any:
+        """The clock's epoll, made on first use (``None`` where there is none)."""
+        if self._epoll is None:
+            with contextlib.suppress(AttributeError, OSError):  # no epoll here (not Linux)
+                self._epoll = select.epoll()
+        return self._epoll
+
+    def _read_ready(self) -> None:
+        """Hand every socket the epoll says is readable to its connection."""
+        epoll = self._epoll
+        if epoll is None:
+            return
+        readers = self._readers
+        for fd, _ in epoll.poll(0):
+            reader = readers.get(fd)
+            if reader is not None:
+                try:
+                    reader._poll_ready()
+                except Exception:  # a bug in one connection must not stop the others
+                    logger.exception("alphapoint: reading a connection's socket failed")
+
     async def wait(self, target: Alarmed, wake: Wakeup) -> None:
         if target._alarm_clock is not self:
             return  # it has left: it must not take the lead
@@ -240,14 +353,50 @@ class _LeaderClock(AlarmClock):
         if self._leader is not target:
             await wake.wait()
             return
-        with anyio.CancelScope(deadline=self.next_ring()) as scope:
+        self._leader_busy = False
+        epoll = self._open_epoll()
+        if self._polling:
+            # The previous leader's wait on the epoll is still ending (its task
+            # is being cancelled): one task at a time may wait on it. That
+            # wait wakes this task as it ends.
+            await wake.wait()
+            return
+        readable = False
+        import trio
+
+        # trio's own scope (anyio's wraps one): this wait is every read's under trio.
+        with trio.CancelScope(deadline=self.next_ring()) as scope:
             self._scope = scope
             try:
-                await wake.wait()
+                if epoll is None:
+                    await wake.wait()
+                else:
+                    # Woken by its own work through poke(): the scope is cancelled.
+                    self._polling = True
+                    try:
+                        await trio.lowlevel.wait_readable(epoll)
+                        readable = True
+                    except trio.ClosedResourceError:
+                        pass  # the last connection left: the caller ends
             finally:
-                self._scope = None
-        if scope.cancelled_caught:
+                if self._scope is scope:
+                    self._scope = None
+                if epoll is not None:
+                    self._polling = False
+                    leader = self._leader
+                    if leader is not None and leader is not target:
+                        leader._wake_alarm_task()  # the lead went on meanwhile: take it
+        if readable:
+            self._read_ready()
+        if scope.cancelled_caught or self.next_ring() <= target.clock():
             self.ring_due(target.clock())
+
+
+#: What the clock's epoll waits for on a parked connection's socket: readable
+#: (an end, an error, are always reported), edge-triggered, so that a socket
+#: is registered once and never again, and a connection whose task reads its
+#: socket itself at the moment is not reported again and again.
+_READABLE = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLET", 0)
 
 
 def _new_clock() -> AlarmClock:

@@ -33,6 +33,13 @@ rings (``send_text_now``), so an idle connection needs no alarm task (see
 read and kept until the next, ten seconds or more later: old enough to reach
 the garbage collector's oldest generation, whose collections walk every
 object of every session (docs/performance.md, "Idle sessions").
+
+Such a connection's reader task parks while idle (:meth:`StreamWebSocket._park`),
+and the task that keeps the loop's timer reads its socket for it, through an
+epoll of the alarm clock's own (alarms.py), as asyncio's read callbacks do:
+trio has no I/O callbacks, and a task's read is a wake-up through its
+scheduler and a new one-shot registration of the socket with its epoll, at
+every read (docs/performance.md, "Idle under trio, sixth session").
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ from websockets.uri import WebSocketURI
 
 from ..errors import NetworkError
 from ..proxy import open_proxy_stream, wrap_tls
-from .alarms import current_alarm_clock
+from .alarms import AlarmClock, current_alarm_clock
 from .base import (
     DEFAULT_MAX_FRAGMENTS,
     READ_SLICE,
@@ -110,6 +117,26 @@ class StreamWebSocket(BaseWebSocket):
             self._trio_closed = trio.ClosedResourceError
         #: Whether the socket's last read filled its buffer (more is likely waiting).
         self._socket_full = False
+        #: Under trio (with epoll), the reader task of a direct connection parks
+        #: while idle and the alarm clock's leader reads its socket for it
+        #: (see _park): the descriptor registered with the clock (-1: none),
+        #: whether the task is parked, what the leader's read left it to do
+        #: (answers to write, a failure to act on, events, a bug to raise), and
+        #: whether the socket was readable while the task read it itself.
+        self._poll_fd = -1
+        self._parked = False
+        self._poll_tail = False
+        self._poll_wakeup = False
+        self._poll_error: Exception | None = None
+        self._poll_seen = False
+        self._stashed: list[bytes] | None = None
+        self._reader_wake: Wakeup | None = None
+        self._on_message: OnMessage | None = None
+        #: Whether the reader reads itself for now (a run of calls: see _park),
+        #: and whether the last message was a call's reply: then a call sent
+        #: while the reader is parked, before the alarm rings, has it read again.
+        self._stay = False
+        self._hot = False
         #: Bytes of a frame written where the alarm rang that the socket did
         #: not take at once: written before anything else, by the alarm task.
         self._tail = b""
@@ -175,6 +202,8 @@ class StreamWebSocket(BaseWebSocket):
             or self._stream_closed
         ):
             return False
+        if self._hot:
+            self._call_sent()
         self._protocol.send_text(text.encode())
         data = b"".join(self._protocol.data_to_send())
         try:
@@ -210,6 +239,8 @@ class StreamWebSocket(BaseWebSocket):
         """
         if self._protocol.state is not OPEN:
             raise self._closed_error("the connection is closed")
+        if self._hot:
+            self._call_sent()
         # A cancellation already due is raised here, before the message is
         # handed over, not inside the write (see _write).
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -275,6 +306,7 @@ class StreamWebSocket(BaseWebSocket):
             async with self._send_lock:
                 if self._protocol.state is OPEN:
                     self._protocol.send_close(code, reason)
+                    self._unpark()  # the reader waits for the answer itself, bounded
                     await self._flush()
                 return
         if self._lost is None:
@@ -300,6 +332,12 @@ class StreamWebSocket(BaseWebSocket):
         that queued nothing, needs no lock at all. While a sender holds the
         lock, the reader waits its turn like any writer.
         """
+        stashed = self._stashed
+        if stashed is not None:  # a read of the clock's leader queued them (see _poll_ready)
+            self._stashed = None
+            async with self._send_lock:
+                await self._write_answers(stashed + self._protocol.data_to_send())
+            return
         if self._send_lock.locked():
             async with self._send_lock:
                 await self._write_answers(self._protocol.data_to_send())
@@ -404,20 +442,183 @@ class StreamWebSocket(BaseWebSocket):
         clock = current_alarm_clock()
         self._alarm_group = group
         clock.join(self)
+        direct = self._socket is not None
+        if direct:
+            self._on_message = on_message
         try:
             if clock.keeps_a_task(self):
                 self._start_alarm_task()
             while True:
-                if on_message(await self.receive()):
+                if direct and self._may_park(clock):
+                    await self._park(on_wakeup)
+                    continue
+                message = await self.receive()
+                if direct:  # before on_message answers a call
+                    self._hot = self._calls_in_flight()
+                    if not self._hot:
+                        self._stay = False
+                if on_message(message):
                     on_wakeup()
         except Exception as exc:  # noqa: BLE001 - run() raises it, outside the task group
             return exc
         finally:
+            self._stop_polling()
+            self._on_message = None
             # Before the alarm task is cancelled: the timer is handed on to a
             # connection that goes on, never to this one.
             self._alarm_group = None
             self._alarm_at = -math.inf  # set_alarm() now never moves it
             clock.leave(self)
+
+    # -- parking: the clock's leader reads (trio) ----------------------------------
+
+    def _may_park(self, clock: AlarmClock) -> bool:
+        """Whether the reader task may park while the clock's leader reads its socket:
+        the owner waits for no reply but its keepalive's, nothing is left of the
+        last read, the connection is open and not closing, and a leader reads
+        (under trio, with epoll)."""
+        return (
+            not self._stay
+            and self.calls_in_flight is not None
+            and not self._calls_in_flight()
+            and clock.reads()
+            and not self._poll_seen
+            and not self._socket_full
+            and not self._messages
+            and not self._unread
+            and not self._answers_queued
+            and self._failure is None
+            and not self._stream_closed
+            and self._protocol.state is OPEN
+            and not self._protocol.close_expected()
+            and (self._poll_fd >= 0 or self._start_polling(clock))
+        )
+
+    def _calls_in_flight(self) -> bool:
+        calls_in_flight = self.calls_in_flight
+        return calls_in_flight is not None and calls_in_flight()
+
+    def _start_polling(self, clock: AlarmClock) -> bool:
+        assert self._socket is not None
+        self._poll_fd = self._socket.fileno()
+        if not clock.read_for(self):
+            self._poll_fd = -1
+            return False
+        return True
+
+    def _stop_polling(self) -> None:
+        if self._poll_fd >= 0:
+            clock = self._alarm_clock
+            if clock is not None:
+                clock.stop_reading_for(self)
+            self._poll_fd = -1
+
+    async def _park(self, on_wakeup: OnWakeup) -> None:
+        """Wait, while idle, for the clock's leader to read this socket (_poll_ready).
+
+        Under trio a task's read is a wake-up through trio's scheduler and a
+        new registration of the socket with trio's epoll (one-shot) at every
+        wait. Parked, a read of the leader's costs neither: it reads the
+        socket, resolves the replies (``on_message``, as asyncio's read
+        callbacks do), and wakes this task only for what must be done here
+        (answers to write, events, the end of the connection, and a reply to
+        a call). Calls come in runs, and the leader's read of a reply costs
+        more than the task's own: a call sent while the reader is parked
+        after a call's reply (before the alarm rings) wakes it to read
+        itself (:meth:`_call_sent`), and a message that came while a call
+        waited keeps it reading, until one comes while only the keepalive's
+        Ping waits (its reply, on an idle connection): then it parks.
+        """
+        wake = self._reader_wake
+        if wake is None:
+            wake = self._reader_wake = new_wakeup()
+        self._parked = True
+        try:
+            await wake.wait()
+        finally:
+            self._parked = False
+        error = self._poll_error
+        if error is not None:
+            self._poll_error = None
+            raise error
+        if self._poll_tail:
+            self._poll_tail = False
+            await self._finish_read()
+        if self._poll_wakeup:
+            self._poll_wakeup = False
+            on_wakeup()
+
+    def _call_sent(self) -> None:
+        """A message went out: if it follows a call's reply, a run of calls may
+        be under way, which this task reads itself (see _park)."""
+        if self._hot and self._parked:
+            self._hot = False
+            self._stay = True
+            # Not the leader's any more while the task reads: else each
+            # reply would wake the leader too (registered again when it parks).
+            self._stop_polling()
+            self._unpark()
+
+    def _ring(self, now: float) -> None:
+        self._hot = False  # the keepalive's Ping is not a run of calls
+        super()._ring(now)
+
+    def _unpark(self) -> None:
+        """Wake the parked reader task: it reads its socket itself again."""
+        if self._parked:
+            self._parked = False
+            assert self._reader_wake is not None
+            self._reader_wake.set()
+
+    def _poll_ready(self) -> None:
+        """The clock's leader saw the socket readable: read it here if the task is parked
+        (else the task reads it, and must not park before it has)."""
+        if not self._parked:
+            self._poll_seen = True
+            return
+        sock = self._socket
+        assert sock is not None
+        try:
+            data = self._recv_now(sock)
+        except OSError as exc:
+            if self._lost is None:  # say why in the ConnectionClosed message
+                self._lost = exc.strerror or type(exc).__name__
+            data = b""
+        if data is None:
+            return  # nothing after all
+        self._hot = self._calls_in_flight()  # a call's reply, likely
+        protocol = self._protocol
+        try:
+            if data:
+                self.last_received = self.clock()
+                if len(data) > READ_SLICE:
+                    self._unread, self._unread_at = data, 0
+                    data = self._next_slice()
+                protocol.receive_data(data)
+            else:
+                protocol.receive_eof()
+            self._process(protocol.events_received())
+            messages, on_message = self._messages, self._on_message
+            assert on_message is not None
+            while messages:
+                if on_message(messages.popleft()):
+                    self._poll_wakeup = True
+            chunks = protocol.data_to_send()
+            if chunks:
+                self._stashed = chunks
+            elif not (
+                self._poll_wakeup
+                or self._unread
+                or self._socket_full
+                or self._failure is not None
+                or protocol.parser_exc is not None
+                or protocol.state is not OPEN
+            ):
+                return  # all done here: the task stays parked
+            self._poll_tail = True
+        except Exception as exc:  # noqa: BLE001 - a bug: run() raises it
+            self._poll_error = exc
+        self._unpark()
 
     def _start_alarm_task(self) -> None:
         if self._alarm_wake is None:
@@ -449,6 +650,7 @@ class StreamWebSocket(BaseWebSocket):
                     continue
                 self._alarm_task_due = False
                 clock.step_down(self)  # this may wait: the timer goes on without it
+                self._unpark()  # nor may the reader wait for this task to read for it
                 if self._tail:
                     await self._write_tail()
                 if self._alarm_error is not None:  # on_alarm_now raised (a bug)
@@ -508,6 +710,8 @@ class StreamWebSocket(BaseWebSocket):
         if self._alarm_task_running:
             if self._alarm_wake is not None:
                 self._alarm_wake.set()
+            if self._alarm_clock is not None:
+                self._alarm_clock.poke(self)  # leading the timer, it waits on the epoll
         elif self._alarm_group is not None:
             self._start_alarm_task()
 
@@ -551,14 +755,18 @@ class StreamWebSocket(BaseWebSocket):
                 else:
                     self._protocol.receive_eof()
             self._process(self._protocol.events_received())
-            await self._flush_after_read()
-            self._check_parser()
-            if self._failure is not None:
-                # We failed the connection (bad frame, oversize, bad UTF-8):
-                # the close frame is sent; do not wait for the peer.
-                self._unread, self._unread_at = b"", 0
-                await self.abort()
-                self._protocol.receive_eof()
+            await self._finish_read()
+
+    async def _finish_read(self) -> None:
+        """After a read: write its answers (pongs, a close echo); end a connection it failed."""
+        await self._flush_after_read()
+        self._check_parser()
+        if self._failure is not None:
+            # We failed the connection (bad frame, oversize, bad UTF-8):
+            # the close frame is sent; do not wait for the peer.
+            self._unread, self._unread_at = b"", 0
+            await self.abort()
+            self._protocol.receive_eof()
 
     async def _read(self) -> bytes:
         """Bytes from the stream, or ``b""`` at its end, however it ended."""
@@ -610,6 +818,7 @@ class StreamWebSocket(BaseWebSocket):
 
     def _recv_now(self, sock: socket.socket) -> bytes | None:
         """What the socket has now (``None``: nothing yet)."""
+        self._poll_seen = False  # what the clock's leader saw is read here
         try:
             data = sock.recv(READ_SIZE)
         except BlockingIOError:
@@ -645,6 +854,8 @@ class StreamWebSocket(BaseWebSocket):
     async def abort(self) -> None:
         if not self._stream_closed:
             self._stream_closed = True
+            self._stop_polling()  # before the descriptor's number can be reused
+            self._unpark()  # the reader finds the stream closed
             await anyio.aclose_forcefully(self._stream)
 
 

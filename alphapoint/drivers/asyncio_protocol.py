@@ -117,7 +117,9 @@ class CallbackWebSocket(BaseWebSocket):
     def _deliver_messages(self, budget: int | None = None, per_message: int = 0) -> None:
         """Hand the messages read to ``on_message``; with ``budget``, about so many
         characters of them, each counted ``per_message`` more (the rest wait
-        for another call)."""
+        for another call). A message at a time, without a call around each (a
+        held slice of a burst of events comes this way); if ``on_message``
+        raises (a bug), the connection is dropped and ``run()`` raises it."""
         on_message = self._on_message
         if on_message is None:
             return  # kept until run() starts (frames that came with the handshake)
@@ -127,24 +129,18 @@ class CallbackWebSocket(BaseWebSocket):
                 if budget <= 0:
                     return
                 budget -= len(messages[0]) + per_message
-            if not self._hand_over(on_message, messages.popleft()):
+            try:
+                wakeup = on_message(messages.popleft())
+            except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
+                self._on_message_failed(exc)
                 return
-
-    def _hand_over(self, on_message: OnMessage, message: str | bytes) -> bool:
-        """Give ``on_message`` one message; false if it raised (a bug, which
-        drops the connection; ``run()`` raises it in the task)."""
-        try:
-            wakeup = on_message(message)
-        except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
-            self._on_message_failed(exc)
-            return False
-        if wakeup and not self._wakeup_due:
-            # Wake the task now, before later replies wake their callers:
-            # an event is handled before a reply that came after it. (Once
-            # due, the task is woken already, or looks before it waits.)
-            self._wakeup_due = True
-            self._wake()
-        return True
+            if wakeup and not self._wakeup_due:
+                # Wake the task now, before later replies wake their callers:
+                # an event is handled before a reply that came after it.
+                # (Once due, the task is woken already, or looks before it
+                # waits.)
+                self._wakeup_due = True
+                self._wake()
 
     def _on_message_failed(self, exc: Exception) -> None:
         """``on_message`` raised ``exc`` (a bug): drop the connection; ``run()`` raises it."""

@@ -269,6 +269,11 @@ class BaseWebSocket(ABC):
     #: with :meth:`send_text_now`, which writes at once.
     coalesces = False
 
+    #: The owner's: whether it waits for replies to calls other than its
+    #: keepalive's Ping (``None``: not told). Under trio the anyio driver's
+    #: reader parks only while it does not (see StreamWebSocket._park).
+    calls_in_flight: Callable[[], bool] | None = None
+
     def send_text_now(self, text: str) -> bool:
         """Send one text message now, without waiting, if the driver can: else false,
         and nothing is sent (the message then goes through :meth:`send_text`, which

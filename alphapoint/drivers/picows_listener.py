@@ -138,7 +138,12 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
             transport.disconnect(False)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        self.last_received = self.clock()
+        # picows hands a read's frames over in one callback and marks the last
+        # one (always: it looks for the next frame before it hands one over):
+        # the time of the read, read once for all of them.
+        last = frame.last_in_buffer
+        if last:
+            self.last_received = self.clock()
         if transport.is_close_frame_sent and not self._close_sent:
             # picows refused a frame and failed the connection; it may still
             # hand over the rest of that frame when it arrives: nothing more
@@ -157,24 +162,27 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
                     "invalid UTF-8",
                 )
                 return
-            if frame.last_in_buffer:
+            if last:
                 self._budget = _SLICE  # the read is done: the next one starts afresh
             else:
-                self._spend(frame.payload_size + _PER_MESSAGE)
+                # _spend, inline (a call per message of a burst fewer).
+                self._budget -= frame.payload_size + _PER_MESSAGE
+                if self._budget < 0 and not self._held:
+                    self._hold()
             on_message = self._on_message
             if on_message is None or self._held or self._messages:
                 self._messages.append(text)  # in order, after those waiting
                 if not self._held:
                     self._deliver_messages()
                 return
-            # The usual case: straight to the connection (_hand_over, inline).
+            # The usual case: straight to the connection (as _deliver_messages hands it).
             try:
                 wakeup = on_message(text)
             except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
                 self._on_message_failed(exc)
                 return
             if wakeup:
-                self._wakeup_due = True  # an event: wake the task now (see _hand_over)
+                self._wakeup_due = True  # an event: wake the task now (see _deliver_messages)
                 self._wake()
             return
         if self._failure is not None:
@@ -204,7 +212,12 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
         kernel), as under the asyncio driver.
         """
         self._budget -= size
-        if self._budget < 0 and not self._held and self._transport is not None:
+        if self._budget < 0 and not self._held:
+            self._hold()
+
+    def _hold(self) -> None:
+        """Past this read's slice: hold the messages still to come for later turns."""
+        if self._transport is not None:
             self._held = True
             self._transport.pause_reading()
             self._loop.call_soon(self._release)
