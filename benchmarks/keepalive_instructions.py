@@ -2,6 +2,7 @@
 
     python benchmarks/keepalive_instructions.py [--backend trio] [-n 50]
                                                 [--interval 1] [--windows 4,12]
+                                                [--driver auto]
 
 One process holds ``n`` sessions (alphapoint, the library's defaults but a
 keepalive Ping every ``--interval`` seconds) against the echo server of
@@ -33,7 +34,7 @@ from instructions import collected  # noqa: E402
 from servers import ServerProcess, available_impls  # noqa: E402
 
 
-def child(url: str, backend: str, n: int, interval: float, window: float) -> None:
+def child(url: str, backend: str, n: int, interval: float, window: float, driver: str) -> None:
     import anyio
     import many_sessions
     from clients import Credentials
@@ -48,7 +49,11 @@ def child(url: str, backend: str, n: int, interval: float, window: float) -> Non
 
     async def session(holder: many_sessions.Holder) -> None:
         async with alphapoint.connect(
-            url, credentials=creds.alphapoint(), logout_on_close=False, keepalive=keepalive
+            url,
+            credentials=creds.alphapoint(),
+            logout_on_close=False,
+            keepalive=keepalive,
+            driver=driver,
         ) as opened:
             assert opened.authenticated
             await holder.logged_in()
@@ -76,10 +81,13 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--windows", default="4,12", help="the two idle windows, in seconds")
     parser.add_argument("--valgrind", default="valgrind")
+    parser.add_argument(
+        "--driver", default="auto", help="connect()'s driver: auto, asyncio, picows, anyio"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)  # URL WINDOW
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], args.backend, args.n, args.interval, float(args.child[1]))
+        child(args.child[0], args.backend, args.n, args.interval, float(args.child[1]), args.driver)
         return
     api_key, api_secret, user_id = secrets.token_hex(16), secrets.token_hex(32), "7"
     env = dict(
@@ -99,6 +107,7 @@ def main() -> None:
                 sys.executable,
                 os.path.abspath(__file__),
                 *["--backend", args.backend, "-n", str(args.n), "--interval", str(args.interval)],
+                *["--driver", args.driver],
                 *["--child", server.url, window],
             ]
             done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -109,7 +118,8 @@ def main() -> None:
     (small, small_pings), (large, large_pings) = counts
     per_ping = (large - small) / (large_pings - small_pings)
     print(
-        f"{args.backend}, {args.n} sessions, a Ping every {args.interval:g} s: "
+        f"{args.backend} (driver {args.driver}), {args.n} sessions, "
+        f"a Ping every {args.interval:g} s: "
         f"{per_ping / 1000:.1f} k instructions per Ping"
     )
 
