@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from .drivers.loop import current_loop
+from .drivers.loop import current_loop, lone_cancellation
 
 if sys.version_info < (3, 11):  # pragma: no cover - the backport anyio depends on there
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -169,18 +169,13 @@ class TrioTaskOwner:
             self._nursery.cancel_scope.cancel()
 
     async def wait_all(self) -> None:
-        import trio
-
         try:
             # Never handed the block's exception: it propagates as it is.
             await self._manager.__aexit__(None, None, None)
         except BaseExceptionGroup as group:
             # The tasks catch every Exception: only a cancellation from
             # outside gets here, raised as one Cancelled (as anyio does).
-            cancelled, rest = group.split(trio.Cancelled)
-            if rest is None and cancelled is not None:
-                first: BaseException = cancelled
-                while isinstance(first, BaseExceptionGroup):
-                    first = first.exceptions[0]
-                raise first from None
-            raise
+            cancelled = lone_cancellation(group)
+            if cancelled is None:
+                raise
+            raise cancelled from None

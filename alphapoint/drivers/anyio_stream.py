@@ -73,7 +73,7 @@ from .base import (
     OnMessage,
     OnWakeup,
 )
-from .loop import Wakeup, new_wakeup
+from .loop import Wakeup, lone_cancellation, new_wakeup
 
 if sys.version_info < (3, 11):  # pragma: no cover - the backport anyio depends on there
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -415,10 +415,10 @@ class StreamWebSocket(BaseWebSocket):
             except BaseExceptionGroup as group:
                 # Both tasks catch every Exception: only a cancellation from
                 # outside gets here, raised as one Cancelled (as anyio does).
-                cancelled, rest = group.split(trio.Cancelled)
-                if rest is None and cancelled is not None:
-                    raise _first(cancelled) from None
-                raise
+                cancelled = lone_cancellation(group)
+                if cancelled is None:
+                    raise
+                raise cancelled from None
             finally:
                 self._on_alarm = None
         else:
@@ -947,11 +947,3 @@ def _trio_socket_stream(stream: anyio.abc.ByteStream) -> bool:
         return False  # asyncio: anyio's stream over its transport
     sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
     return isinstance(sock, socket.socket) and sock.type == socket.SOCK_STREAM
-
-
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first exception of ``group`` that is not a group."""
-    found: BaseException = group
-    while isinstance(found, BaseExceptionGroup) and found.exceptions:
-        found = found.exceptions[0]
-    return found

@@ -23,9 +23,13 @@ __all__ = [
     "LoopLocal",
     "Wakeup",
     "current_loop",
+    "lone_cancellation",
     "native_clock_and_event",
     "new_wakeup",
 ]
+
+if sys.version_info < (3, 11):  # pragma: no cover - the backport anyio depends on there
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 T = TypeVar("T")
 
@@ -277,3 +281,18 @@ class _TrioWakeup:
 def new_wakeup() -> Wakeup:
     """A :class:`Wakeup` for the running event loop."""
     return _AsyncioWakeup() if current_loop() == "asyncio" else _TrioWakeup()
+
+
+def lone_cancellation(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The first ``trio.Cancelled`` of a trio nursery's ``group`` if the group
+    holds nothing else (a cancellation from outside, to raise as one, as
+    anyio's task groups do), else ``None`` (the group is to be raised)."""
+    import trio
+
+    cancelled, rest = group.split(trio.Cancelled)
+    if rest is not None or cancelled is None:
+        return None
+    found: BaseException = cancelled
+    while isinstance(found, BaseExceptionGroup) and found.exceptions:
+        found = found.exceptions[0]
+    return found
