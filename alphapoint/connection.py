@@ -47,7 +47,7 @@ from .errors import (
     ProtocolError,
     RequestTimeout,
 )
-from .frame import Fields, Frame, MessageType, decode_fields, encode, encode_frame
+from .frame import Fields, Frame, MessageType, decode_fields, encode
 from .models import Event
 from .policies import Keepalive
 from .redaction import SecretSet, redact
@@ -499,10 +499,9 @@ class Connection:
         seq, pending = self._register("Ping", timeout, deadline)
         if self._pinger is not None:
             pending.on_reply = self._pinger.answered
+        text = encode(MessageType.REQUEST, seq, "Ping", {})
         with contextlib.suppress(TimeoutError, ConnectionClosed):  # both end at the alarm
-            await self._ws.send_text(
-                encode_frame(Frame(MessageType.REQUEST, seq, "Ping", {})), deadline=deadline
-            )
+            await self._ws.send_text(text, deadline=deadline)
             pending.sent = True
         return pending
 
