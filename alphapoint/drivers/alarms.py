@@ -78,6 +78,9 @@ class Alarmed(Protocol):
 class Reader(Protocol):
     """What the clock needs of a connection whose socket the leader reads (trio)."""
 
+    #: The socket's file descriptor, registered with the clock's epoll.
+    _poll_fd: int
+
     def _poll_ready(self) -> None:
         """Its socket is readable (or was, while its task read it itself)."""
 
@@ -298,7 +301,7 @@ class _LeaderClock(AlarmClock):
         epoll = self._epoll
         if epoll is None:
             return False
-        fd = target._poll_fd  # type: ignore[attr-defined]
+        fd = target._poll_fd
         try:
             try:
                 epoll.register(fd, _READABLE)
@@ -310,7 +313,7 @@ class _LeaderClock(AlarmClock):
         return True
 
     def stop_reading_for(self, target: Reader) -> None:
-        fd = target._poll_fd  # type: ignore[attr-defined]
+        fd = target._poll_fd
         # The descriptor's number may belong to another connection's socket
         # by now (this one was closed): only this connection's is unregistered.
         if self._readers.get(fd) is target:
