@@ -42,13 +42,8 @@ def current_loop() -> Loop:
 
     Raises :class:`RuntimeError` outside of any async context.
     """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        if asyncio.current_task(loop) is not None:  # (the loop given: not asked twice)
-            return "asyncio"
+    if _asyncio_loop() is not None:
+        return "asyncio"
     try:
         import trio
     except ImportError:  # pragma: no cover - trio is optional
@@ -61,6 +56,17 @@ def current_loop() -> Loop:
         else:
             return "trio"
     raise RuntimeError("no asyncio or trio event loop is running in this thread")
+
+
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The asyncio loop running the current task (``None``: not asyncio's task),
+    as :func:`current_loop` and :meth:`LoopLocal.get` ask it."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    # The loop given: current_task does not ask for the running loop again.
+    return loop if asyncio.current_task(loop) is not None else None
 
 
 class AsyncioDeadline:
@@ -178,12 +184,8 @@ class LoopLocal(Generic[T]):
 
     def get(self) -> T:
         """The running loop's value. Raises :class:`RuntimeError` outside of one."""
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        # current_loop()'s answer, without asking for the running loop twice.
-        if loop is not None and asyncio.current_task(loop) is not None:
+        loop = _asyncio_loop()  # current_loop()'s question, keeping the loop it found
+        if loop is not None:
             value = self._by_loop.get(loop)
             if value is None:
                 value = self._by_loop[loop] = self._factory()
