@@ -225,7 +225,7 @@ def main() -> int:
     import sys
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from instructions import collected, human, per_op
+    from instructions import collected, human, per_op, under_callgrind
 
     if sys.argv[1:2] == ["--child"]:
         _child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
@@ -251,8 +251,7 @@ def main() -> int:
             runs = []
             for n in (small, large):
                 done = subprocess.run(
-                    [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                     sys.executable, os.path.abspath(__file__), "--child", client, casing, str(n)],
+                    under_callgrind(valgrind, __file__, "--child", client, casing, str(n)),
                     capture_output=True, text=True, check=True,
                     env=dict(os.environ, PYTHONHASHSEED="0"),
                 )  # fmt: skip

@@ -107,7 +107,8 @@ def child(router: str, count: int, n: int) -> None:
 
 
 def instructions(counts: list[int], valgrind: str) -> list[dict[str, Any]]:
-    from instructions import collected, per_op  # the same counting as instructions.py
+    # The same counting as instructions.py.
+    from instructions import collected, per_op, under_callgrind
 
     small, large = 20_000, 120_000
     rows = []
@@ -117,17 +118,7 @@ def instructions(counts: list[int], valgrind: str) -> list[dict[str, Any]]:
             totals = []
             for n in (small, large):
                 done = subprocess.run(
-                    [
-                        valgrind,
-                        "--tool=callgrind",
-                        "--callgrind-out-file=/dev/null",
-                        sys.executable,
-                        os.path.abspath(__file__),
-                        "--child",
-                        router,
-                        str(count),
-                        str(n),
-                    ],
+                    under_callgrind(valgrind, __file__, "--child", router, str(count), str(n)),
                     env=dict(os.environ, PYTHONHASHSEED="0"),
                     capture_output=True,
                     text=True,

@@ -387,13 +387,12 @@ def count_instructions(
 ) -> float:
     """Instructions per event of ``client``: two runs under callgrind, the difference."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from instructions import collected
+    from instructions import collected, under_callgrind
 
     def run(count: int) -> int:
-        callgrind = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"]
         child = ["--child", backend, client, url, str(n), str(count), "--driver", driver]
         result = subprocess.run(
-            [*callgrind, sys.executable, os.path.abspath(__file__), *child],
+            under_callgrind(valgrind, __file__, *child),
             capture_output=True,
             text=True,
             timeout=1800,

@@ -70,6 +70,13 @@ SIZES = {
 _COLLECTED = re.compile(r"^==\d+== Collected : (\d+)\s*$", re.MULTILINE)
 
 
+def under_callgrind(valgrind: str, script: str, *args: str) -> list[str]:
+    """The command that runs ``script`` with ``args`` in this Python under callgrind,
+    counting instructions only (its report on standard error: :func:`collected`)."""
+    callgrind = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    return [*callgrind, sys.executable, os.path.abspath(script), *args]
+
+
 def collected(stderr: str) -> int:
     """The instruction count from callgrind's report on standard error (``Collected :``)."""
     match = _COLLECTED.search(stderr)
@@ -130,12 +137,9 @@ class Counter:
     def count(self, bench: str, backend: str, client: str, n: int) -> int:
         self.runs += 1
         nonces = self.runs * 1_000_000  # each child's own range: no nonce is used twice
-        command = [
+        command = under_callgrind(
             self.valgrind,
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            os.path.abspath(__file__),
+            __file__,
             "--child",
             bench,
             backend,
@@ -145,7 +149,7 @@ class Counter:
             str(nonces),
             self.creds.api_key,
             self.creds.api_secret,
-        ]
+        )
         # A fixed hash seed: the same dict and set layouts in every run.
         env = dict(os.environ, PYTHONHASHSEED="0")
         which = f"{bench}/{backend}/{client} n={n}"

@@ -30,7 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from instructions import collected  # noqa: E402
+from instructions import collected, under_callgrind  # noqa: E402
 from servers import ServerProcess, available_impls  # noqa: E402
 
 
@@ -100,16 +100,13 @@ def main() -> None:
     counts = []
     with ServerProcess(available_impls()[0], api_key, api_secret, user_id) as server:
         for window in args.windows.split(","):
-            command = [
+            command = under_callgrind(
                 args.valgrind,
-                "--tool=callgrind",
-                "--callgrind-out-file=/dev/null",
-                sys.executable,
-                os.path.abspath(__file__),
+                __file__,
                 *["--backend", args.backend, "-n", str(args.n), "--interval", str(args.interval)],
                 *["--driver", args.driver],
                 *["--child", server.url, window],
-            ]
+            )
             done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
             found = re.search(r"PINGS (\d+)", done.stdout)
             assert found is not None, done.stdout + done.stderr
