@@ -22,6 +22,7 @@ from websockets.exceptions import InvalidStatus
 from ..errors import CertificateError, NetworkError, UsageError
 from ..proxy import proxy_for
 from ..urls import check_secure, is_loopback, parse_url
+from .alarms import current_alarm_clock
 from .anyio_stream import open_stream_websocket
 from .asyncio_protocol import open_asyncio_websocket
 from .base import (
@@ -152,8 +153,8 @@ async def open_websocket(
     websocket: BaseWebSocket
     try:
         if chosen == "picows":
-            # asyncio's awaits only: a timer bounds them (AsyncioDeadline), not anyio.
-            with AsyncioDeadline(open_timeout):
+            # asyncio's awaits only: the alarm clock bounds them (AsyncioDeadline), not anyio.
+            with AsyncioDeadline(open_timeout, current_alarm_clock()):
                 return await _picows_opener()(
                     uri,
                     ssl=context,
@@ -165,7 +166,7 @@ async def open_websocket(
                     user_agent=user_agent,
                 )
         if chosen == "asyncio":
-            with AsyncioDeadline(open_timeout):
+            with AsyncioDeadline(open_timeout, current_alarm_clock()):
                 websocket = await open_asyncio_websocket(
                     uri,
                     protocol,

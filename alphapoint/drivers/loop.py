@@ -14,7 +14,10 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from .alarms import AlarmClock
 
 __all__ = [
     "AsyncioDeadline",
@@ -76,27 +79,48 @@ class AsyncioDeadline:
     generator context: some 75 function calls, about 70 k instructions of a
     login (docs/performance.md, "Opening, logging in and closing, sixth
     session"). For the asyncio and picows drivers' openers, which run no
-    anyio scope inside, a timer that cancels the task does the same: the
-    block ends with ``TimeoutError`` when the timer ended it, and a
-    cancellation from anywhere else (an enclosing scope, the user) goes
-    through unchanged, as from ``asyncio.timeout``.
+    anyio scope inside, the deadline cancels the task: the block ends with
+    ``TimeoutError`` when the deadline ended it, and a cancellation from
+    anywhere else (an enclosing scope, the user) goes through unchanged, as
+    from ``asyncio.timeout``.
+
+    The deadline is kept by the loop's alarm clock (:mod:`.alarms`), as a
+    member of its own for the block's life, not by a timer of its own: the
+    clock's one timer is usually armed for then or earlier already (a close's
+    deadline), and an asyncio timer made and cancelled per opening costs some
+    20 k instructions (docs/performance.md, "The login, seventh session"). It
+    expires at most a tick (10 ms) after its time, never before.
     """
 
-    __slots__ = ("_handle", "_task", "expired")
+    __slots__ = ("_alarm_at", "_alarm_clock", "_clock", "_task", "clock", "expired")
 
-    def __init__(self, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
+    def __init__(self, timeout: float, clock: AlarmClock | None = None) -> None:
+        task = asyncio.current_task()
         if task is None:  # pragma: no cover - an opener always runs in a task
             raise RuntimeError("AsyncioDeadline needs an asyncio task")
-        self._task = task
-        #: Whether the timer went off (and so cancelled the task).
-        self.expired = False
-        self._handle = loop.call_later(timeout, self._expire)
+        if clock is None:
+            from .alarms import current_alarm_clock
 
-    def _expire(self) -> None:
-        self.expired = True
-        self._task.cancel()
+            clock = current_alarm_clock()
+        self._task: asyncio.Task[Any] | None = task
+        #: Whether the deadline went off (and so cancelled the task).
+        self.expired = False
+        #: What the alarm clock reads and sets (see alarms.Alarmed).
+        self.clock: Callable[[], float] = task.get_loop().time
+        self._alarm_at = self.clock() + timeout
+        self._alarm_clock: AlarmClock | None = None
+        self._clock = clock
+        clock.join(self)
+
+    def _ring(self, now: float) -> None:
+        """The alarm clock rang: the time is up."""
+        task = self._task
+        if task is not None and not self.expired:
+            self.expired = True
+            task.cancel()
+
+    def _wake_alarm_task(self) -> None:
+        """(No task of its own waits for the alarm.)"""
 
     def __enter__(self) -> AsyncioDeadline:
         return self
@@ -107,14 +131,15 @@ class AsyncioDeadline:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._handle.cancel()
-        if not self.expired:
+        task, self._task = self._task, None
+        self._clock.leave(self)  # rung no more
+        if not self.expired or task is None:
             return
-        # This timer's cancellation, taken back (Python 3.11+): one from
+        # This deadline's cancellation, taken back (Python 3.11+): one from
         # elsewhere that came at the same time still counts, and goes on.
         others = 0
         if sys.version_info >= (3, 11):
-            others = self._task.uncancel()
+            others = task.uncancel()
         if others == 0 and isinstance(exc, asyncio.CancelledError):
             raise TimeoutError from None
 
