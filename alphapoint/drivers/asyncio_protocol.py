@@ -40,6 +40,7 @@ from .base import (
     OnMessage,
     OnWakeup,
 )
+from .loop import asyncio_clock_and_event
 
 __all__ = ["AsyncioWebSocket", "CallbackWebSocket", "open_asyncio_websocket"]
 
@@ -67,14 +68,16 @@ class CallbackWebSocket(BaseWebSocket):
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
         max_message_size: int | None = None,
     ) -> None:
+        loop = asyncio.get_running_loop()
         super().__init__(
             protocol,
             close_timeout=close_timeout,
             max_fragments=max_fragments,
             max_send_buffer=max_send_buffer,
             max_message_size=max_message_size,
+            clock_and_event=asyncio_clock_and_event(loop),
         )
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop
         self._transport: asyncio.Transport | None = None
         self._on_message: OnMessage | None = None
         #: Whether an on_message asked for on_wakeup since the last one ran.

@@ -152,6 +152,7 @@ class BaseWebSocket(ABC):
         max_fragments: int = DEFAULT_MAX_FRAGMENTS,
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
         max_message_size: int | None = None,
+        clock_and_event: tuple[Callable[[], float], Callable[[], EventLike]] | None = None,
     ) -> None:
         if protocol is not None:
             self._protocol = protocol
@@ -179,8 +180,11 @@ class BaseWebSocket(ABC):
         #: The OS error that ended the stream under a read, if one did.
         self._lost: str | None = None
         #: anyio's clock (``anyio.current_time()``), and a maker of the event a
-        #: call waits on (set from ``on_message``), read the cheapest way.
-        self.clock, self.new_event = native_clock_and_event()
+        #: call waits on (set from ``on_message``), read the cheapest way; given
+        #: by a driver that knows its loop (without asking which library runs).
+        self.clock, self.new_event = (
+            clock_and_event if clock_and_event is not None else native_clock_and_event()
+        )
         #: The clock when bytes last arrived (for keepalive).
         self.last_received = self.clock()
         #: When the alarm rings next (see :meth:`set_alarm`): ``inf`` for never,

@@ -25,6 +25,8 @@ __all__ = [
     "Loop",
     "LoopLocal",
     "Wakeup",
+    "asyncio_clock",
+    "asyncio_clock_and_event",
     "current_loop",
     "lone_cancellation",
     "native_clock_and_event",
@@ -106,7 +108,7 @@ class AsyncioDeadline:
         #: Whether the deadline went off (and so cancelled the task).
         self.expired = False
         #: What the alarm clock reads and sets (see alarms.Alarmed).
-        self.clock: Callable[[], float] = task.get_loop().time
+        self.clock = asyncio_clock(task.get_loop())
         self._alarm_at = self.clock() + timeout
         self._alarm_clock: AlarmClock | None = None
         self._clock = clock
@@ -179,16 +181,30 @@ def native_clock_and_event() -> tuple[Callable[[], float], Callable[[], EventLik
     the loop's own (``loop.time`` and a future, or trio's) do not.
     """
     if current_loop() == "asyncio":
-        loop = asyncio.get_running_loop()
-        if type(loop).time is asyncio.BaseEventLoop.time:
-            # asyncio's own loop reads time.monotonic() in a method of Python;
-            # the function itself is the same clock without the frame (uvloop
-            # keeps a clock of its own, in C).
-            return time.monotonic, _Signal
-        return loop.time, _Signal
+        return asyncio_clock(asyncio.get_running_loop()), _Signal
     import trio
 
     return trio.current_time, trio.Event
+
+
+def asyncio_clock_and_event(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[Callable[[], float], Callable[[], EventLike]]:
+    """:func:`native_clock_and_event` for a caller that knows the asyncio loop
+    it runs on (a driver on its callbacks): without asking which loop runs."""
+    return asyncio_clock(loop), _Signal
+
+
+def asyncio_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """``loop.time``, read the cheapest way.
+
+    asyncio's own loop reads time.monotonic() in a method of Python; the
+    function itself is the same clock without the frame (uvloop keeps a
+    clock of its own, in C).
+    """
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time
 
 
 class LoopLocal(Generic[T]):
