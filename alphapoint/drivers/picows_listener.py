@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import operator
 import socket
 import ssl as ssl_module
 from typing import Any
@@ -75,6 +77,10 @@ _OPCODES = {_TEXT: Opcode.TEXT, _BINARY: Opcode.BINARY, _CONT: Opcode.CONT}
 #: the driver reports as the ConnectionClosed that ends every call (as the
 #: other drivers do, without a log record): only its CRITICAL records pass.
 _logger = QuietLogger(logging.getLogger("alphapoint.picows"), {}, lowest=logging.CRITICAL)
+# picows asks it some four times a connection: ``level >= CRITICAL`` in C, not a
+# method of Python. A CRITICAL record still reaches the logger only if the
+# logger takes it: the adapter's ``log`` hands it to ``Logger.log``, which asks.
+_logger.isEnabledFor = functools.partial(operator.le, logging.CRITICAL)  # type: ignore[method-assign]
 
 #: What is handed over in one turn of the loop (see ``_spend``): 64 KiB, each
 #: message counted as 256 bytes more than its size, so at most 256 messages
