@@ -32,7 +32,10 @@ class Gate:
 
     def open(self, connection: Connection) -> None:
         self.connection = connection
-        self._release()
+        event = self._event  # _release(), inline: at every login
+        if event is not None:
+            self._event = None
+            event.set()
 
     def shut(self) -> None:
         self.connection = None

@@ -53,7 +53,7 @@ from .login import Call, Login, TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
 from .open_limit import OpenLimiter, default_open_limiter, take_turn
 from .policies import Backoff, Keepalive, Relogin, is_retryable
-from .state import SessionState, StateMachine, Trigger
+from .state import ACCEPTS_CALLS, SessionState, StateMachine, Trigger
 from .task_owner import TaskOwner, TrioTaskOwner, new_task_owner
 from .urls import without_user_info
 
@@ -80,6 +80,7 @@ _USE_DEFAULT: Any = _SessionTimeout()
 #: Read on every call: module globals cost less than the enums' attributes.
 _REQUEST = MessageType.REQUEST
 _AUTHENTICATED = SessionState.AUTHENTICATED
+_CLOSED = SessionState.CLOSED
 
 
 @attrs.frozen
@@ -207,17 +208,18 @@ class Session:
         state = machine.fire(trigger)
         if state is before:
             return
-        if state is SessionState.AUTHENTICATED:
+        if state is _AUTHENTICATED:
             self._login.logged_in_at = self._clock()
-        if machine.accepts_calls:
+        if state in ACCEPTS_CALLS:  # (machine.accepts_calls, without its call)
             assert self._installed is not None
             assert self._installed.is_open  # a drop moves the state at once
             self._gate.open(self._installed)
-        elif state is not SessionState.CLOSED:
+        elif state is not _CLOSED:
             self._gate.shut()
         if logger.isEnabledFor(logging.INFO):  # (state.value: two calls of Python)
             logger.info("session %s is %s", self._url, state.value)
-        self._hub.publish_state(state)
+        if self._hub.watched:  # nobody watches, usually: no call
+            self._hub.publish_state(state)
         on_state_change = self._options.on_state_change
         if on_state_change is not None:
             try:
@@ -661,7 +663,8 @@ class Session:
                 self._fire(Trigger.OPENED)
             self._conn = conn
             await self._login.log_in_connection(conn.caller(timeout=self._timeout), url=self._url)
-            await self._resubscribe(conn, same_connection=False)
+            if self._hub.attached:  # (none, usually: no coroutine)
+                await self._resubscribe(conn, same_connection=False)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await conn.abort(ConnectionClosed("the connection was abandoned"))
@@ -736,7 +739,7 @@ class Session:
 
     def _finish(self, error: BaseException) -> None:
         """The session has ended for good: fail waiters, end streams, state CLOSED."""
-        if self._machine.closed:
+        if self._machine.state is _CLOSED:  # (machine.closed, without its call)
             return
         self._gate.end(error)
         self._fire(Trigger.ENDED)
