@@ -15,8 +15,7 @@ import sys
 import anyio
 import pytest
 
-from alphapoint.drivers.alarms import TICK, current_alarm_clock
-from alphapoint.drivers.loop import AsyncioDeadline
+from alphapoint.drivers.alarms import TICK, AsyncioDeadline, current_alarm_clock
 from alphapoint.open_limit import take_turn
 from alphapoint.testing.pytest_plugin import GatewayFixture
 

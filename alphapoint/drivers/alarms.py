@@ -44,12 +44,21 @@ import heapq
 import logging
 import math
 import select
+import sys
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, Protocol
 
-from .loop import LoopLocal, Wakeup
+from .loop import LoopLocal, Wakeup, asyncio_clock
 
-__all__ = ["TICK", "AlarmClock", "Alarmed", "current_alarm_clock"]
+__all__ = [
+    "TICK",
+    "AlarmClock",
+    "Alarmed",
+    "AsyncioDeadline",
+    "current_alarm_clock",
+    "loop_alarm_clock",
+]
 
 logger = logging.getLogger("alphapoint.drivers")
 
@@ -415,3 +424,79 @@ _clocks: LoopLocal[AlarmClock] = LoopLocal("alphapoint_alarm_clock", _new_clock)
 def current_alarm_clock() -> AlarmClock:
     """The alarm clock of the running event loop (made on first use)."""
     return _clocks.get()
+
+
+def loop_alarm_clock(loop: asyncio.AbstractEventLoop) -> AlarmClock:
+    """The alarm clock of ``loop``, an asyncio loop the caller runs on (a
+    callback driver, an opener's deadline): without asking which loop runs."""
+    return _clocks.get_for(loop)
+
+
+class AsyncioDeadline:
+    """``anyio.fail_after`` for a block whose every await is asyncio's own.
+
+    anyio's asks which library runs (twice), makes a cancel scope and a
+    generator context: some 75 function calls, about 70 k instructions of a
+    login (docs/performance.md, "Opening, logging in and closing, sixth
+    session"). For the asyncio and picows drivers' openers, which run no
+    anyio scope inside, the deadline cancels the task: the block ends with
+    ``TimeoutError`` when the deadline ended it, and a cancellation from
+    anywhere else (an enclosing scope, the user) goes through unchanged, as
+    from ``asyncio.timeout``.
+
+    The deadline is kept by the loop's alarm clock (:mod:`.alarms`), as a
+    member of its own for the block's life, not by a timer of its own: the
+    clock's one timer is usually armed for then or earlier already (a close's
+    deadline), and an asyncio timer made and cancelled per opening costs some
+    20 k instructions (docs/performance.md, "The login, seventh session"). It
+    expires at most a tick (10 ms) after its time, never before.
+    """
+
+    __slots__ = ("_alarm_at", "_alarm_clock", "_clock", "_task", "clock", "expired")
+
+    def __init__(self, timeout: float) -> None:
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - an opener always runs in a task
+            raise RuntimeError("AsyncioDeadline needs an asyncio task")
+        loop = task.get_loop()
+        clock = loop_alarm_clock(loop)
+        self._task: asyncio.Task[Any] | None = task
+        #: Whether the deadline went off (and so cancelled the task).
+        self.expired = False
+        #: What the alarm clock reads and sets (see Alarmed).
+        self.clock = asyncio_clock(loop)
+        self._alarm_at = self.clock() + timeout
+        self._alarm_clock: AlarmClock | None = None
+        self._clock = clock
+        clock.join(self)
+
+    def _ring(self, now: float) -> None:
+        """The alarm clock rang: the time is up."""
+        task = self._task
+        if task is not None and not self.expired:
+            self.expired = True
+            task.cancel()
+
+    def _wake_alarm_task(self) -> None:
+        """(No task of its own waits for the alarm.)"""
+
+    def __enter__(self) -> AsyncioDeadline:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task, self._task = self._task, None
+        self._clock.leave(self)  # rung no more
+        if not self.expired or task is None:
+            return
+        # This deadline's cancellation, taken back (Python 3.11+): one from
+        # elsewhere that came at the same time still counts, and goes on.
+        others = 0
+        if sys.version_info >= (3, 11):
+            others = task.uncancel()
+        if others == 0 and isinstance(exc, asyncio.CancelledError):
+            raise TimeoutError from None

@@ -30,7 +30,7 @@ from websockets.protocol import CLOSED, OPEN
 from websockets.uri import WebSocketURI
 
 from ..errors import NetworkError
-from .alarms import current_alarm_clock
+from .alarms import loop_alarm_clock
 from .base import (
     DEFAULT_MAX_FRAGMENTS,
     DEFAULT_MAX_SEND_BUFFER,
@@ -159,7 +159,7 @@ class CallbackWebSocket(BaseWebSocket):
 
     async def run(self, on_message: OnMessage, on_wakeup: OnWakeup, on_alarm: OnAlarm) -> NoReturn:
         self._on_message = on_message
-        clock = current_alarm_clock()
+        clock = loop_alarm_clock(self._loop)  # (the loop it runs on: no asking which)
         clock.join(self)
         try:
             self._deliver_messages()

@@ -22,7 +22,7 @@ from websockets.exceptions import InvalidStatus
 from ..errors import CertificateError, NetworkError, UsageError
 from ..proxy import proxy_for
 from ..urls import check_secure, is_loopback, parse_url
-from .alarms import current_alarm_clock
+from .alarms import AsyncioDeadline
 from .anyio_stream import open_stream_websocket
 from .asyncio_protocol import open_asyncio_websocket
 from .base import (
@@ -33,7 +33,7 @@ from .base import (
     refused_upgrade,
     websockets_logger,
 )
-from .loop import AsyncioDeadline, current_loop
+from .loop import current_loop
 
 __all__ = ["DRIVERS", "Driver", "open_websocket", "picows_installed"]
 
@@ -154,7 +154,7 @@ async def open_websocket(
     try:
         if chosen == "picows":
             # asyncio's awaits only: the alarm clock bounds them (AsyncioDeadline), not anyio.
-            with AsyncioDeadline(open_timeout, current_alarm_clock()):
+            with AsyncioDeadline(open_timeout):
                 return await _picows_opener()(
                     uri,
                     ssl=context,
@@ -166,7 +166,7 @@ async def open_websocket(
                     user_agent=user_agent,
                 )
         if chosen == "asyncio":
-            with AsyncioDeadline(open_timeout, current_alarm_clock()):
+            with AsyncioDeadline(open_timeout):
                 websocket = await open_asyncio_websocket(
                     uri,
                     protocol,

@@ -13,14 +13,9 @@ import sys
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
-
-if TYPE_CHECKING:
-    from .alarms import AlarmClock
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 __all__ = [
-    "AsyncioDeadline",
     "EventLike",
     "Loop",
     "LoopLocal",
@@ -72,78 +67,6 @@ def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
         return None
     # The loop given: current_task does not ask for the running loop again.
     return loop if asyncio.current_task(loop) is not None else None
-
-
-class AsyncioDeadline:
-    """``anyio.fail_after`` for a block whose every await is asyncio's own.
-
-    anyio's asks which library runs (twice), makes a cancel scope and a
-    generator context: some 75 function calls, about 70 k instructions of a
-    login (docs/performance.md, "Opening, logging in and closing, sixth
-    session"). For the asyncio and picows drivers' openers, which run no
-    anyio scope inside, the deadline cancels the task: the block ends with
-    ``TimeoutError`` when the deadline ended it, and a cancellation from
-    anywhere else (an enclosing scope, the user) goes through unchanged, as
-    from ``asyncio.timeout``.
-
-    The deadline is kept by the loop's alarm clock (:mod:`.alarms`), as a
-    member of its own for the block's life, not by a timer of its own: the
-    clock's one timer is usually armed for then or earlier already (a close's
-    deadline), and an asyncio timer made and cancelled per opening costs some
-    20 k instructions (docs/performance.md, "The login, seventh session"). It
-    expires at most a tick (10 ms) after its time, never before.
-    """
-
-    __slots__ = ("_alarm_at", "_alarm_clock", "_clock", "_task", "clock", "expired")
-
-    def __init__(self, timeout: float, clock: AlarmClock | None = None) -> None:
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - an opener always runs in a task
-            raise RuntimeError("AsyncioDeadline needs an asyncio task")
-        if clock is None:
-            from .alarms import current_alarm_clock
-
-            clock = current_alarm_clock()
-        self._task: asyncio.Task[Any] | None = task
-        #: Whether the deadline went off (and so cancelled the task).
-        self.expired = False
-        #: What the alarm clock reads and sets (see alarms.Alarmed).
-        self.clock = asyncio_clock(task.get_loop())
-        self._alarm_at = self.clock() + timeout
-        self._alarm_clock: AlarmClock | None = None
-        self._clock = clock
-        clock.join(self)
-
-    def _ring(self, now: float) -> None:
-        """The alarm clock rang: the time is up."""
-        task = self._task
-        if task is not None and not self.expired:
-            self.expired = True
-            task.cancel()
-
-    def _wake_alarm_task(self) -> None:
-        """(No task of its own waits for the alarm.)"""
-
-    def __enter__(self) -> AsyncioDeadline:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        task, self._task = self._task, None
-        self._clock.leave(self)  # rung no more
-        if not self.expired or task is None:
-            return
-        # This deadline's cancellation, taken back (Python 3.11+): one from
-        # elsewhere that came at the same time still counts, and goes on.
-        others = 0
-        if sys.version_info >= (3, 11):
-            others = task.uncancel()
-        if others == 0 and isinstance(exc, asyncio.CancelledError):
-            raise TimeoutError from None
 
 
 class EventLike(Protocol):
@@ -227,10 +150,7 @@ class LoopLocal(Generic[T]):
         """The running loop's value. Raises :class:`RuntimeError` outside of one."""
         loop = _asyncio_loop()  # current_loop()'s question, keeping the loop it found
         if loop is not None:
-            value = self._by_loop.get(loop)
-            if value is None:
-                value = self._by_loop[loop] = self._factory()
-            return value
+            return self.get_for(loop)
         current_loop()  # trio, or RuntimeError outside of any loop
         import trio
 
@@ -242,6 +162,14 @@ class LoopLocal(Generic[T]):
             found = self._factory()
             self._run_var.set(found)
         return found
+
+    def get_for(self, loop: asyncio.AbstractEventLoop) -> T:
+        """The value of ``loop``, an asyncio loop the caller runs on (and holds):
+        :meth:`get` without asking which loop runs."""
+        value = self._by_loop.get(loop)
+        if value is None:
+            value = self._by_loop[loop] = self._factory()
+        return value
 
 
 class Wakeup(Protocol):
