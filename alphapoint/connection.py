@@ -789,8 +789,8 @@ class Connection:
         """Wait until :meth:`run` has ended, by ``deadline``, on a future of the
         loop's; cancelled meanwhile, go on waiting (shielded), then re-raise."""
         done = self._reader_done = self._ws.new_event()
-        websocket = self._ws
-        assert isinstance(websocket, CallbackWebSocket)  # (_native_close)
+        # (_native_close: it is one; no isinstance of an ABC, two calls of Python.)
+        websocket: CallbackWebSocket = self._ws  # type: ignore[assignment]
         # The connection's alarm ends the wait at the deadline: no timer of
         # the loop's own, unless no alarm clock rings the connection now.
         timer = None

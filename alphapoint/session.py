@@ -763,7 +763,7 @@ class Session:
         deadline = self._clock() + close_timeout
         conn = self._conn
         logout = self._options.logout_on_close and self.authenticated
-        if conn is not None and conn.is_open and logout:
+        if logout and conn is not None and conn.is_open:
             with anyio.CancelScope(shield=True), contextlib.suppress(AlphaPointError):
                 await conn.caller(timeout=close_timeout / 2)("LogOut", None)
         closed = SessionClosed("the session was closed")  # each raise makes its copy

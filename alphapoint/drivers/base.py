@@ -427,7 +427,8 @@ class BaseWebSocket(ABC):
     def _closed_error(self, message: str) -> ConnectionClosed:
         code, reason, received = self._close_state()
         secrets = self.secrets
-        if secrets:
+        # (Nothing to scrub, usually: no call of the set's __bool__.)
+        if (reason or self._failure is not None) and secrets:
             # The gateway's words (a close reason may echo a password).
             if reason:
                 reason = secrets.scrub(reason)
