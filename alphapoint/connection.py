@@ -414,7 +414,10 @@ class Connection:
             if (ws.coalesces and len(calls) > 1) or not ws.send_text_now(text):
                 await ws.send_text(text, deadline=deadline, coalesce=len(calls) > 1)
             pending.sent = True
-            await pending.wait()
+            if self._futures:
+                await pending  # type: ignore[misc]  # the future itself (no call of its wait())
+            else:
+                await pending.wait()
         except ConnectionClosed:
             # The socket failed under the send: the reader says why, unless the
             # call was out of time first (the anyio driver drops a connection

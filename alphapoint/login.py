@@ -202,11 +202,11 @@ class Login:
         if pace is not None:
             await pace()
         result = await self.authenticate(call, credentials)
+        if result.status is AuthStatus.AUTHENTICATED:  # (login_error's None, without its call)
+            return result
         error = login_error(result, can_answer_2fa=two_factor is not None)
         if error is not None:
             raise error
-        if result.status is AuthStatus.AUTHENTICATED:
-            return result
         assert two_factor is not None
         second = await self.authenticate_2fa(call, await two_factor_code(two_factor))
         error = second_factor_error(second)
