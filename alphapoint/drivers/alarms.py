@@ -444,34 +444,41 @@ class AsyncioDeadline:
     anywhere else (an enclosing scope, the user) goes through unchanged, as
     from ``asyncio.timeout``.
 
-    The deadline is kept by the loop's alarm clock (:mod:`.alarms`), as a
-    member of its own for the block's life, not by a timer of its own: the
-    clock's one timer is usually armed for then or earlier already (a close's
-    deadline), and an asyncio timer made and cancelled per opening costs some
-    20 k instructions (docs/performance.md, "The login, seventh session"). It
-    expires at most a tick (10 ms) after its time, never before.
+    Under asyncio's own loop the deadline is kept by the loop's alarm clock,
+    as a member of its own for the block's life, not by a timer of its own:
+    the clock's one timer is usually armed for then or earlier already (a
+    close's deadline), where an asyncio timer made and cancelled per opening
+    costs some 20 k instructions, in Python (docs/performance.md, "The login,
+    seventh session"). It then expires at most a tick (10 ms) after its time,
+    never before. A loop whose timers are its own (uvloop's, in C) keeps it
+    on a timer: cheaper there than filing it with the clock.
     """
 
-    __slots__ = ("_alarm_at", "_alarm_clock", "_clock", "_task", "clock", "expired")
+    __slots__ = ("_alarm_at", "_alarm_clock", "_clock", "_handle", "_task", "clock", "expired")
 
     def __init__(self, timeout: float) -> None:
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - an opener always runs in a task
             raise RuntimeError("AsyncioDeadline needs an asyncio task")
         loop = task.get_loop()
-        clock = loop_alarm_clock(loop)
         self._task: asyncio.Task[Any] | None = task
         #: Whether the deadline went off (and so cancelled the task).
         self.expired = False
+        #: The clock that keeps it, or else the loop's timer (see the docstring).
+        self._clock: AlarmClock | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        if type(loop).call_at is not asyncio.BaseEventLoop.call_at:  # uvloop's timers
+            self._handle = loop.call_later(timeout, self._ring, 0.0)
+            return
+        clock = self._clock = loop_alarm_clock(loop)
         #: What the alarm clock reads and sets (see Alarmed).
         self.clock = asyncio_clock(loop)
         self._alarm_at = self.clock() + timeout
         self._alarm_clock: AlarmClock | None = None
-        self._clock = clock
         clock.join(self)
 
     def _ring(self, now: float) -> None:
-        """The alarm clock rang: the time is up."""
+        """The alarm clock (or the timer) rang: the time is up."""
         task = self._task
         if task is not None and not self.expired:
             self.expired = True
@@ -490,7 +497,10 @@ class AsyncioDeadline:
         tb: TracebackType | None,
     ) -> None:
         task, self._task = self._task, None
-        self._clock.leave(self)  # rung no more
+        if self._clock is not None:
+            self._clock.leave(self)  # rung no more
+        elif self._handle is not None:
+            self._handle.cancel()
         if not self.expired or task is None:
             return
         # This deadline's cancellation, taken back (Python 3.11+): one from
