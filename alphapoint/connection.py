@@ -212,7 +212,8 @@ class _Pinger:
     def _idle_at(self) -> float:
         """When a Ping is due: ``interval`` after the last bytes came, rounded down to the grid."""
         grid = self._grid
-        return math.floor((self._conn.last_received + self._policy.interval) / grid) * grid
+        # (The driver's attribute, without the connection's property.)
+        return math.floor((self._conn._ws.last_received + self._policy.interval) / grid) * grid
 
     async def check(self, now: float) -> bool:
         """Ping if idle; false (and the connection dropped) if a Ping went unanswered."""
@@ -306,7 +307,7 @@ class Connection:
         self._reader_done: EventLike | None = None
         #: Whether aclose() can do without cancel scopes: under asyncio, on a
         #: driver whose close frame and abort never wait (see aclose()).
-        self._native_close = self._futures and isinstance(websocket, CallbackWebSocket)
+        self._native_close = self._futures and websocket.on_callbacks
         #: The keepalive, while run() runs with one.
         self._pinger: _Pinger | None = None
         #: Events left by the read for the reader task (a read's worth at most).

@@ -35,7 +35,7 @@ from .apex import check_reply, check_reply_fields, refused_as_not_logged_in
 from .connection import Connection
 from .credentials import Credentials
 from .decoding import decode
-from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver, open_websocket
+from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver, Loop, current_loop, open_websocket
 from .errors import (
     AlphaPointError,
     AuthenticationError,
@@ -136,8 +136,10 @@ class Session:
         self._hub = EventHub()
         #: Where calls wait: open in CONNECTED and AUTHENTICATED, ended once CLOSED.
         self._gate = Gate()
-        #: Starts, cancels and waits for the session's tasks (from _enter() on).
+        #: Starts, cancels and waits for the session's tasks (from _enter() on),
+        #: and which event loop runs them.
         self._owner: TaskOwner | None = None
+        self._loop: Loop | None = None
         #: The newest connection: being set up, or installed.
         self._conn: Connection | None = None
         #: The connection calls go through, until it drops: its drop starts a reconnect.
@@ -643,6 +645,7 @@ class Session:
             allow_insecure=options.allow_insecure,
             proxy=options.proxy,
             driver=options.driver,
+            loop=self._loop,
         )
         self._connections += 1
         self._clock = self._login.clock = websocket.clock
@@ -782,7 +785,9 @@ class Session:
         """Make the task owner and open the first connection (``async with connect(...)``)."""
         if self._owner is not None or self._machine.state is not SessionState.CONNECTING:
             raise UsageError("a connect(...) object can be entered only once")
-        owner = self._owner = new_task_owner()
+        # Which loop runs, asked once: the owner and every opening need it.
+        self._loop = current_loop()
+        owner = self._owner = new_task_owner(self._loop)
         if isinstance(owner, TrioTaskOwner):  # its nursery is entered here
             await owner.open()
         try:

@@ -101,6 +101,8 @@ class CallbackWebSocket(BaseWebSocket):
         #: high-water mark (pongs, a close echo): bounded by max_send_buffer.
         self._answers_waiting = 0
 
+    on_callbacks = True
+
     def _finished(self) -> bool:
         """Whether the connection has ended (``run()`` then raises ``ConnectionClosed``)."""
         return self._ended

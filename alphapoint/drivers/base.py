@@ -268,6 +268,11 @@ class BaseWebSocket(ABC):
     def _wake_alarm_task(self) -> None:  # noqa: B027 - only some drivers have such a task
         """Wake the task that keeps the alarm, if it waits (a driver with such a task)."""
 
+    #: Whether bytes arrive in the event loop's callbacks (:class:`.CallbackWebSocket`):
+    #: then writing a close frame and aborting never wait. (A class attribute:
+    #: ``isinstance`` of an ABC is a call of Python.)
+    on_callbacks = False
+
     #: Whether :meth:`send_text` gathers the messages of calls in flight
     #: (``coalesce``) into one write: then a call among others is not sent
     #: with :meth:`send_text_now`, which writes at once.

@@ -33,7 +33,7 @@ from .base import (
     refused_upgrade,
     websockets_logger,
 )
-from .loop import current_loop
+from .loop import Loop, current_loop
 
 __all__ = ["DRIVERS", "Driver", "open_websocket", "picows_installed"]
 
@@ -85,10 +85,11 @@ _open_picows: Callable[..., Awaitable[BaseWebSocket]] | None = None
 auto_on_asyncio: Driver = "picows" if picows_installed() else "asyncio"
 
 
-def _resolve(driver: Driver, *, proxied: bool) -> Driver:
+def _resolve(driver: Driver, *, proxied: bool, loop: Loop | None = None) -> Driver:
     if driver not in DRIVERS:
         raise UsageError(f"driver must be one of {', '.join(DRIVERS)}, not {driver!r}")
-    loop = current_loop()
+    if loop is None:
+        loop = current_loop()
     if driver == "auto":
         driver = auto_on_asyncio if loop == "asyncio" and not proxied else "anyio"
     if driver == "asyncio" or driver == "picows":
@@ -114,6 +115,7 @@ async def open_websocket(
     driver: Driver = "auto",
     max_fragments: int = DEFAULT_MAX_FRAGMENTS,
     max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+    loop: Loop | None = None,
 ) -> BaseWebSocket:
     """Connect to ``url`` and complete the WebSocket handshake within ``open_timeout``.
 
@@ -132,6 +134,9 @@ async def open_websocket(
     waiting while the gateway does not read (asyncio driver; the anyio
     driver's reader waits instead, for at most ``close_timeout``).
 
+    ``loop`` is the running loop (:func:`current_loop`), from a caller that
+    knows it already (a session asks once); it is asked otherwise.
+
     Raises :class:`NetworkError`, :class:`CertificateError`,
     :class:`HandshakeRefused` (all :class:`ConnectError`), or
     :class:`InvalidURL`, :class:`InsecureConnection`; never an anyio or OS error.
@@ -139,7 +144,7 @@ async def open_websocket(
     uri = parse_url(url)
     via = proxy_for(uri, proxy, loopback=is_loopback(uri.host))
     check_secure(uri, allow_insecure=allow_insecure)
-    chosen = _resolve(driver, proxied=via is not None)
+    chosen = _resolve(driver, proxied=via is not None, loop=loop)
     where = f"{uri.host}:{uri.port}"
     context: ssl_module.SSLContext | None = None
     if uri.secure:
