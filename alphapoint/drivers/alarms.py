@@ -34,6 +34,10 @@ the replies of every session whose Ping went out in the same ring.
 
 A connection joins when its ``run()`` starts keeping the alarm and leaves when
 it ends; a ring filed before that waits in the connection's ``_alarm_at``.
+
+Under asyncio's own loop, whose timers are of Python, the clock also keeps
+an opener's deadline (:class:`AsyncioDeadline`), a member for the opening's
+life: an opening then makes no timer of its own.
 """
 
 from __future__ import annotations
