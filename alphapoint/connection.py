@@ -212,7 +212,8 @@ class _Pinger:
     def _idle_at(self) -> float:
         """When a Ping is due: ``interval`` after the last bytes came, rounded down to the grid."""
         grid = self._grid
-        return math.floor((self._conn.last_received + self._policy.interval) / grid) * grid
+        # (The driver's attribute, without the connection's property.)
+        return math.floor((self._conn._ws.last_received + self._policy.interval) / grid) * grid
 
     async def check(self, now: float) -> bool:
         """Ping if idle; false (and the connection dropped) if a Ping went unanswered."""
@@ -306,7 +307,7 @@ class Connection:
         self._reader_done: EventLike | None = None
         #: Whether aclose() can do without cancel scopes: under asyncio, on a
         #: driver whose close frame and abort never wait (see aclose()).
-        self._native_close = self._futures and isinstance(websocket, CallbackWebSocket)
+        self._native_close = self._futures and websocket.on_callbacks
         #: The keepalive, while run() runs with one.
         self._pinger: _Pinger | None = None
         #: Events left by the read for the reader task (a read's worth at most).
@@ -414,7 +415,10 @@ class Connection:
             if (ws.coalesces and len(calls) > 1) or not ws.send_text_now(text):
                 await ws.send_text(text, deadline=deadline, coalesce=len(calls) > 1)
             pending.sent = True
-            await pending.wait()
+            if self._futures:
+                await pending  # type: ignore[misc]  # the future itself (no call of its wait())
+            else:
+                await pending.wait()
         except ConnectionClosed:
             # The socket failed under the send: the reader says why, unless the
             # call was out of time first (the anyio driver drops a connection
@@ -789,8 +793,8 @@ class Connection:
         """Wait until :meth:`run` has ended, by ``deadline``, on a future of the
         loop's; cancelled meanwhile, go on waiting (shielded), then re-raise."""
         done = self._reader_done = self._ws.new_event()
-        websocket = self._ws
-        assert isinstance(websocket, CallbackWebSocket)  # (_native_close)
+        # (_native_close: it is one; no isinstance of an ABC, two calls of Python.)
+        websocket: CallbackWebSocket = self._ws  # type: ignore[assignment]
         # The connection's alarm ends the wait at the deadline: no timer of
         # the loop's own, unless no alarm clock rings the connection now.
         timer = None

@@ -32,7 +32,10 @@ class Gate:
 
     def open(self, connection: Connection) -> None:
         self.connection = connection
-        self._release()
+        event = self._event  # the waiters go on (no call of a method: at every login)
+        if event is not None:
+            self._event = None
+            event.set()
 
     def shut(self) -> None:
         self.connection = None
@@ -41,11 +44,9 @@ class Gate:
         """For good: every waiter wakes, and raises :meth:`ended_error`."""
         self.connection = None
         self.ended = error
-        self._release()
-
-    def _release(self) -> None:
-        event, self._event = self._event, None
+        event = self._event  # the waiters go on, and raise
         if event is not None:
+            self._event = None
             event.set()
 
     async def wait(self, function: str, timeout: float | None, deadline: float) -> Connection:

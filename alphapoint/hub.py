@@ -50,12 +50,15 @@ class EventHub:
     def __init__(self) -> None:
         self._routes: dict[str, _Route] = {}
         #: Every attached event stream, in the order attached (streams hash by identity).
-        self._attached: dict[EventStream, None] = {}
+        self.attached: dict[EventStream, None] = {}
         #: Streams that take events of every name.
         #: Streams that take events of every name, and the state streams: made
         #: when the first is attached (an idle session without any holds neither).
         self._everything: list[EventStream] | None = None
         self._states: list[StateChanges] | None = None
+        #: Whether any state stream is attached (read at every move of the
+        #: session's state, which then calls publish_state only if so).
+        self.watched = False
         #: Once the session has ended: what attaching a new stream raises.
         self._ended: Callable[[], BaseException] | None = None
 
@@ -65,7 +68,7 @@ class EventHub:
         """Route events to ``stream``; raises the session's error once it has ended."""
         if self._ended is not None:
             raise self._ended()
-        self._attached[stream] = None
+        self.attached[stream] = None
         if not stream.functions:
             if self._everything is None:
                 self._everything = []
@@ -82,7 +85,7 @@ class EventHub:
 
     def detach(self, stream: EventStream) -> None:
         """Stop routing events to ``stream`` (idempotent)."""
-        if self._attached.pop(stream, False) is False:
+        if self.attached.pop(stream, False) is False:
             return
         if not stream.functions:
             if self._everything is not None:
@@ -105,11 +108,11 @@ class EventHub:
 
     def streams(self) -> list[EventStream]:
         """Every attached stream, in the order attached (to resubscribe after a reconnect)."""
-        return list(self._attached)
+        return list(self.attached)
 
     def rekey(self, stream: EventStream, instrument: Any) -> None:
         """Route ``stream`` by ``instrument`` from now on (``None``: every instrument)."""
-        if stream in self._attached:
+        if stream in self.attached:
             self.detach(stream)
             stream.instrument = instrument
             self.attach(stream)
@@ -168,12 +171,14 @@ class EventHub:
         if self._states is None:
             self._states = []
         self._states.append(changes)
+        self.watched = True
         if self._ended is not None:
             changes.end()
 
     def unwatch(self, changes: StateChanges) -> None:
         if self._states is not None:
             _remove(self._states, changes)
+            self.watched = bool(self._states)
 
     def publish_state(self, state: SessionState) -> None:
         for changes in tuple(self._states or ()):
@@ -187,7 +192,7 @@ class EventHub:
         """The session has ended: every stream ends (with ``error``, if given) after
         what it holds, and attaching a stream from now on raises ``attach_error()``."""
         self._ended = attach_error
-        for stream in self.streams():
+        for stream in list(self.attached):  # (streams(), without its call)
             stream.end(error)
         for changes in tuple(self._states or ()):
             changes.end()

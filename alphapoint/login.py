@@ -142,8 +142,10 @@ class Login:
         scrubbed of every secret (a gateway may echo a password in it).
         """
         secrets = self.secrets
-        secrets.add(result.session_token, recent=True)
-        secrets.add(result.two_fa_token, recent=True)
+        if result.session_token:
+            secrets.add(result.session_token, recent=True)
+        if result.two_fa_token:  # (usually none: no call)
+            secrets.add(result.two_fa_token, recent=True)
         if result.errormsg and secrets:
             result = attrs.evolve(result, errormsg=secrets.scrub(result.errormsg))
         if result.status is AuthStatus.AUTHENTICATED:
@@ -166,8 +168,12 @@ class Login:
     async def authenticate(self, call: Call, credentials: Credentials) -> AuthenticateResult:
         """One AuthenticateUser, decoded and remembered, whatever it says."""
         payload = credentials.authenticate_payload()
-        self.secrets.add(payload.get("Password"))
-        self.secrets.add(payload.get("Signature"), recent=True)
+        secrets = self.secrets
+        # Each one a call only if it is there (an API key signs, a user sends a password).
+        if (password := payload.get("Password")) is not None:
+            secrets.add(password)
+        if (signature := payload.get("Signature")) is not None:
+            secrets.add(signature, recent=True)
         reply = await call("AuthenticateUser", payload)
         return self.record(decode_authenticate_result(reply, function="AuthenticateUser"))
 
@@ -196,11 +202,11 @@ class Login:
         if pace is not None:
             await pace()
         result = await self.authenticate(call, credentials)
+        if result.status is AuthStatus.AUTHENTICATED:  # (login_error's None, without its call)
+            return result
         error = login_error(result, can_answer_2fa=two_factor is not None)
         if error is not None:
             raise error
-        if result.status is AuthStatus.AUTHENTICATED:
-            return result
         assert two_factor is not None
         second = await self.authenticate_2fa(call, await two_factor_code(two_factor))
         error = second_factor_error(second)

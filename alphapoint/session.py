@@ -35,7 +35,7 @@ from .apex import check_reply, check_reply_fields, refused_as_not_logged_in
 from .connection import Connection
 from .credentials import Credentials
 from .decoding import decode
-from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver, open_websocket
+from .drivers import DEFAULT_MAX_MESSAGE_SIZE, Driver, Loop, current_loop, open_websocket
 from .errors import (
     AlphaPointError,
     AuthenticationError,
@@ -53,7 +53,7 @@ from .login import Call, Login, TwoFactor
 from .models import AuthenticateResult, AuthStatus, Event, User
 from .open_limit import OpenLimiter, default_open_limiter, take_turn
 from .policies import Backoff, Keepalive, Relogin, is_retryable
-from .state import SessionState, StateMachine, Trigger
+from .state import ACCEPTS_CALLS, SessionState, StateMachine, Trigger
 from .task_owner import TaskOwner, TrioTaskOwner, new_task_owner
 from .urls import without_user_info
 
@@ -80,6 +80,7 @@ _USE_DEFAULT: Any = _SessionTimeout()
 #: Read on every call: module globals cost less than the enums' attributes.
 _REQUEST = MessageType.REQUEST
 _AUTHENTICATED = SessionState.AUTHENTICATED
+_CLOSED = SessionState.CLOSED
 
 
 @attrs.frozen
@@ -135,8 +136,10 @@ class Session:
         self._hub = EventHub()
         #: Where calls wait: open in CONNECTED and AUTHENTICATED, ended once CLOSED.
         self._gate = Gate()
-        #: Starts, cancels and waits for the session's tasks (from _enter() on).
+        #: Starts, cancels and waits for the session's tasks (from _enter() on),
+        #: and which event loop runs them.
         self._owner: TaskOwner | None = None
+        self._loop: Loop | None = None
         #: The newest connection: being set up, or installed.
         self._conn: Connection | None = None
         #: The connection calls go through, until it drops: its drop starts a reconnect.
@@ -207,17 +210,18 @@ class Session:
         state = machine.fire(trigger)
         if state is before:
             return
-        if state is SessionState.AUTHENTICATED:
+        if state is _AUTHENTICATED:
             self._login.logged_in_at = self._clock()
-        if machine.accepts_calls:
+        if state in ACCEPTS_CALLS:  # (machine.accepts_calls, without its call)
             assert self._installed is not None
             assert self._installed.is_open  # a drop moves the state at once
             self._gate.open(self._installed)
-        elif state is not SessionState.CLOSED:
+        elif state is not _CLOSED:
             self._gate.shut()
         if logger.isEnabledFor(logging.INFO):  # (state.value: two calls of Python)
             logger.info("session %s is %s", self._url, state.value)
-        self._hub.publish_state(state)
+        if self._hub.watched:  # nobody watches, usually: no call
+            self._hub.publish_state(state)
         on_state_change = self._options.on_state_change
         if on_state_change is not None:
             try:
@@ -641,6 +645,7 @@ class Session:
             allow_insecure=options.allow_insecure,
             proxy=options.proxy,
             driver=options.driver,
+            loop=self._loop,
         )
         self._connections += 1
         self._clock = self._login.clock = websocket.clock
@@ -661,7 +666,8 @@ class Session:
                 self._fire(Trigger.OPENED)
             self._conn = conn
             await self._login.log_in_connection(conn.caller(timeout=self._timeout), url=self._url)
-            await self._resubscribe(conn, same_connection=False)
+            if self._hub.attached:  # (none, usually: no coroutine)
+                await self._resubscribe(conn, same_connection=False)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await conn.abort(ConnectionClosed("the connection was abandoned"))
@@ -736,7 +742,7 @@ class Session:
 
     def _finish(self, error: BaseException) -> None:
         """The session has ended for good: fail waiters, end streams, state CLOSED."""
-        if self._machine.closed:
+        if self._machine.state is _CLOSED:  # (machine.closed, without its call)
             return
         self._gate.end(error)
         self._fire(Trigger.ENDED)
@@ -760,7 +766,7 @@ class Session:
         deadline = self._clock() + close_timeout
         conn = self._conn
         logout = self._options.logout_on_close and self.authenticated
-        if conn is not None and conn.is_open and logout:
+        if logout and conn is not None and conn.is_open:
             with anyio.CancelScope(shield=True), contextlib.suppress(AlphaPointError):
                 await conn.caller(timeout=close_timeout / 2)("LogOut", None)
         closed = SessionClosed("the session was closed")  # each raise makes its copy
@@ -779,7 +785,9 @@ class Session:
         """Make the task owner and open the first connection (``async with connect(...)``)."""
         if self._owner is not None or self._machine.state is not SessionState.CONNECTING:
             raise UsageError("a connect(...) object can be entered only once")
-        owner = self._owner = new_task_owner()
+        # Which loop runs, asked once: the owner and every opening need it.
+        self._loop = current_loop()
+        owner = self._owner = new_task_owner(self._loop)
         if isinstance(owner, TrioTaskOwner):  # its nursery is entered here
             await owner.open()
         try:

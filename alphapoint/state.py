@@ -19,6 +19,7 @@ import enum
 from collections.abc import Mapping
 
 __all__ = [
+    "ACCEPTS_CALLS",
     "TRANSITIONS",
     "IllegalTransition",
     "SessionState",
@@ -85,7 +86,7 @@ TRANSITIONS: Mapping[tuple[SessionState, Trigger], SessionState] = {
 }
 
 #: The states in which calls go through the current connection.
-_ACCEPTS_CALLS = frozenset({SessionState.CONNECTED, SessionState.AUTHENTICATED})
+ACCEPTS_CALLS = frozenset({SessionState.CONNECTED, SessionState.AUTHENTICATED})
 
 
 class IllegalTransition(RuntimeError):
@@ -123,7 +124,7 @@ class StateMachine:
     @property
     def accepts_calls(self) -> bool:
         """Whether calls may go through the current connection now."""
-        return self.state in _ACCEPTS_CALLS
+        return self.state in ACCEPTS_CALLS
 
     @property
     def closed(self) -> bool:

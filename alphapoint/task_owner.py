@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from .drivers.loop import current_loop, lone_cancellation
+from .drivers.loop import Loop, current_loop, lone_cancellation
 
 if sys.version_info < (3, 11):  # pragma: no cover - the backport anyio depends on there
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -51,10 +51,11 @@ class TaskOwner(Protocol):
         start nothing more after it."""
 
 
-def new_task_owner() -> AsyncioTaskOwner | TrioTaskOwner:
+def new_task_owner(loop: Loop | None = None) -> AsyncioTaskOwner | TrioTaskOwner:
     """The running loop's owner: the loop's own tasks under asyncio, a nursery
-    under trio (which must be opened: ``await owner.open()``)."""
-    if current_loop() == "asyncio":
+    under trio (which must be opened: ``await owner.open()``). ``loop`` is
+    :func:`current_loop`'s answer, if the caller has it."""
+    if (loop or current_loop()) == "asyncio":
         return AsyncioTaskOwner()
     return TrioTaskOwner()
 

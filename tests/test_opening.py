@@ -15,10 +15,11 @@ import sys
 import anyio
 import pytest
 
-from alphapoint.drivers.loop import AsyncioDeadline
+from alphapoint.drivers.alarms import TICK, AsyncioDeadline, current_alarm_clock
 from alphapoint.open_limit import take_turn
+from alphapoint.testing.pytest_plugin import GatewayFixture
 
-from .helpers import LIMIT, wait_until
+from .helpers import LIMIT, open_and_ping, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -46,6 +47,33 @@ async def test_a_deadline_that_does_not_expire_leaves_the_task_alone() -> None:
         await asyncio.sleep(0)
     assert not deadline.expired
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_LOOPS)
+async def test_a_deadline_stays_filed_when_the_last_connection_leaves_the_alarm_clock(
+    alphapoint_gateway: GatewayFixture,
+) -> None:
+    """Under asyncio's own loop the deadline is kept by the loop's alarm clock, as
+    a member of its own: a session that opens and closes meanwhile (its
+    connection the last to leave the clock, which then forgets what is filed)
+    does not take it away. (uvloop keeps it on a timer of its own, in C.)"""
+    if type(asyncio.get_running_loop()).call_at is not asyncio.BaseEventLoop.call_at:
+        with AsyncioDeadline(LIMIT) as deadline:
+            assert deadline._clock is None
+            assert deadline._handle is not None
+            assert await open_and_ping(alphapoint_gateway.url) == {"msg": "PONG"}
+        assert deadline._handle.cancelled()
+        assert not deadline.expired
+        return
+    with AsyncioDeadline(LIMIT) as deadline:
+        clock = current_alarm_clock()
+        assert clock.next_ring() <= deadline._alarm_at + TICK
+        assert await open_and_ping(alphapoint_gateway.url) == {"msg": "PONG"}
+        assert deadline in clock._members
+        assert any(deadline in filed for filed in clock._buckets.values())
+        assert clock.next_ring() <= deadline._alarm_at + TICK
+    assert deadline not in clock._members  # left with its block: rung no more
+    assert not deadline.expired
 
 
 @pytest.mark.parametrize("anyio_backend", ASYNCIO_LOOPS)

@@ -34,6 +34,10 @@ the replies of every session whose Ping went out in the same ring.
 
 A connection joins when its ``run()`` starts keeping the alarm and leaves when
 it ends; a ring filed before that waits in the connection's ``_alarm_at``.
+
+Under asyncio's own loop, whose timers are of Python, the clock also keeps
+an opener's deadline (:class:`AsyncioDeadline`), a member for the opening's
+life: an opening then makes no timer of its own.
 """
 
 from __future__ import annotations
@@ -44,12 +48,21 @@ import heapq
 import logging
 import math
 import select
+import sys
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, Protocol
 
-from .loop import LoopLocal, Wakeup
+from .loop import LoopLocal, Wakeup, asyncio_clock
 
-__all__ = ["TICK", "AlarmClock", "Alarmed", "current_alarm_clock"]
+__all__ = [
+    "TICK",
+    "AlarmClock",
+    "Alarmed",
+    "AsyncioDeadline",
+    "current_alarm_clock",
+    "loop_alarm_clock",
+]
 
 logger = logging.getLogger("alphapoint.drivers")
 
@@ -415,3 +428,89 @@ _clocks: LoopLocal[AlarmClock] = LoopLocal("alphapoint_alarm_clock", _new_clock)
 def current_alarm_clock() -> AlarmClock:
     """The alarm clock of the running event loop (made on first use)."""
     return _clocks.get()
+
+
+def loop_alarm_clock(loop: asyncio.AbstractEventLoop) -> AlarmClock:
+    """The alarm clock of ``loop``, an asyncio loop the caller runs on (a
+    callback driver, an opener's deadline): without asking which loop runs."""
+    return _clocks.get_for(loop)
+
+
+class AsyncioDeadline:
+    """``anyio.fail_after`` for a block whose every await is asyncio's own.
+
+    anyio's asks which library runs (twice), makes a cancel scope and a
+    generator context: some 75 function calls, about 70 k instructions of a
+    login (docs/performance.md, "Opening, logging in and closing, sixth
+    session"). For the asyncio and picows drivers' openers, which run no
+    anyio scope inside, the deadline cancels the task: the block ends with
+    ``TimeoutError`` when the deadline ended it, and a cancellation from
+    anywhere else (an enclosing scope, the user) goes through unchanged, as
+    from ``asyncio.timeout``.
+
+    Under asyncio's own loop the deadline is kept by the loop's alarm clock,
+    as a member of its own for the block's life, not by a timer of its own:
+    the clock's one timer is usually armed for then or earlier already (a
+    close's deadline), where an asyncio timer made and cancelled per opening
+    costs some 20 k instructions, in Python (docs/performance.md, "The login,
+    seventh session"). It then expires at most a tick (10 ms) after its time,
+    never before. A loop whose timers are its own (uvloop's, in C) keeps it
+    on a timer: cheaper there than filing it with the clock.
+    """
+
+    __slots__ = ("_alarm_at", "_alarm_clock", "_clock", "_handle", "_task", "clock", "expired")
+
+    def __init__(self, timeout: float) -> None:
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - an opener always runs in a task
+            raise RuntimeError("AsyncioDeadline needs an asyncio task")
+        loop = task.get_loop()
+        self._task: asyncio.Task[Any] | None = task
+        #: Whether the deadline went off (and so cancelled the task).
+        self.expired = False
+        #: The clock that keeps it, or else the loop's timer (see the docstring).
+        self._clock: AlarmClock | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        if type(loop).call_at is not asyncio.BaseEventLoop.call_at:  # uvloop's timers
+            self._handle = loop.call_later(timeout, self._ring, 0.0)
+            return
+        clock = self._clock = loop_alarm_clock(loop)
+        #: What the alarm clock reads and sets (see Alarmed).
+        self.clock = asyncio_clock(loop)
+        self._alarm_at = self.clock() + timeout
+        self._alarm_clock: AlarmClock | None = None
+        clock.join(self)
+
+    def _ring(self, now: float) -> None:
+        """The alarm clock (or the timer) rang: the time is up."""
+        task = self._task
+        if task is not None and not self.expired:
+            self.expired = True
+            task.cancel()
+
+    def _wake_alarm_task(self) -> None:
+        """(No task of its own waits for the alarm.)"""
+
+    def __enter__(self) -> AsyncioDeadline:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task, self._task = self._task, None
+        if self._clock is not None:
+            self._clock.leave(self)  # rung no more
+        elif self._handle is not None:
+            self._handle.cancel()
+        if not self.expired or task is None:
+            return
+        # This deadline's cancellation, taken back (Python 3.11+): one from
+        # elsewhere that came at the same time still counts, and goes on.
+        others = 0
+        if sys.version_info >= (3, 11):
+            others = task.uncancel()
+        if others == 0 and isinstance(exc, asyncio.CancelledError):
+            raise TimeoutError from None

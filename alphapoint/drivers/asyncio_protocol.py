@@ -30,7 +30,7 @@ from websockets.protocol import CLOSED, OPEN
 from websockets.uri import WebSocketURI
 
 from ..errors import NetworkError
-from .alarms import current_alarm_clock
+from .alarms import loop_alarm_clock
 from .base import (
     DEFAULT_MAX_FRAGMENTS,
     DEFAULT_MAX_SEND_BUFFER,
@@ -40,6 +40,7 @@ from .base import (
     OnMessage,
     OnWakeup,
 )
+from .loop import asyncio_clock_and_event
 
 __all__ = ["AsyncioWebSocket", "CallbackWebSocket", "open_asyncio_websocket"]
 
@@ -67,14 +68,16 @@ class CallbackWebSocket(BaseWebSocket):
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
         max_message_size: int | None = None,
     ) -> None:
+        loop = asyncio.get_running_loop()
         super().__init__(
             protocol,
             close_timeout=close_timeout,
             max_fragments=max_fragments,
             max_send_buffer=max_send_buffer,
             max_message_size=max_message_size,
+            clock_and_event=asyncio_clock_and_event(loop),
         )
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop
         self._transport: asyncio.Transport | None = None
         self._on_message: OnMessage | None = None
         #: Whether an on_message asked for on_wakeup since the last one ran.
@@ -97,6 +100,8 @@ class CallbackWebSocket(BaseWebSocket):
         #: Bytes the reads added to the buffer since it last went over its
         #: high-water mark (pongs, a close echo): bounded by max_send_buffer.
         self._answers_waiting = 0
+
+    on_callbacks = True
 
     def _finished(self) -> bool:
         """Whether the connection has ended (``run()`` then raises ``ConnectionClosed``)."""
@@ -156,7 +161,7 @@ class CallbackWebSocket(BaseWebSocket):
 
     async def run(self, on_message: OnMessage, on_wakeup: OnWakeup, on_alarm: OnAlarm) -> NoReturn:
         self._on_message = on_message
-        clock = current_alarm_clock()
+        clock = loop_alarm_clock(self._loop)  # (the loop it runs on: no asking which)
         clock.join(self)
         try:
             self._deliver_messages()

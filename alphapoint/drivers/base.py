@@ -152,6 +152,7 @@ class BaseWebSocket(ABC):
         max_fragments: int = DEFAULT_MAX_FRAGMENTS,
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
         max_message_size: int | None = None,
+        clock_and_event: tuple[Callable[[], float], Callable[[], EventLike]] | None = None,
     ) -> None:
         if protocol is not None:
             self._protocol = protocol
@@ -179,8 +180,11 @@ class BaseWebSocket(ABC):
         #: The OS error that ended the stream under a read, if one did.
         self._lost: str | None = None
         #: anyio's clock (``anyio.current_time()``), and a maker of the event a
-        #: call waits on (set from ``on_message``), read the cheapest way.
-        self.clock, self.new_event = native_clock_and_event()
+        #: call waits on (set from ``on_message``), read the cheapest way; given
+        #: by a driver that knows its loop (without asking which library runs).
+        self.clock, self.new_event = (
+            clock_and_event if clock_and_event is not None else native_clock_and_event()
+        )
         #: The clock when bytes last arrived (for keepalive).
         self.last_received = self.clock()
         #: When the alarm rings next (see :meth:`set_alarm`): ``inf`` for never,
@@ -263,6 +267,11 @@ class BaseWebSocket(ABC):
 
     def _wake_alarm_task(self) -> None:  # noqa: B027 - only some drivers have such a task
         """Wake the task that keeps the alarm, if it waits (a driver with such a task)."""
+
+    #: Whether bytes arrive in the event loop's callbacks (:class:`.CallbackWebSocket`):
+    #: then writing a close frame and aborting never wait. (A class attribute:
+    #: ``isinstance`` of an ABC is a call of Python.)
+    on_callbacks = False
 
     #: Whether :meth:`send_text` gathers the messages of calls in flight
     #: (``coalesce``) into one write: then a call among others is not sent
@@ -423,7 +432,8 @@ class BaseWebSocket(ABC):
     def _closed_error(self, message: str) -> ConnectionClosed:
         code, reason, received = self._close_state()
         secrets = self.secrets
-        if secrets:
+        # (Nothing to scrub, usually: no call of the set's __bool__.)
+        if (reason or self._failure is not None) and secrets:
             # The gateway's words (a close reason may echo a password).
             if reason:
                 reason = secrets.scrub(reason)

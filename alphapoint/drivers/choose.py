@@ -22,6 +22,7 @@ from websockets.exceptions import InvalidStatus
 from ..errors import CertificateError, NetworkError, UsageError
 from ..proxy import proxy_for
 from ..urls import check_secure, is_loopback, parse_url
+from .alarms import AsyncioDeadline
 from .anyio_stream import open_stream_websocket
 from .asyncio_protocol import open_asyncio_websocket
 from .base import (
@@ -32,7 +33,7 @@ from .base import (
     refused_upgrade,
     websockets_logger,
 )
-from .loop import AsyncioDeadline, current_loop
+from .loop import Loop, current_loop
 
 __all__ = ["DRIVERS", "Driver", "open_websocket", "picows_installed"]
 
@@ -84,10 +85,11 @@ _open_picows: Callable[..., Awaitable[BaseWebSocket]] | None = None
 auto_on_asyncio: Driver = "picows" if picows_installed() else "asyncio"
 
 
-def _resolve(driver: Driver, *, proxied: bool) -> Driver:
+def _resolve(driver: Driver, *, proxied: bool, loop: Loop | None = None) -> Driver:
     if driver not in DRIVERS:
         raise UsageError(f"driver must be one of {', '.join(DRIVERS)}, not {driver!r}")
-    loop = current_loop()
+    if loop is None:
+        loop = current_loop()
     if driver == "auto":
         driver = auto_on_asyncio if loop == "asyncio" and not proxied else "anyio"
     if driver == "asyncio" or driver == "picows":
@@ -113,6 +115,7 @@ async def open_websocket(
     driver: Driver = "auto",
     max_fragments: int = DEFAULT_MAX_FRAGMENTS,
     max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+    loop: Loop | None = None,
 ) -> BaseWebSocket:
     """Connect to ``url`` and complete the WebSocket handshake within ``open_timeout``.
 
@@ -131,6 +134,9 @@ async def open_websocket(
     waiting while the gateway does not read (asyncio driver; the anyio
     driver's reader waits instead, for at most ``close_timeout``).
 
+    ``loop`` is the running loop (:func:`current_loop`), from a caller that
+    knows it already (a session asks once); it is asked otherwise.
+
     Raises :class:`NetworkError`, :class:`CertificateError`,
     :class:`HandshakeRefused` (all :class:`ConnectError`), or
     :class:`InvalidURL`, :class:`InsecureConnection`; never an anyio or OS error.
@@ -138,7 +144,7 @@ async def open_websocket(
     uri = parse_url(url)
     via = proxy_for(uri, proxy, loopback=is_loopback(uri.host))
     check_secure(uri, allow_insecure=allow_insecure)
-    chosen = _resolve(driver, proxied=via is not None)
+    chosen = _resolve(driver, proxied=via is not None, loop=loop)
     where = f"{uri.host}:{uri.port}"
     context: ssl_module.SSLContext | None = None
     if uri.secure:
@@ -152,7 +158,7 @@ async def open_websocket(
     websocket: BaseWebSocket
     try:
         if chosen == "picows":
-            # asyncio's awaits only: a timer bounds them (AsyncioDeadline), not anyio.
+            # asyncio's awaits only: the alarm clock bounds them (AsyncioDeadline), not anyio.
             with AsyncioDeadline(open_timeout):
                 return await _picows_opener()(
                     uri,

@@ -13,15 +13,15 @@ import sys
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 __all__ = [
-    "AsyncioDeadline",
     "EventLike",
     "Loop",
     "LoopLocal",
     "Wakeup",
+    "asyncio_clock",
+    "asyncio_clock_and_event",
     "current_loop",
     "lone_cancellation",
     "native_clock_and_event",
@@ -69,56 +69,6 @@ def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
     return loop if asyncio.current_task(loop) is not None else None
 
 
-class AsyncioDeadline:
-    """``anyio.fail_after`` for a block whose every await is asyncio's own.
-
-    anyio's asks which library runs (twice), makes a cancel scope and a
-    generator context: some 75 function calls, about 70 k instructions of a
-    login (docs/performance.md, "Opening, logging in and closing, sixth
-    session"). For the asyncio and picows drivers' openers, which run no
-    anyio scope inside, a timer that cancels the task does the same: the
-    block ends with ``TimeoutError`` when the timer ended it, and a
-    cancellation from anywhere else (an enclosing scope, the user) goes
-    through unchanged, as from ``asyncio.timeout``.
-    """
-
-    __slots__ = ("_handle", "_task", "expired")
-
-    def __init__(self, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
-        if task is None:  # pragma: no cover - an opener always runs in a task
-            raise RuntimeError("AsyncioDeadline needs an asyncio task")
-        self._task = task
-        #: Whether the timer went off (and so cancelled the task).
-        self.expired = False
-        self._handle = loop.call_later(timeout, self._expire)
-
-    def _expire(self) -> None:
-        self.expired = True
-        self._task.cancel()
-
-    def __enter__(self) -> AsyncioDeadline:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._handle.cancel()
-        if not self.expired:
-            return
-        # This timer's cancellation, taken back (Python 3.11+): one from
-        # elsewhere that came at the same time still counts, and goes on.
-        others = 0
-        if sys.version_info >= (3, 11):
-            others = self._task.uncancel()
-        if others == 0 and isinstance(exc, asyncio.CancelledError):
-            raise TimeoutError from None
-
-
 class EventLike(Protocol):
     """What a caller waits on: ``trio.Event``, or a one-shot future under asyncio."""
 
@@ -154,16 +104,30 @@ def native_clock_and_event() -> tuple[Callable[[], float], Callable[[], EventLik
     the loop's own (``loop.time`` and a future, or trio's) do not.
     """
     if current_loop() == "asyncio":
-        loop = asyncio.get_running_loop()
-        if type(loop).time is asyncio.BaseEventLoop.time:
-            # asyncio's own loop reads time.monotonic() in a method of Python;
-            # the function itself is the same clock without the frame (uvloop
-            # keeps a clock of its own, in C).
-            return time.monotonic, _Signal
-        return loop.time, _Signal
+        return asyncio_clock(asyncio.get_running_loop()), _Signal
     import trio
 
     return trio.current_time, trio.Event
+
+
+def asyncio_clock_and_event(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[Callable[[], float], Callable[[], EventLike]]:
+    """:func:`native_clock_and_event` for a caller that knows the asyncio loop
+    it runs on (a driver on its callbacks): without asking which loop runs."""
+    return asyncio_clock(loop), _Signal
+
+
+def asyncio_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """``loop.time``, read the cheapest way.
+
+    asyncio's own loop reads time.monotonic() in a method of Python; the
+    function itself is the same clock without the frame (uvloop keeps a
+    clock of its own, in C).
+    """
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time
 
 
 class LoopLocal(Generic[T]):
@@ -186,10 +150,7 @@ class LoopLocal(Generic[T]):
         """The running loop's value. Raises :class:`RuntimeError` outside of one."""
         loop = _asyncio_loop()  # current_loop()'s question, keeping the loop it found
         if loop is not None:
-            value = self._by_loop.get(loop)
-            if value is None:
-                value = self._by_loop[loop] = self._factory()
-            return value
+            return self.get_for(loop)
         current_loop()  # trio, or RuntimeError outside of any loop
         import trio
 
@@ -201,6 +162,14 @@ class LoopLocal(Generic[T]):
             found = self._factory()
             self._run_var.set(found)
         return found
+
+    def get_for(self, loop: asyncio.AbstractEventLoop) -> T:
+        """The value of ``loop``, an asyncio loop the caller runs on (and holds):
+        :meth:`get` without asking which loop runs."""
+        value = self._by_loop.get(loop)
+        if value is None:
+            value = self._by_loop[loop] = self._factory()
+        return value
 
 
 class Wakeup(Protocol):

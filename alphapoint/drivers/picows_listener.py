@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import operator
 import socket
 import ssl as ssl_module
 from typing import Any
@@ -75,6 +77,10 @@ _OPCODES = {_TEXT: Opcode.TEXT, _BINARY: Opcode.BINARY, _CONT: Opcode.CONT}
 #: the driver reports as the ConnectionClosed that ends every call (as the
 #: other drivers do, without a log record): only its CRITICAL records pass.
 _logger = QuietLogger(logging.getLogger("alphapoint.picows"), {}, lowest=logging.CRITICAL)
+# picows asks it some four times a connection: ``level >= CRITICAL`` in C, not a
+# method of Python. A CRITICAL record still reaches the logger only if the
+# logger takes it: the adapter's ``log`` hands it to ``Logger.log``, which asks.
+_logger.isEnabledFor = functools.partial(operator.le, logging.CRITICAL)  # type: ignore[method-assign]
 
 #: What is handed over in one turn of the loop (see ``_spend``): 64 KiB, each
 #: message counted as 256 bytes more than its size, so at most 256 messages
@@ -280,7 +286,8 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
         received = handshake.recv if handshake is not None else None
         if received is not None:
             # An empty close frame has no code: websockets calls that 1005.
-            return received.code.value or 1005, received.reason or "", True
+            # (int(): an IntEnum's value in C, where .value is two calls of Python.)
+            return int(received.code) or 1005, received.reason or "", True  # type: ignore[call-overload]
         if self._ended:
             return 1006, "", False  # ended without the peer's close frame
         return None, "", False
@@ -313,10 +320,12 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
 
     async def send_close(self, code: int = 1000, reason: str = "") -> None:
         ws = self._ws
-        if ws is not None and self.is_open:
+        if ws is not None and self._open:  # (is_open, without its call)
             self._close_sent, self._open = True, False
-            # (The usual code without the enum's call of Python.)
-            ws.send_close(_NORMAL if code == 1000 else WSCloseCode(code), reason.encode())
+            # (The usual code and reason without the enum's call of Python.)
+            ws.send_close(
+                _NORMAL if code == 1000 else WSCloseCode(code), reason.encode() if reason else b""
+            )
             # No timer of its own for the peer's half: the caller bounds it
             # (Connection.aclose aborts by its deadline, one timer of the
             # loop's for both; a timer costs a login some 20 k instructions).
