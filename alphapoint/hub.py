@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import AlphaPointError
-from .events import EventStream, StateChanges
+from .events import EventStream, StateChanges, Subscription
 from .instruments import MIXED, event_instrument, split_by_instrument
 from .models import Event
 from .state import SessionState
@@ -179,7 +179,7 @@ class EventHub:
                 matching = route.by_instrument.get(key)
                 if matching is not None:
                     stream = matching[0]
-                    if len(matching) == 1 and stream.match is None:
+                    if len(matching) == 1 and stream.match is None and type(stream) in _PLAIN:
                         # EventStream.offer's usual case, inline: room, and open.
                         inbox = stream._inbox
                         queue = inbox._queue
@@ -240,6 +240,11 @@ class EventHub:
             stream.end(error)
         for changes in tuple(self._states or ()):
             changes.end()
+
+
+#: The stream classes whose ``offer`` deliver_all may do inline (a subclass
+#: may have its own).
+_PLAIN = (Subscription, EventStream)
 
 
 def _offer(streams: list[EventStream], event: Event) -> None:

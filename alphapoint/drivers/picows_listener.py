@@ -162,18 +162,25 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
                     "invalid UTF-8",
                 )
                 return
+            if self._held:
+                # Past this read's slice already: after those waiting, for
+                # _release (which starts the next read's slice afresh).
+                self._messages.append(text)
+                return
             if last:
                 self._budget = _SLICE  # the read is done: the next one starts afresh
             else:
                 # _spend, inline (a call per message of a burst fewer).
                 self._budget -= frame.payload_size + _PER_MESSAGE
-                if self._budget < 0 and not self._held:
+                if self._budget < 0:
                     self._hold()
+                    if self._held:
+                        self._messages.append(text)
+                        return
             on_message = self._on_message
-            if on_message is None or self._held or self._messages:
+            if on_message is None or self._messages:
                 self._messages.append(text)  # in order, after those waiting
-                if not self._held:
-                    self._deliver_messages()
+                self._deliver_messages()
                 return
             # The usual case: straight to the connection (as _deliver_messages hands it).
             try:
