@@ -9,6 +9,7 @@ itself: which streams are asked, not how long it took.
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from typing import Any
 
@@ -211,6 +212,34 @@ def test_deliver_all_feeds_a_merge_in_the_order_the_events_came() -> None:
     events = deque(level1(1 + n % 3, n=n) for n in range(9))
     assert hub.deliver_all(events, until="LogoutEvent") is False
     assert [e.payload["n"] for e in merged.receive_nowait()] == list(range(9))
+
+
+def test_streams_take_attributes_of_their_users_and_weak_references() -> None:
+    """Streams keep the hub's per-event reads in slots, and what users could do
+    with them before: set attributes of their own, refer to them weakly."""
+
+    async def send(subscription: Subscription) -> None:
+        """Not called: the subscription is never entered."""
+
+    hub = EventHub()
+    subscription = Subscription(
+        hub,
+        "SubscribeLevel1",
+        {"OMSId": 1, "InstrumentId": 1},
+        events=None,
+        unsubscribe=None,
+        buffer=10,
+        match=None,
+        send=send,
+        cancel=send,
+    )
+    for stream in (EventStream(hub, LEVEL1, 10), subscription):
+        stream.label = "mine"  # type: ignore[attr-defined]
+        assert stream.label == "mine"  # type: ignore[attr-defined]
+        assert weakref.ref(stream)() is stream
+    assert subscription.instrument == 1
+    assert subscription.functions == LEVEL1
+    assert subscription.unsubscribe_function == "UnsubscribeLevel1"
 
 
 @pytest.mark.anyio
