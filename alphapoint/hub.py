@@ -59,6 +59,13 @@ class EventHub:
         self._states: list[StateChanges] | None = None
         #: Once the session has ended: what attaching a new stream raises.
         self._ended: Callable[[], BaseException] | None = None
+        #: Event name -> instrument id -> the stream that alone takes that
+        #: instrument's events of that name, where deliver_all may queue them
+        #: without asking anything else: a name without streams of every
+        #: instrument, an ``int`` id with one stream, of the library's own
+        #: classes (a subclass may have its own ``offer``). Kept by
+        #: _route_changed; streams of every name are looked at per batch.
+        self._direct: dict[str, dict[int, EventStream]] = {}
 
     # -- event streams ---------------------------------------------------------
 
@@ -80,6 +87,7 @@ class EventHub:
                 route.unkeyed.append(stream)
             else:
                 route.by_instrument.setdefault(stream.instrument, []).append(stream)
+            self._route_changed(function, stream.instrument)
 
     def detach(self, stream: EventStream) -> None:
         """Stop routing events to ``stream`` (idempotent)."""
@@ -103,6 +111,32 @@ class EventHub:
                         del route.by_instrument[stream.instrument]
             if not route:
                 del self._routes[function]
+            self._route_changed(function, stream.instrument)
+
+    def _route_changed(self, function: str, instrument: Any) -> None:
+        """Keep ``_direct`` true to the route of ``function`` after a stream of
+        ``instrument`` came or went (``None``: a stream of every instrument)."""
+        route = self._routes.get(function)
+        if route is None or route.unkeyed:
+            self._direct.pop(function, None)
+            return
+        direct = self._direct.get(function)
+        if direct is None:  # the first stream, or the last of every instrument left
+            direct = self._direct[function] = {}
+            keys = list(route.by_instrument)
+        else:
+            keys = [instrument]
+        for key in keys:
+            matching = route.by_instrument.get(key)
+            if (
+                type(key) is int
+                and matching is not None
+                and len(matching) == 1
+                and type(matching[0]) in _PLAIN
+            ):
+                direct[key] = matching[0]
+            else:
+                direct.pop(key, None)
 
     def streams(self) -> list[EventStream]:
         """Every attached stream, in the order attached (to resubscribe after a reconnect)."""
@@ -162,35 +196,36 @@ class EventHub:
         Python per event fewer: docs/performance.md, "The events' hand-over,
         seventh session"); any other through :meth:`deliver`.
         """
-        routes = self._routes
         popleft = events.popleft
+        if self._everything:  # streams of every name: each event as deliver hands it
+            while events:
+                event = popleft()
+                self.deliver(event)
+                if event.function == until:
+                    return True
+            return False
+        direct = self._direct
         while events:
             event = popleft()
             function = event.function
-            route = routes.get(function)
+            streams = direct.get(function)
             payload = event.payload
             if (
-                route is not None
-                and not route.unkeyed
-                and not self._everything
+                streams is not None
                 and type(payload) is dict
                 and type(key := payload.get("InstrumentId")) is int
+                and (stream := streams.get(key)) is not None
+                and stream.match is None
             ):
-                matching = route.by_instrument.get(key)
-                if matching is not None:
-                    stream = matching[0]
-                    if len(matching) == 1 and stream.match is None and type(stream) in _PLAIN:
-                        # EventStream.offer's usual case, inline: room, and open.
-                        inbox = stream._inbox
-                        queue = inbox._queue
-                        if len(queue) < inbox.limit and not inbox.closed:
-                            queue.append(event)
-                            if inbox._waiter is not None:
-                                inbox._wake()
-                        else:
-                            stream.offer(event)  # full (an overflow), or ended
-                    else:
-                        _offer(matching, event)
+                # EventStream.offer's usual case, inline: room, and open.
+                inbox = stream._inbox
+                queue = inbox._queue
+                if len(queue) < inbox.limit and not inbox.closed:
+                    queue.append(event)
+                    if inbox._waiter is not None:
+                        inbox._wake()
+                else:
+                    stream.offer(event)  # full (an overflow), or ended
             else:
                 self.deliver(event)
             if function == until:

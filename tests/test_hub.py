@@ -214,6 +214,45 @@ def test_deliver_all_feeds_a_merge_in_the_order_the_events_came() -> None:
     assert [e.payload["n"] for e in merged.receive_nowait()] == list(range(9))
 
 
+def test_deliver_all_follows_streams_as_they_come_and_go() -> None:
+    """The batch path's shortcut follows every attach and detach: a stream of
+    every instrument, a second stream of one instrument, a stream of every
+    name, a stream with a match, and their leaving again."""
+    hub = EventHub()
+    one = _entered(EventStream(hub, LEVEL1, 100, instrument=1))
+
+    def batch(*ns: int) -> None:
+        assert hub.deliver_all(deque(level1(1, n=n) for n in ns), until="LogoutEvent") is False
+
+    def taken(stream: EventStream) -> list[int]:
+        return [e.payload["n"] for e in stream.receive_nowait()]
+
+    batch(0)
+    unkeyed = _entered(EventStream(hub, LEVEL1, 100))
+    batch(1)
+    assert (taken(one), taken(unkeyed)) == ([0, 1], [1])
+    unkeyed.end(None)
+    second = _entered(EventStream(hub, LEVEL1, 100, instrument=1))
+    batch(2)
+    assert (taken(one), taken(second)) == ([2], [2])
+    second.end(None)
+    everything = _entered(EventStream(hub, frozenset(), 100))
+    batch(3)
+    assert (taken(one), taken(everything)) == ([3], [3])
+    everything.end(None)
+    one.end(None)
+    assert taken(one) == []
+    picky = _entered(EventStream(hub, LEVEL1, 100, lambda e: e.payload["n"] % 2 == 0))
+    hub.rekey(picky, 1)  # keyed, with a match of its own
+    batch(4, 5, 6)
+    assert taken(picky) == [4, 6]
+    picky.end(None)
+    last = _entered(EventStream(hub, LEVEL1, 100, instrument=1))
+    batch(7)
+    assert taken(last) == [7]
+    assert hub.streams() == [last]
+
+
 def test_streams_take_attributes_of_their_users_and_weak_references() -> None:
     """Streams keep the hub's per-event reads in slots, and what users could do
     with them before: set attributes of their own, refer to them weakly."""
