@@ -272,7 +272,8 @@ class Connection:
         websocket: BaseWebSocket,
         *,
         url: str,
-        on_event: Callable[[Connection, Event], None],
+        on_event: Callable[[Connection, Event], None] | None = None,
+        on_events: OnEvents | None = None,
         on_closed: Callable[[Connection], None] | None = None,
         close_timeout: float = 5.0,
         number: int = 1,
@@ -289,7 +290,10 @@ class Connection:
         if secrets is not None:
             websocket.secrets = secrets
         self._url = url
-        self._on_event = on_event
+        if (on_event is None) == (on_events is None):
+            raise TypeError("give Connection one of on_event (each event) or on_events (a batch)")
+        #: What the events are handed to, a backlog at a time (see _on_wakeup).
+        self._on_event: OnEvents = on_events if on_events is not None else _each(on_event)
         self._on_closed = on_closed
         self._close_timeout = close_timeout
         #: Which connection of its session this is (1, 2, ... after reconnects).
@@ -638,18 +642,26 @@ class Connection:
         return False
 
     def _on_wakeup(self) -> None:
-        """Hand the events the reads left in the backlog to the owner (in the reader task)."""
+        """Hand the events the reads left in the backlog to the owner (in the reader task).
+
+        In one call for all of them (``on_events``): a burst's events reach
+        their streams without a call per event on the way (docs/performance.md,
+        "The events' hand-over, seventh session").
+        """
         backlog = self._backlog
-        on_event = self._on_event
+        if not backlog:
+            return
         if logger.isEnabledFor(logging.DEBUG):  # asked once per wake-up, not per event
+            # Each logged as it is handed over, one at a time (the log's order).
+            one: deque[Event] = deque()
             while backlog:
                 event = backlog.popleft()
                 frame = Frame(MessageType.EVENT, event.seq, event.function, event.payload)
                 logger.debug("< %s", describe(frame, self._secrets))
-                on_event(self, event)
+                one.append(event)
+                self._on_event(self, one)
             return
-        while backlog:
-            on_event(self, backlog.popleft())
+        self._on_event(self, backlog)
 
     def _unreadable(self, error: ProtocolError) -> None:
         """A message that is not APEX: count it, log it (rate-limited); the connection goes on.
@@ -818,8 +830,24 @@ class Connection:
                 timer.cancel()
 
 
-def _no_events(conn: Connection, event: Event) -> None:
-    """A closed connection's ``on_event``: it reads no more events."""
+#: What a connection hands its events to: every event of the deque, taken
+#: from its left in order (the connection's backlog, which it refills).
+OnEvents = Callable[["Connection", "deque[Event]"], None]
+
+
+def _each(on_event: Callable[[Connection, Event], None] | None) -> OnEvents:
+    """``on_events`` for an owner that takes the events one at a time."""
+    assert on_event is not None
+
+    def on_events(conn: Connection, events: deque[Event]) -> None:
+        while events:
+            on_event(conn, events.popleft())
+
+    return on_events
+
+
+def _no_events(conn: Connection, events: deque[Event]) -> None:
+    """A closed connection's ``on_events``: it reads no more events."""
 
 
 #: An event is made as attrs' __init__ makes it, without the calls around the

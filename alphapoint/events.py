@@ -83,6 +83,10 @@ class Inbox(Generic[T]):
     the queue to ``limit`` (see :meth:`EventStream.offer`).
     """
 
+    # Slots: the hub reads an inbox for every event (docs/performance.md,
+    # "The events' hand-over, seventh session").
+    __slots__ = ("_error", "_new_event", "_queue", "_waiter", "closed", "limit")
+
     def __init__(self, maxlen: int | None = None, *, limit: int = 0) -> None:
         self._queue: deque[T] = deque(maxlen=maxlen)
         #: The most items the owner lets wait here (0: not bounded by the owner).
@@ -172,6 +176,23 @@ class EventStream:
     each wake-up (``async for batch in stream.batches()``). Several streams
     are read in one task through :func:`merge`.
     """
+
+    # Slots for what the hub reads for every event (a small working set at
+    # 1,000 subscriptions), and a __dict__ (made only if used) and weak
+    # references as before: a stream takes attributes of its user's.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_dropped",
+        "_entered",
+        "_inbox",
+        "_merged",
+        "_open",
+        "_owner",
+        "functions",
+        "instrument",
+        "match",
+    )
 
     def __init__(
         self,
@@ -302,6 +323,8 @@ class EventStream:
 class Batches:
     """A stream's events a wake-up's worth at a time; see :meth:`EventStream.batches`."""
 
+    __slots__ = ("_inbox",)
+
     def __init__(self, inbox: Inbox[Event]) -> None:
         self._inbox = inbox
 
@@ -429,6 +452,18 @@ class Subscription(EventStream):
     trades...), refreshed each time the subscription is sent again after a
     reconnect; ``resubscribed`` counts those times.
     """
+
+    __slots__ = (
+        "_cancel",
+        "_send",
+        "function",
+        "message_type",
+        "payload",
+        "resubscribed",
+        "snapshot",
+        "subscribed",
+        "unsubscribe_function",
+    )
 
     def __init__(
         self,

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import math
 import ssl as ssl_module
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, TypeVar, overload
 
@@ -586,11 +587,20 @@ class Session:
                 call = conn.caller(message_type=stream.message_type, timeout=self._timeout)
                 await stream.resend(call, same_connection=same_connection)
 
-    def _on_event(self, conn: Connection, event: Event) -> None:
-        """Called by a connection's reader for every event."""
-        self._hub.deliver(event)
-        if event.function != "LogoutEvent":
-            return
+    def _on_events(self, conn: Connection, events: deque[Event]) -> None:
+        """Called by a connection's reader with the events its reads left, in order.
+
+        The hub routes them all in one call, but stops right after a
+        LogoutEvent: the re-login starts before any later event is routed,
+        as when the events came one at a time.
+        """
+        deliver_all = self._hub.deliver_all
+        while events:
+            if deliver_all(events, until="LogoutEvent"):
+                self._logged_out(conn)
+
+    def _logged_out(self, conn: Connection) -> None:
+        """The gateway sent ``conn`` a LogoutEvent."""
         logger.info("the gateway logged session %s out", self._url)
         if conn is self._installed:
             self._start_relogin(conn)
@@ -652,7 +662,7 @@ class Session:
         conn = Connection(
             websocket,
             url=self._url,
-            on_event=self._on_event,
+            on_events=self._on_events,
             on_closed=self._connection_closed,
             close_timeout=options.close_timeout,
             number=self._connections,

@@ -9,6 +9,8 @@ itself: which streams are asked, not how long it took.
 
 from __future__ import annotations
 
+import weakref
+from collections import deque
 from typing import Any
 
 import anyio
@@ -128,6 +130,155 @@ def test_the_end_ends_every_stream_and_refuses_new_ones() -> None:
         hub.attach(CountingStream(hub, LEVEL1))
     late = StateChanges(hub, 4)
     hub.watch(late)  # ended at once: iterating it stops
+
+
+def _entered(stream: EventStream) -> EventStream:
+    """``stream`` attached and readable, as its ``async with`` leaves it."""
+    stream._owner.attach(stream)
+    stream._entered = True
+    return stream
+
+
+def test_deliver_all_routes_a_batch_as_deliver_routes_each_event() -> None:
+    """The batch path takes the usual event's shortcut (one plain stream of its
+    instrument) and every other case through deliver: the same streams get the
+    same events, in order."""
+    hub = EventHub()
+    one = _entered(EventStream(hub, LEVEL1, 100, instrument=1))
+    two = _entered(EventStream(hub, LEVEL1, 100, instrument=2))
+    counted = CountingStream(hub, frozenset({"TradeDataUpdateEvent"}), instrument=1)
+    hub.attach(counted)  # a subclass with an offer of its own: asked for each of its events
+    shared = [CountingStream(hub, frozenset({"TickerDataUpdateEvent"}), instrument=1)]
+    shared.append(CountingStream(hub, frozenset({"TickerDataUpdateEvent"}), instrument=1))
+    for stream in shared:
+        hub.attach(stream)
+    events = deque(
+        [
+            level1(1, n=0),
+            level1(2, n=1),
+            level1(3, n=2),  # no stream of instrument 3
+            Event("Level1UpdateEvent", {"OMSId": 1}, 4),  # names no instrument: both
+            Event("TradeDataUpdateEvent", [[0, 1, 2]], 5),  # array-shaped, instrument 1
+            Event("TickerDataUpdateEvent", {"InstrumentId": 1}, 6),  # two streams of it
+            Event("NoSuchEvent", {"InstrumentId": 1}, 7),  # no route
+            level1(1, n=3),
+            Event("TradeDataUpdateEvent", {"InstrumentId": 1}, 8),  # to the subclass
+        ]
+    )
+    assert hub.deliver_all(events, until="LogoutEvent") is False
+    assert not events
+    assert [e.seq for e in one.receive_nowait()] == [1, 4, 1]
+    assert [(e.seq, e.payload.get("n")) for e in two.receive_nowait()] == [(1, 1), (4, None)]
+    assert [e.seq for e in counted.taken] == [5, 8]
+    assert [s.offered for s in shared] == [1, 1]
+
+
+def test_deliver_all_stops_right_after_the_event_named_until() -> None:
+    hub = EventHub()
+    stream = _entered(EventStream(hub, LEVEL1, 100, instrument=1))
+    everything = _entered(EventStream(hub, frozenset(), 100))
+    events = deque([level1(1, n=0), Event("LogoutEvent", {}, 2), level1(1, n=1)])
+    assert hub.deliver_all(events, until="LogoutEvent") is True
+    # The LogoutEvent was delivered; the event after it waits for the next call.
+    assert [e.function for e in everything.receive_nowait()] == [
+        "Level1UpdateEvent",
+        "LogoutEvent",
+    ]
+    assert [e.payload["n"] for e in stream.receive_nowait()] == [0]
+    assert [e.payload["n"] for e in events] == [1]
+    assert hub.deliver_all(events, until="LogoutEvent") is False
+    assert [e.payload["n"] for e in stream.receive_nowait()] == [1]
+
+
+def test_deliver_all_ends_a_full_stream_with_an_overflow_after_its_events() -> None:
+    hub = EventHub()
+    small = _entered(EventStream(hub, LEVEL1, 2, instrument=1))
+    other = _entered(EventStream(hub, LEVEL1, 100, instrument=2))
+    events = deque(level1(1 + n % 2, n=n) for n in range(8))
+    assert hub.deliver_all(events, until="LogoutEvent") is False
+    assert small.dropped == 1
+    assert small.ended
+    assert [e.payload["n"] for e in small.receive_nowait()] == [0, 2]
+    with pytest.raises(alphapoint.EventOverflow):
+        small.receive_nowait()
+    assert [e.payload["n"] for e in other.receive_nowait()] == [1, 3, 5, 7]
+    assert hub.streams() == [other]
+
+
+def test_deliver_all_feeds_a_merge_in_the_order_the_events_came() -> None:
+    hub = EventHub()
+    streams = [_entered(EventStream(hub, LEVEL1, 100, instrument=n)) for n in (1, 2, 3)]
+    merged = alphapoint.merge(*streams)
+    events = deque(level1(1 + n % 3, n=n) for n in range(9))
+    assert hub.deliver_all(events, until="LogoutEvent") is False
+    assert [e.payload["n"] for e in merged.receive_nowait()] == list(range(9))
+
+
+def test_deliver_all_follows_streams_as_they_come_and_go() -> None:
+    """The batch path's shortcut follows every attach and detach: a stream of
+    every instrument, a second stream of one instrument, a stream of every
+    name, a stream with a match, and their leaving again."""
+    hub = EventHub()
+    one = _entered(EventStream(hub, LEVEL1, 100, instrument=1))
+
+    def batch(*ns: int) -> None:
+        assert hub.deliver_all(deque(level1(1, n=n) for n in ns), until="LogoutEvent") is False
+
+    def taken(stream: EventStream) -> list[int]:
+        return [e.payload["n"] for e in stream.receive_nowait()]
+
+    batch(0)
+    unkeyed = _entered(EventStream(hub, LEVEL1, 100))
+    batch(1)
+    assert (taken(one), taken(unkeyed)) == ([0, 1], [1])
+    unkeyed.end(None)
+    second = _entered(EventStream(hub, LEVEL1, 100, instrument=1))
+    batch(2)
+    assert (taken(one), taken(second)) == ([2], [2])
+    second.end(None)
+    everything = _entered(EventStream(hub, frozenset(), 100))
+    batch(3)
+    assert (taken(one), taken(everything)) == ([3], [3])
+    everything.end(None)
+    one.end(None)
+    assert taken(one) == []
+    picky = _entered(EventStream(hub, LEVEL1, 100, lambda e: e.payload["n"] % 2 == 0))
+    hub.rekey(picky, 1)  # keyed, with a match of its own
+    batch(4, 5, 6)
+    assert taken(picky) == [4, 6]
+    picky.end(None)
+    last = _entered(EventStream(hub, LEVEL1, 100, instrument=1))
+    batch(7)
+    assert taken(last) == [7]
+    assert hub.streams() == [last]
+
+
+def test_streams_take_attributes_of_their_users_and_weak_references() -> None:
+    """Streams keep the hub's per-event reads in slots, and what users could do
+    with them before: set attributes of their own, refer to them weakly."""
+
+    async def send(subscription: Subscription) -> None:
+        """Not called: the subscription is never entered."""
+
+    hub = EventHub()
+    subscription = Subscription(
+        hub,
+        "SubscribeLevel1",
+        {"OMSId": 1, "InstrumentId": 1},
+        events=None,
+        unsubscribe=None,
+        buffer=10,
+        match=None,
+        send=send,
+        cancel=send,
+    )
+    for stream in (EventStream(hub, LEVEL1, 10), subscription):
+        stream.label = "mine"  # type: ignore[attr-defined]
+        assert stream.label == "mine"  # type: ignore[attr-defined]
+        assert weakref.ref(stream)() is stream
+    assert subscription.instrument == 1
+    assert subscription.functions == LEVEL1
+    assert subscription.unsubscribe_function == "UnsubscribeLevel1"
 
 
 @pytest.mark.anyio

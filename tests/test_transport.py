@@ -9,6 +9,7 @@ masking, invalid UTF-8.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections import deque
 from typing import Any
@@ -598,6 +599,70 @@ async def test_a_bug_in_on_message_is_raised_by_run() -> None:
                 await websocket.run(on_message, lambda: None, never_ring)
             await websocket.abort()
             await dropped.wait()
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["quiet", "debug-log"])
+@pytest.mark.parametrize("batched", [True, False], ids=["on_events", "on_event"])
+async def test_events_reach_the_owner_in_order_before_the_reply_that_follows(
+    batched: bool, debug: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read's events go to ``on_events`` a backlog at a time (or to ``on_event``
+    one by one), all of them, in the order sent, before the caller of a reply
+    sent after them wakes; with DEBUG logging, each is logged as handed over."""
+    if debug:
+        caplog.set_level(logging.DEBUG, logger="alphapoint")
+
+    async def script(connection: ScriptedConnection) -> None:
+        request = await connection.receive_frame()
+        events = [ApexFrame(MessageType.EVENT, n, "SomeEvent", {"n": n}) for n in range(50)]
+        reply = ApexFrame(MessageType.REPLY, request.seq, request.function, {})
+        await connection.send_together(*events, reply)
+        await connection.wait_closed()
+
+    got: list[int] = []
+    batches: list[int] = []
+
+    def on_events(connection: Connection, events: deque[Event]) -> None:
+        batches.append(len(events))
+        while events:
+            got.append(events.popleft().payload["n"])
+
+    def on_event(connection: Connection, event: Event) -> None:
+        got.append(event.payload["n"])
+
+    async with serve_script(script) as server, anyio.create_task_group() as tg:
+        websocket = await open_websocket(server.url)
+        if batched:
+            conn = Connection(websocket, url=server.url, on_events=on_events)
+        else:
+            conn = Connection(websocket, url=server.url, on_event=on_event)
+        tg.start_soon(conn.run)
+        with anyio.fail_after(LIMIT):
+            await conn.request(MessageType.REQUEST, "Ping", {})
+        assert got == list(range(50))
+        assert sum(batches) == (50 if batched else 0)
+        if debug:
+            logged = [r.getMessage() for r in caplog.records if "SomeEvent" in r.getMessage()]
+            assert len(logged) == 50
+            assert "{'n': 49}" in logged[-1]
+        await conn.aclose(ConnectionClosed("done"))
+
+
+async def test_a_connection_takes_either_on_event_or_on_events() -> None:
+    async with serve_script(lambda connection: connection.wait_closed()) as server:
+        websocket = await open_websocket(server.url)
+        try:
+            with pytest.raises(TypeError, match="one of on_event"):
+                Connection(websocket, url=server.url)
+            with pytest.raises(TypeError, match="one of on_event"):
+                Connection(
+                    websocket,
+                    url=server.url,
+                    on_event=lambda c, e: None,
+                    on_events=lambda c, e: None,
+                )
+        finally:
+            await websocket.abort()
 
 
 async def test_a_bug_in_the_reader_fails_the_pending_calls() -> None:

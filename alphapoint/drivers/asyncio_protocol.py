@@ -129,13 +129,13 @@ class CallbackWebSocket(BaseWebSocket):
         if on_message is None:
             return  # kept until run() starts (frames that came with the handshake)
         messages = self._messages
-        while messages:
-            if budget is not None:
-                if budget <= 0:
-                    return
-                budget -= len(messages[0]) + per_message
+        popleft = messages.popleft
+        left = math.inf if budget is None else budget
+        while messages and left > 0:
+            message = popleft()
+            left -= len(message) + per_message
             try:
-                wakeup = on_message(messages.popleft())
+                wakeup = on_message(message)
             except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
                 self._on_message_failed(exc)
                 return

@@ -144,12 +144,6 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
             transport.disconnect(False)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        # picows hands a read's frames over in one callback and marks the last
-        # one (always: it looks for the next frame before it hands one over):
-        # the time of the read, read once for all of them.
-        last = frame.last_in_buffer
-        if last:
-            self.last_received = self.clock()
         if transport.is_close_frame_sent and not self._close_sent:
             # picows refused a frame and failed the connection; it may still
             # hand over the rest of that frame when it arrives: nothing more
@@ -168,18 +162,31 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
                     "invalid UTF-8",
                 )
                 return
-            if last:
+            if self._held:
+                # Past this read's slice already: after those waiting, for
+                # _release (which starts the next read's slice afresh). The
+                # read's time was read when it was held (reading is paused
+                # until then: these frames are all of that read).
+                self._messages.append(text)
+                return
+            # picows hands a read's frames over in one callback and marks the
+            # last one (always: it looks for the next frame before it hands
+            # one over): the time of the read, read once for all of them.
+            if frame.last_in_buffer:
+                self.last_received = self.clock()
                 self._budget = _SLICE  # the read is done: the next one starts afresh
             else:
                 # _spend, inline (a call per message of a burst fewer).
                 self._budget -= frame.payload_size + _PER_MESSAGE
-                if self._budget < 0 and not self._held:
+                if self._budget < 0:
                     self._hold()
+                    if self._held:
+                        self._messages.append(text)
+                        return
             on_message = self._on_message
-            if on_message is None or self._held or self._messages:
+            if on_message is None or self._messages:
                 self._messages.append(text)  # in order, after those waiting
-                if not self._held:
-                    self._deliver_messages()
+                self._deliver_messages()
                 return
             # The usual case: straight to the connection (as _deliver_messages hands it).
             try:
@@ -187,10 +194,13 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
             except Exception as exc:  # noqa: BLE001 - a bug: run() raises it in the task
                 self._on_message_failed(exc)
                 return
-            if wakeup:
-                self._wakeup_due = True  # an event: wake the task now (see _deliver_messages)
+            if wakeup and not self._wakeup_due:
+                # An event: wake the task now (see _deliver_messages).
+                self._wakeup_due = True
                 self._wake()
             return
+        if frame.last_in_buffer:
+            self.last_received = self.clock()
         if self._failure is not None:
             return  # this side failed the connection: nothing more is read
         opcode = _OPCODES.get(kind)
@@ -222,8 +232,13 @@ class PicowsWebSocket(CallbackWebSocket, WSListener):
             self._hold()
 
     def _hold(self) -> None:
-        """Past this read's slice: hold the messages still to come for later turns."""
+        """Past this read's slice: hold the messages still to come for later turns.
+
+        The read's time is read here: the frames still to come are all of
+        this read (reading is paused), and are held without looking at it.
+        """
         if self._transport is not None:
+            self.last_received = self.clock()
             self._held = True
             self._transport.pause_reading()
             self._loop.call_soon(self._release)
