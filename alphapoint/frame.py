@@ -46,9 +46,6 @@ _TYPES = {t.value: t for t in MessageType}
 #: ``i`` is a 64-bit signed integer on every gateway; outside this range it is refused.
 _SEQ_RANGE = 2**63
 
-#: The envelope's keys, as its typed reader (msgspec's) reads them: the four and no other.
-_KEYS = ("m", "i", "n", "o")
-
 #: The characters a JSON text (or Python's NaN, Infinity) may start with.
 _JSON_STARTS = frozenset('{["-0123456789tfnNI \t\n\r')
 
@@ -153,59 +150,6 @@ def decode_fields(message: str) -> Fields:
     making the frame: an event's fields become an :class:`~alphapoint.Event`
     at once, and a frame object per event cost as much as a third of its
     decoding (docs/performance.md, "Fan-out, fifth session")."""
-    outer: Any  # the envelope read, or (read by type) its keys
-    fields = None
-    if read_envelope is not None:
-        # The envelope by its types, checked in C (msgspec): for the usual
-        # frame, the checks below in Python cost as much as the reading.
-        # Anything else is read as below, which says what is wrong.
-        try:
-            fields = read_envelope(message)
-        except (ValueError, RecursionError):
-            fields = None
-    if fields is not None and (message_type := _TYPES.get(fields.m)) is not None:
-        i, n, o = fields.i, fields.n, fields.o
-        outer = _KEYS  # its four keys and no other (some maybe given twice: below)
-    else:
-        try:
-            if scan_json is None:
-                outer, end = read_json_loose(message), len(message)
-            else:  # json's scanner, called here: read_json would add a call around it
-                outer, end = scan_json(message, 0)
-        except (ValueError, StopIteration, RecursionError):
-            if message[:1] not in _JSON_STARTS:
-                # Not JSON at all (the common case of garbage): said cheaply.
-                raise FrameError(f"frame is not JSON ({len(message)} characters)") from None
-            end = -1
-        if end != len(message):
-            # Not JSON, or not JSON to take as read (NaN, Infinity, an integer
-            # too long, white space around it...): the strict reader says which.
-            outer = _strict_envelope(message)
-        if type(outer) is not dict:
-            raise FrameError(f"frame is a JSON {json_type(outer)}, not an object")
-        try:
-            m, i, n, o = outer["m"], outer["i"], outer["n"], outer["o"]
-            if type(m) is float or type(i) is float:
-                # An integer beyond 64 bits reads as a float in the loose reader
-                # (orjson): read again strictly, to say so.
-                outer = _strict_envelope(message)
-                m, i = outer["m"], outer["i"]
-        except KeyError as exc:
-            raise FrameError(f"frame has no {_shown(exc.args[0])} key") from None
-        if type(m) is not int:
-            raise FrameError(f"frame key 'm' is a JSON {json_type(m)}, not an integer")
-        message_type = _TYPES.get(m)
-        if message_type is None:
-            shown = m if -_SEQ_RANGE <= m < _SEQ_RANGE else "out of range"
-            raise FrameError(f"frame has unknown message type m={shown}")
-        if type(i) is not int:
-            raise FrameError(f"frame key 'i' is a JSON {json_type(i)}, not an integer")
-        if not -_SEQ_RANGE <= i < _SEQ_RANGE:
-            raise FrameError("frame key 'i' is out of range (not a 64-bit integer)")
-        if not isinstance(n, str):
-            raise FrameError(f"frame key 'n' is a JSON {json_type(n)}, not a string")
-        if not isinstance(o, str):
-            raise FrameError(f"frame key 'o' of {_shown(n)} is a JSON {json_type(o)}, not a string")
     # Duplicate keys, which json lets the last win, without a hook per object:
     # every key is followed by one colon, so a document with no more colons
     # than the keys its objects hold has no key twice. Below, for the
@@ -225,6 +169,67 @@ def decode_fields(message: str) -> Fields:
     # many colons as the envelope's keys and the payload's, each of the two
     # holds no key twice (neither count can be less than its keys), and ``o``
     # need not be counted on its own.
+    if read_envelope is not None:
+        # The envelope by its types, checked in C, and ``o`` read exactly
+        # (msgspec): the checks of the general way below, in Python, cost as
+        # much as the reading, and its look for long numbers more. Anything
+        # the two readers refuse is read the general way, which says why.
+        try:
+            fields = read_envelope(message)
+            o = fields.o
+            payload = read_json(o)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            message_type = _TYPES.get(fields.m)
+            if message_type is not None:
+                colons = message.count(":")
+                escaped = "u003" in message
+                if not escaped and type(payload) is dict and colons == 4 + len(payload):
+                    return message_type, fields.i, fields.n, payload
+                # Its four keys and no other (some maybe given twice).
+                return _counted(
+                    message, colons, escaped, 4, message_type, fields.i, fields.n, o, payload
+                )
+    try:
+        if scan_json is None:
+            outer, end = read_json_loose(message), len(message)
+        else:  # json's scanner, called here: read_json would add a call around it
+            outer, end = scan_json(message, 0)
+    except (ValueError, StopIteration, RecursionError):
+        if message[:1] not in _JSON_STARTS:
+            # Not JSON at all (the common case of garbage): said cheaply.
+            raise FrameError(f"frame is not JSON ({len(message)} characters)") from None
+        end = -1
+    if end != len(message):
+        # Not JSON, or not JSON to take as read (NaN, Infinity, an integer
+        # too long, white space around it...): the strict reader says which.
+        outer = _strict_envelope(message)
+    if type(outer) is not dict:
+        raise FrameError(f"frame is a JSON {json_type(outer)}, not an object")
+    try:
+        m, i, n, o = outer["m"], outer["i"], outer["n"], outer["o"]
+        if type(m) is float or type(i) is float:
+            # An integer beyond 64 bits reads as a float in the loose reader
+            # (orjson): read again strictly, to say so.
+            outer = _strict_envelope(message)
+            m, i = outer["m"], outer["i"]
+    except KeyError as exc:
+        raise FrameError(f"frame has no {_shown(exc.args[0])} key") from None
+    if type(m) is not int:
+        raise FrameError(f"frame key 'm' is a JSON {json_type(m)}, not an integer")
+    message_type = _TYPES.get(m)
+    if message_type is None:
+        shown = m if -_SEQ_RANGE <= m < _SEQ_RANGE else "out of range"
+        raise FrameError(f"frame has unknown message type m={shown}")
+    if type(i) is not int:
+        raise FrameError(f"frame key 'i' is a JSON {json_type(i)}, not an integer")
+    if not -_SEQ_RANGE <= i < _SEQ_RANGE:
+        raise FrameError("frame key 'i' is out of range (not a 64-bit integer)")
+    if not isinstance(n, str):
+        raise FrameError(f"frame key 'n' is a JSON {json_type(n)}, not a string")
+    if not isinstance(o, str):
+        raise FrameError(f"frame key 'o' of {_shown(n)} is a JSON {json_type(o)}, not a string")
     colons = message.count(":")
     escaped = "u003" in message
     try:
@@ -233,12 +238,7 @@ def decode_fields(message: str) -> Fields:
             # of 19 digits or more: too short to hold one (a reply such as
             # Ping's), or one look for such digits, tells.
             # (holds_long_number's look, inline: a call fewer per event.)
-            # msgspec's is exact (its loose reader is the same): no look.
-            sure = (
-                len(o) < 19
-                or read_json_loose is read_json
-                or o.encode().translate(DIGITS).find(LONG_NUMBER) == -1
-            )
+            sure = len(o) < 19 or o.encode().translate(DIGITS).find(LONG_NUMBER) == -1
             payload = read_json_loose(o) if sure else read_json(o)
             end = len(o)
         else:
@@ -247,10 +247,42 @@ def decode_fields(message: str) -> Fields:
         end = -1
     if end == len(o) and not escaped and type(payload) is dict and colons == 4 + len(payload):
         return message_type, i, n, payload
+    return _counted(
+        message,
+        colons,
+        escaped,
+        len(outer),
+        message_type,
+        i,
+        n,
+        o,
+        payload if end == len(o) else _UNREAD,
+    )
+
+
+#: What :func:`_counted` is given for a payload that the fast reader did not read.
+_UNREAD = object()
+
+
+def _counted(
+    message: str,
+    colons: int,
+    escaped: bool,
+    keys: int,
+    message_type: MessageType,
+    i: int,
+    n: str,
+    o: str,
+    payload: Any,
+) -> Fields:
+    """The fields of a frame that is not the usual flat object, once a key
+    given twice is looked for as :func:`decode_fields` says (``colons`` in the
+    text, ``keys`` in its envelope, ``escaped``: a colon maybe written as an
+    escape), and ``o`` read strictly if ``payload`` is ``_UNREAD``."""
     in_payload = o.count(":")
-    if colons != len(outer) + in_payload or escaped:
+    if colons != keys + in_payload or escaped:
         _strict_envelope(message)
-    if end != len(o):
+    if payload is _UNREAD:
         # Not JSON (legal only for m=5: "Endpoint Not Found"), or not JSON to
         # take as read: the strict reader says which.
         payload = _strict_payload(o, message_type, i, n)
