@@ -1,4 +1,5 @@
-"""The ``fast`` extra (picows, orjson, msgspec): optional, chosen where it can be, refused where not.
+"""The ``fast`` extra (picows, orjson, msgspec): optional, chosen where it can be, refused
+where not.
 
 The transport, fault and hostile-gateway suites run against the picows driver
 through the loop matrix (tests/conftest.py), and the frame codec's tests run on
