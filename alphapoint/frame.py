@@ -64,6 +64,7 @@ read_json = CODEC.read
 read_json_loose = CODEC.read_loose
 write_json = CODEC.write
 scan_json = CODEC.scan
+read_envelope = CODEC.envelope
 #: The envelope of :func:`encode`: ``%d`` writes an integer (an ``IntEnum``
 #: too) as its digits, in one formatting call.
 _ENVELOPE = '{"m":%d,"i":%d,"n":%s,"o":%s}'
@@ -149,6 +150,47 @@ def decode_fields(message: str) -> Fields:
     making the frame: an event's fields become an :class:`~alphapoint.Event`
     at once, and a frame object per event cost as much as a third of its
     decoding (docs/performance.md, "Fan-out, fifth session")."""
+    # Duplicate keys, which json lets the last win, without a hook per object:
+    # every key is followed by one colon, so a document with no more colons
+    # than the keys its objects hold has no key twice. Below, for the
+    # envelope: its own keys plus the colons inside ``o`` (and none hidden
+    # in \u escapes); for ``o``: the keys of its objects, nested ones
+    # included, or no colon at all. Anything else (colons inside strings) is
+    # checked key by key.
+    #
+    # A colon of ``o`` hides from the envelope's count only when the envelope
+    # writes it as an escape, ``\u003a`` or ``\u003A``: a text without
+    # "u003" has none (one look for four characters; "\u" was a look for two
+    # whose first, the backslash, is in every escaped quote of ``o``: 3.4 k
+    # instructions for a Level1 update against 2.1 k). Other escapes (in a
+    # key, in ``n``, in ``o``'s own strings) hide no colon of ``o``'s.
+    #
+    # The usual event or reply, a flat object: when the whole text holds as
+    # many colons as the envelope's keys and the payload's, each of the two
+    # holds no key twice (neither count can be less than its keys), and ``o``
+    # need not be counted on its own.
+    if read_envelope is not None:
+        # The envelope by its types, checked in C, and ``o`` read exactly
+        # (msgspec): the checks of the general way below, in Python, cost as
+        # much as the reading, and its look for long numbers more. Anything
+        # the two readers refuse is read the general way, which says why.
+        try:
+            fields = read_envelope(message)
+            o = fields.o
+            payload = read_json(o)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            message_type = _TYPES.get(fields.m)
+            if message_type is not None:
+                colons = message.count(":")
+                escaped = "u003" in message
+                if not escaped and type(payload) is dict and colons == 4 + len(payload):
+                    return message_type, fields.i, fields.n, payload
+                # Its four keys and no other (some maybe given twice).
+                return _counted(
+                    message, colons, escaped, 4, message_type, fields.i, fields.n, o, payload
+                )
     try:
         if scan_json is None:
             outer, end = read_json_loose(message), len(message)
@@ -188,25 +230,6 @@ def decode_fields(message: str) -> Fields:
         raise FrameError(f"frame key 'n' is a JSON {json_type(n)}, not a string")
     if not isinstance(o, str):
         raise FrameError(f"frame key 'o' of {_shown(n)} is a JSON {json_type(o)}, not a string")
-    # Duplicate keys, which json lets the last win, without a hook per object:
-    # every key is followed by one colon, so a document with no more colons
-    # than the keys its objects hold has no key twice. Below, for the
-    # envelope: its own keys plus the colons inside ``o`` (and none hidden
-    # in \u escapes); for ``o``: the keys of its objects, nested ones
-    # included, or no colon at all. Anything else (colons inside strings) is
-    # checked key by key.
-    #
-    # A colon of ``o`` hides from the envelope's count only when the envelope
-    # writes it as an escape, ``\u003a`` or ``\u003A``: a text without
-    # "u003" has none (one look for four characters; "\u" was a look for two
-    # whose first, the backslash, is in every escaped quote of ``o``: 3.4 k
-    # instructions for a Level1 update against 2.1 k). Other escapes (in a
-    # key, in ``n``, in ``o``'s own strings) hide no colon of ``o``'s.
-    #
-    # The usual event or reply, a flat object: when the whole text holds as
-    # many colons as the envelope's keys and the payload's, each of the two
-    # holds no key twice (neither count can be less than its keys), and ``o``
-    # need not be counted on its own.
     colons = message.count(":")
     escaped = "u003" in message
     try:
@@ -224,10 +247,42 @@ def decode_fields(message: str) -> Fields:
         end = -1
     if end == len(o) and not escaped and type(payload) is dict and colons == 4 + len(payload):
         return message_type, i, n, payload
+    return _counted(
+        message,
+        colons,
+        escaped,
+        len(outer),
+        message_type,
+        i,
+        n,
+        o,
+        payload if end == len(o) else _UNREAD,
+    )
+
+
+#: What :func:`_counted` is given for a payload that the fast reader did not read.
+_UNREAD = object()
+
+
+def _counted(
+    message: str,
+    colons: int,
+    escaped: bool,
+    keys: int,
+    message_type: MessageType,
+    i: int,
+    n: str,
+    o: str,
+    payload: Any,
+) -> Fields:
+    """The fields of a frame that is not the usual flat object, once a key
+    given twice is looked for as :func:`decode_fields` says (``colons`` in the
+    text, ``keys`` in its envelope, ``escaped``: a colon maybe written as an
+    escape), and ``o`` read strictly if ``payload`` is ``_UNREAD``."""
     in_payload = o.count(":")
-    if colons != len(outer) + in_payload or escaped:
+    if colons != keys + in_payload or escaped:
         _strict_envelope(message)
-    if end != len(o):
+    if payload is _UNREAD:
         # Not JSON (legal only for m=5: "Endpoint Not Found"), or not JSON to
         # take as read: the strict reader says which.
         payload = _strict_payload(o, message_type, i, n)

@@ -1,6 +1,7 @@
 """The JSON reader and writer under the frame codec, chosen once, at import.
 
-With orjson installed (``pip install 'alphapoint[fast]'``) they are orjson's;
+With the fast extra (``pip install 'alphapoint[fast]'``) the reader is
+msgspec's and the writer orjson's (with orjson alone, both are orjson's);
 otherwise the standard library's C parts, called directly: ``json.dumps`` and
 ``JSONEncoder.encode`` build a new C encoder on every call, and
 ``JSONDecoder.decode`` runs two regular-expression matches for white space,
@@ -27,6 +28,15 @@ here:
 
 orjson alone writes enum members (as their values) and UUIDs (as strings),
 which the standard library refuses.
+
+msgspec reads integers beyond 64 bits exactly (up to the interpreter's limit
+of digits, ``sys.get_int_max_str_digits()``, as ``int()``), so its reader needs
+no look for long numbers: in a Level1 update that look cost half as much as
+orjson's parse of it (docs/performance.md, "Decoding the events, seventh
+session"). It refuses, and leaves to the strict reader, what orjson refuses
+and a float beyond the range of floats (``1e400``, which the standard library
+reads as an infinity). It also reads the envelope by type (``envelope``):
+the four keys' types and ``i``'s range checked in C, not in Python.
 """
 
 from __future__ import annotations
@@ -36,9 +46,12 @@ import json.decoder
 import json.encoder
 import json.scanner
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 __all__ = ["CODEC", "CODECS", "DIGITS", "LONG_NUMBER", "Codec", "holds_long_number"]
+
+#: ``i`` is a 64-bit signed integer on every gateway.
+_SEQ_MIN, _SEQ_MAX = -(2**63), 2**63 - 1
 
 
 class Codec(NamedTuple):
@@ -57,6 +70,13 @@ class Codec(NamedTuple):
     #: without ``read``'s frame of Python around it (None for orjson, whose
     #: ``read_loose`` is its C function already).
     scan: Callable[[str, int], tuple[Any, int]] | None = None
+    #: The envelope read by its types (msgspec's; None for the others): an
+    #: object whose ``m``, ``i``, ``n`` and ``o`` are its four keys' values,
+    #: ``m`` an integer, ``i`` one within 64 bits, ``n`` and ``o`` strings.
+    #: Raises ``ValueError`` for any other text (another key, a key missing,
+    #: a type or a range not so), which the frame codec then reads as the
+    #: others do, to say what is wrong. A key given twice is not its to find.
+    envelope: Callable[[str], Any] | None = None
 
 
 class _Unsure(ValueError):
@@ -163,8 +183,44 @@ def _orjson(fallback: Codec) -> Codec | None:
     return Codec("orjson", read, loads, write)
 
 
+def _msgspec(writer: Codec) -> Codec | None:
+    """msgspec's reader, exact for integers of any length, with ``writer``'s writer.
+
+    msgspec writes NaN and infinities as ``null`` and subclasses as their
+    base types without a word, as orjson does: its writer would need the same
+    care as orjson's, and orjson's is faster, so the writing stays
+    ``writer``'s (orjson's when installed).
+    """
+    try:
+        import msgspec
+    except ImportError:
+        return None
+
+    # The frame's four keys, typed (see Codec.envelope); made with defstruct,
+    # not a class statement, whose annotations this module leaves as strings.
+    envelope_type = msgspec.defstruct(
+        "Envelope",
+        [
+            ("m", int),
+            ("i", Annotated[int, msgspec.Meta(ge=_SEQ_MIN, le=_SEQ_MAX)]),
+            ("n", str),
+            ("o", str),
+        ],
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    # DecodeError and ValidationError are ValueErrors: "not sure" to the frame
+    # codec, which reads the text again strictly.
+    read = msgspec.json.Decoder().decode
+    envelope = msgspec.json.Decoder(envelope_type).decode
+    return Codec("msgspec", read, read, writer.write, envelope=envelope)
+
+
 _STDLIB = _stdlib()
+_ORJSON = _orjson(_STDLIB)
 #: The codecs installed, the fastest first (the tests run the frame codec with each).
-CODECS: tuple[Codec, ...] = tuple(c for c in (_orjson(_STDLIB), _STDLIB) if c is not None)
+CODECS: tuple[Codec, ...] = tuple(
+    c for c in (_msgspec(_ORJSON or _STDLIB), _ORJSON, _STDLIB) if c is not None
+)
 #: The one the frame codec uses.
 CODEC = CODECS[0]

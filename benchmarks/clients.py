@@ -122,20 +122,20 @@ def installed_as(fast: bool) -> Iterator[None]:
     Both run in one process here, so the extra's two parts are set for the
     duration: what ``driver="auto"`` takes under asyncio (picows, or
     websockets' parser on asyncio's callbacks) and the frame codec's JSON
-    library (orjson, or json), as :mod:`alphapoint.jsoncodec` and
+    library (msgspec's reader and orjson's writer, or json), as :mod:`alphapoint.jsoncodec` and
     ``alphapoint.drivers.choose`` would choose them at import.
     """
     from alphapoint import frame, jsoncodec
     from alphapoint.drivers import choose
 
     codec = jsoncodec.CODECS[0] if fast else jsoncodec.CODECS[-1]
-    if fast and (codec.name != "orjson" or not choose.picows_installed()):
+    if fast and (codec.name == "json" or not choose.picows_installed()):
         raise RuntimeError("the fast extra is not installed: pip install 'alphapoint[fast]'")
-    names = ("read_json", "read_json_loose", "write_json", "scan_json")
+    names = ("read_json", "read_json_loose", "write_json", "scan_json", "read_envelope")
     saved = choose.auto_on_asyncio, [getattr(frame, name) for name in names]
     choose.auto_on_asyncio = "picows" if fast else "asyncio"
     for name, value in zip(
-        names, [codec.read, codec.read_loose, codec.write, codec.scan], strict=True
+        names, [codec.read, codec.read_loose, codec.write, codec.scan, codec.envelope], strict=True
     ):
         setattr(frame, name, value)
     try:

@@ -8,7 +8,7 @@ PascalCase as live gateways send it and camelCase as the documentation shows it.
   (json's scanner, :mod:`alphapoint.jsoncodec`), then
   ``decode_authenticate_result`` (one converter for both casings, strict
   types, errors that name the field).
-* ``alphapoint-fast``: the same with the ``fast`` extra's reader (orjson).
+* ``alphapoint-fast``: the same with the ``fast`` extra's reader (msgspec's).
 * ``msgspec``: ``msgspec.json.decode`` straight into a Struct with the same
   fields, the fastest peer. A Struct reads one casing only, so there is one
   Struct per casing: the work alphapoint does to fold keys is not done here.
@@ -152,6 +152,7 @@ def decoders() -> dict[str, dict[str, Callable[[str], Any]] | None]:
         return dict.fromkeys(TEXTS, decode)
 
     by_name = {codec.name: codec for codec in jsoncodec.CODECS}
+    fastest = jsoncodec.CODECS[0]  # the fast extra's, when installed
     try:
         import orjson
     except ImportError:
@@ -161,7 +162,7 @@ def decoders() -> dict[str, dict[str, Callable[[str], Any]] | None]:
     return {
         "json.loads": dict.fromkeys(TEXTS, loads),
         "alphapoint": alphapoint_with(by_name["json"]),
-        "alphapoint-fast": alphapoint_with(by_name["orjson"]) if "orjson" in by_name else None,
+        "alphapoint-fast": alphapoint_with(fastest) if fastest.name != "json" else None,
         "msgspec": _msgspec_decoders(),
         "orjson.loads": orjson_loads,
     }

@@ -100,13 +100,14 @@ def driver(anyio_backend: object, anyio_backend_name: str) -> Driver:
 
 @pytest.fixture(scope="module", params=jsoncodec.CODECS, ids=[c.name for c in jsoncodec.CODECS])
 def codec(request: pytest.FixtureRequest) -> Iterator[jsoncodec.Codec]:
-    """The frame codec on each JSON library installed (orjson, json), in turn."""
+    """The frame codec on each JSON library installed (msgspec, orjson, json), in turn."""
     chosen: jsoncodec.Codec = request.param
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(frame, "read_json", chosen.read)
         patch.setattr(frame, "read_json_loose", chosen.read_loose)
         patch.setattr(frame, "scan_json", chosen.scan)
         patch.setattr(frame, "write_json", chosen.write)
+        patch.setattr(frame, "read_envelope", chosen.envelope)
         yield chosen
 
 

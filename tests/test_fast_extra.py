@@ -1,4 +1,5 @@
-"""The ``fast`` extra (picows, orjson): optional, chosen where it can be, refused where not.
+"""The ``fast`` extra (picows, orjson, msgspec): optional, chosen where it can be, refused
+where not.
 
 The transport, fault and hostile-gateway suites run against the picows driver
 through the loop matrix (tests/conftest.py), and the frame codec's tests run on
@@ -27,9 +28,9 @@ from alphapoint.testing.scripted import serve_tcp
 from .helpers import LIMIT, SHORT
 
 
-def run_without_the_extra(code: str) -> str:
-    """``code`` run in a fresh interpreter in which picows and orjson cannot be imported."""
-    blocked = "import sys; sys.modules['picows'] = None; sys.modules['orjson'] = None\n"
+def run_without(code: str, *modules: str) -> str:
+    """``code`` run in a fresh interpreter in which ``modules`` cannot be imported."""
+    blocked = "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in modules)
     done = subprocess.run(
         [sys.executable, "-c", blocked + textwrap.dedent(code)],
         capture_output=True,
@@ -39,6 +40,11 @@ def run_without_the_extra(code: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def run_without_the_extra(code: str) -> str:
+    """``code`` run in a fresh interpreter without the fast extra's packages."""
+    return run_without(code, "picows", "orjson", "msgspec")
 
 
 def test_the_default_install_needs_neither_picows_nor_orjson() -> None:
