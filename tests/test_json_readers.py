@@ -111,9 +111,16 @@ def test_an_envelope_the_typed_reader_refuses_says_why_as_before(text: str, mess
     assert not isinstance(info.value, PayloadError)
 
 
+#: CPython 3.10 before 3.10.7 has no limit of digits for int() (nor its setter).
+DIGIT_LIMIT = hasattr(sys, "set_int_max_str_digits")
+
+
 @pytest.fixture
 def fewer_digits() -> Iterator[None]:
     """The interpreter's limit of digits in an integer, at its least (640)."""
+    if not DIGIT_LIMIT:
+        yield
+        return
     saved = sys.get_int_max_str_digits()
     sys.set_int_max_str_digits(640)
     try:
@@ -125,6 +132,10 @@ def fewer_digits() -> Iterator[None]:
 @pytest.mark.usefixtures("fewer_digits")
 def test_the_interpreters_limit_of_digits_holds_for_every_reader() -> None:
     number = "7" * 700  # read by int() under the default limit, not under this one
+    if not DIGIT_LIMIT:
+        # No limit to hold (CPython 3.10 before 3.10.7): read exactly, as int() does.
+        assert decode_frame(envelope('{"a":' + number + "}")).payload == {"a": int(number)}
+        return
     with pytest.raises(PayloadError, match="an integer of 700 digits, too long to read"):
         decode_frame(envelope('{"a":' + number + "}"))
     with pytest.raises(FrameError, match="frame key 'i': an integer of 700 digits"):
