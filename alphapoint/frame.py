@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from .errors import FrameError, InvalidPayload, PayloadError
-from .jsoncodec import CODEC, DIGITS, LONG_NUMBER
+from .jsoncodec import CODEC, DIGITS, LONG_NUMBER, SEQ_RANGE
 
 __all__ = [
     "Fields",
@@ -42,9 +42,6 @@ class MessageType(enum.IntEnum):
 
 
 _TYPES = {t.value: t for t in MessageType}
-
-#: ``i`` is a 64-bit signed integer on every gateway; outside this range it is refused.
-_SEQ_RANGE = 2**63
 
 #: The characters a JSON text (or Python's NaN, Infinity) may start with.
 _JSON_STARTS = frozenset('{["-0123456789tfnNI \t\n\r')
@@ -220,11 +217,11 @@ def decode_fields(message: str) -> Fields:
         raise FrameError(f"frame key 'm' is a JSON {json_type(m)}, not an integer")
     message_type = _TYPES.get(m)
     if message_type is None:
-        shown = m if -_SEQ_RANGE <= m < _SEQ_RANGE else "out of range"
+        shown = m if -SEQ_RANGE <= m < SEQ_RANGE else "out of range"
         raise FrameError(f"frame has unknown message type m={shown}")
     if type(i) is not int:
         raise FrameError(f"frame key 'i' is a JSON {json_type(i)}, not an integer")
-    if not -_SEQ_RANGE <= i < _SEQ_RANGE:
+    if not -SEQ_RANGE <= i < SEQ_RANGE:
         raise FrameError("frame key 'i' is out of range (not a 64-bit integer)")
     if not isinstance(n, str):
         raise FrameError(f"frame key 'n' is a JSON {json_type(n)}, not a string")

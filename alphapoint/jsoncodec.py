@@ -48,10 +48,11 @@ import json.scanner
 from collections.abc import Callable
 from typing import Annotated, Any, NamedTuple
 
-__all__ = ["CODEC", "CODECS", "DIGITS", "LONG_NUMBER", "Codec", "holds_long_number"]
+__all__ = ["CODEC", "CODECS", "DIGITS", "LONG_NUMBER", "SEQ_RANGE", "Codec", "holds_long_number"]
 
-#: ``i`` is a 64-bit signed integer on every gateway.
-_SEQ_MIN, _SEQ_MAX = -(2**63), 2**63 - 1
+#: ``i`` is a 64-bit signed integer on every gateway: ``-SEQ_RANGE <= i < SEQ_RANGE``
+#: (the frame codec refuses any other, and the typed envelope reads only those).
+SEQ_RANGE = 2**63
 
 
 class Codec(NamedTuple):
@@ -202,7 +203,7 @@ def _msgspec(writer: Codec) -> Codec | None:
         "Envelope",
         [
             ("m", int),
-            ("i", Annotated[int, msgspec.Meta(ge=_SEQ_MIN, le=_SEQ_MAX)]),
+            ("i", Annotated[int, msgspec.Meta(ge=-SEQ_RANGE, le=SEQ_RANGE - 1)]),
             ("n", str),
             ("o", str),
         ],
