@@ -214,6 +214,48 @@ def test_deliver_all_feeds_a_merge_in_the_order_the_events_came() -> None:
     assert [e.payload["n"] for e in merged.receive_nowait()] == list(range(9))
 
 
+def test_deliver_all_leaves_the_events_after_one_whose_match_raised() -> None:
+    """A stream's match that raises goes through deliver_all; the events before
+    it and itself are taken from the batch, the ones after it are left in it,
+    as when each was taken before it was handed over."""
+    hub = EventHub()
+    plain = _entered(EventStream(hub, LEVEL1, 100, instrument=1))
+
+    def picky(event: Event) -> bool:
+        if event.payload["n"] == 2:
+            raise LookupError("the user's match failed")
+        return True
+
+    _entered(EventStream(hub, frozenset({"TradeDataUpdateEvent"}), 100, picky))
+    events = deque(
+        [
+            level1(1, n=0),
+            Event("TradeDataUpdateEvent", {"InstrumentId": 1, "n": 1}, 2),
+            Event("TradeDataUpdateEvent", {"InstrumentId": 1, "n": 2}, 3),
+            level1(1, n=3),
+        ]
+    )
+    with pytest.raises(LookupError, match="the user's match failed"):
+        hub.deliver_all(events, until="LogoutEvent")
+    assert [e.payload["n"] for e in events] == [3]
+    assert [e.payload["n"] for e in plain.receive_nowait()] == [0]
+    assert hub.deliver_all(events, until="LogoutEvent") is False
+    assert [e.payload["n"] for e in plain.receive_nowait()] == [3]
+
+
+def test_deliver_all_stops_after_until_when_streams_of_its_name_are_keyed() -> None:
+    """A stream keyed by instrument for the very name that stops a batch: its
+    events are still compared with ``until``."""
+    hub = EventHub()
+    logouts = _entered(EventStream(hub, frozenset({"LogoutEvent"}), 100, instrument=1))
+    plain = _entered(EventStream(hub, LEVEL1, 100, instrument=1))
+    events = deque([level1(1, n=0), Event("LogoutEvent", {"InstrumentId": 1}, 2), level1(1, n=1)])
+    assert hub.deliver_all(events, until="LogoutEvent") is True
+    assert [e.seq for e in logouts.receive_nowait()] == [2]
+    assert [e.payload["n"] for e in plain.receive_nowait()] == [0]
+    assert [e.payload["n"] for e in events] == [1]
+
+
 def test_deliver_all_follows_streams_as_they_come_and_go() -> None:
     """The batch path's shortcut follows every attach and detach: a stream of
     every instrument, a second stream of one instrument, a stream of every

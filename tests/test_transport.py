@@ -724,3 +724,108 @@ async def test_exchange_returns_the_reply_fields_that_request_returns_as_a_frame
                 n: {"echo": {"n": n}} for n in range(20)
             }
         await conn.aclose(ConnectionClosed("done"))
+
+
+@pytest.mark.parametrize("count", [10, 2_000], ids=["one-slice", "held-slices"])
+async def test_each_reply_wakes_its_caller_after_the_events_read_before_it(count: int) -> None:
+    """A read of events, a reply, more events, a message that is not APEX, a
+    second reply and more events (the picows driver hands such a read to the
+    connection at once, and past 64 KiB a slice per turn of the loop): every
+    event reaches the owner in order, each caller wakes only after the events
+    read before its reply were handed over, and the bad message is counted."""
+
+    async def script(connection: ScriptedConnection) -> None:
+        requests = [await connection.receive_frame(), await connection.receive_frame()]
+        first, second = sorted(requests, key=lambda request: request.function)
+        events = [
+            ApexFrame(MessageType.EVENT, n, "SomeEvent", {"n": n, "pad": "x" * 100})
+            for n in range(3 * count)
+        ]
+        texts = [encode_frame(frame) for frame in events[:count]]
+        texts.append(encode_frame(ApexFrame(MessageType.REPLY, first.seq, first.function, {})))
+        texts.extend(encode_frame(frame) for frame in events[count : 2 * count])
+        texts.append("not APEX")
+        texts.append(encode_frame(ApexFrame(MessageType.REPLY, second.seq, second.function, {})))
+        texts.extend(encode_frame(frame) for frame in events[2 * count :])
+        await connection.websocket.send_texts_together(texts)
+        await connection.wait_closed()
+
+    got: list[int] = []
+    seen: dict[str, int] = {}
+    everything = anyio.Event()
+
+    def on_events(connection: Connection, events: deque[Event]) -> None:
+        while events:
+            got.append(events.popleft().payload["n"])
+        if len(got) == 3 * count:
+            everything.set()
+
+    async def call(name: str) -> None:
+        await conn.request(MessageType.REQUEST, name, {})
+        seen[name] = len(got)
+
+    async with serve_script(script) as server, anyio.create_task_group() as tg:
+        conn = Connection(await open_websocket(server.url), url=server.url, on_events=on_events)
+        tg.start_soon(conn.run)
+        with anyio.fail_after(LIMIT):
+            async with anyio.create_task_group() as calls:
+                calls.start_soon(call, "First")
+                calls.start_soon(call, "Second")
+            await everything.wait()
+        assert got == list(range(3 * count))
+        assert seen["First"] >= count
+        assert seen["Second"] >= 2 * count
+        assert conn.protocol_errors == 1
+        await conn.aclose(ConnectionClosed("done"))
+
+
+@pytest.mark.parametrize("where", [10, 1_500], ids=["early", "late"])
+async def test_other_frames_among_a_reads_texts_keep_their_place(where: int) -> None:
+    """A burst of 2,000 events (reads past the picows driver's 64 KiB slice)
+    with binary messages, a ping and a fragmented event among them, then a
+    reply: the events reach the owner all, in order (the fragmented one in
+    its place), each binary message (APEX's text, in a binary frame) is
+    counted as not APEX, and the ping is answered."""
+    count = 2_000
+    binaries = [n for n in range(count) if n % 97 == 50]
+
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = RawPeer(stream)
+        peer.accept(await peer.receive_handshake())
+        await peer.flush()
+        request = await peer.next_request()
+        for n in range(count):
+            if n in binaries:
+                # APEX's text, but in a binary message: not an event.
+                binary = ApexFrame(MessageType.EVENT, -n, "SomeEvent", {"n": -n})
+                peer.protocol.send_binary(encode_frame(binary).encode())
+            if n == where:
+                peer.protocol.send_ping(b"among the events")
+                text = encode_frame(ApexFrame(MessageType.EVENT, n, "SomeEvent", {"n": n}))
+                peer.protocol.send_text(text[:7].encode(), fin=False)
+                peer.protocol.send_continuation(text[7:].encode(), fin=True)
+                continue
+            event = ApexFrame(MessageType.EVENT, n, "SomeEvent", {"n": n, "pad": "x" * 100})
+            peer.protocol.send_text(encode_frame(event).encode())
+        peer.queue_reply(request, PONG)
+        await peer.flush()  # one write
+        pong = await peer.next_frame()
+        assert pong.opcode is Opcode.PONG
+        assert pong.data == b"among the events"
+        await peer.until_closed()
+
+    got: list[int] = []
+
+    def on_events(connection: Connection, events: deque[Event]) -> None:
+        while events:
+            got.append(events.popleft().payload["n"])
+
+    async with serve_tcp(handler) as server, anyio.create_task_group() as tg:
+        conn = Connection(await open_websocket(server.url), url=server.url, on_events=on_events)
+        tg.start_soon(conn.run)
+        with anyio.fail_after(LIMIT):
+            await conn.request(MessageType.REQUEST, "Ping", {})
+        assert got == list(range(count))
+        assert conn.protocol_errors == len(binaries)
+        assert "binary message" in str(conn.last_protocol_error)
+        await conn.aclose(ConnectionClosed("done"))
