@@ -814,7 +814,9 @@ class Connection:
             # The connection's clock is the loop's.
             timer = asyncio.get_running_loop().call_at(deadline, done.set)
         try:
-            await done.wait()
+            # (_native_close: the event is a future of the loop's; awaited
+            # itself, without a call of its wait().)
+            await done  # type: ignore[misc]
             return
         except asyncio.CancelledError:
             if self._reader_finished:

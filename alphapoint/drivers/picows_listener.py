@@ -363,6 +363,10 @@ class _SeeLoss(asyncio.BufferedProtocol):
         self.eof_received = protocol.eof_received  # type: ignore[method-assign]
         self.pause_writing = protocol.pause_writing  # type: ignore[method-assign]
         self.resume_writing = protocol.resume_writing  # type: ignore[method-assign]
+        # aiofastnet's transport asks a protocol this when it is set; without it
+        # the answer is an AttributeError raised and caught in its C, then an
+        # isinstance (some thousands of instructions a connection).
+        self.is_buffered_protocol = protocol.is_buffered_protocol
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._websocket._connection_lost(exc)
