@@ -631,58 +631,63 @@ class Session:
 
     async def _open_connection(self) -> Connection:
         """Open, start the connection's task, log in, resubscribe, after waiting for a
-        turn (:mod:`.open_limit`). Raises, leaving nothing open."""
-        limiter = self._options.open_limiter
+        turn (:mod:`.open_limit`). Raises, leaving nothing open.
+
+        One coroutine for all of it: every await of the opening and the login
+        resumes through each frame above it.
+        """
+        options = self._options
+        limiter = options.open_limiter
         if limiter == "shared":
             limiter = default_open_limiter()
-        if limiter is None:
-            return await self._set_up_connection()
-        # On behalf of the session: a task may open several sessions, one at a time.
-        await take_turn(limiter, self)
+        if limiter is not None:
+            # On behalf of the session: a task may open several sessions, one at a time.
+            await take_turn(limiter, self)
         try:
-            return await self._set_up_connection()
+            websocket = await open_websocket(
+                self._connect_url,
+                ssl=options.ssl,
+                open_timeout=options.open_timeout,
+                close_timeout=options.close_timeout,
+                max_message_size=options.max_message_size,
+                allow_insecure=options.allow_insecure,
+                proxy=options.proxy,
+                driver=options.driver,
+                loop=self._loop,
+            )
+            self._connections += 1
+            self._clock = self._login.clock = websocket.clock
+            conn = Connection(
+                websocket,
+                url=self._url,
+                on_events=self._on_events,
+                on_closed=self._connection_closed,
+                close_timeout=options.close_timeout,
+                number=self._connections,
+                secrets=self._login.secrets,
+            )
+            # conn.run() catches its own failures: its task needs no _guarded().
+            assert self._owner is not None
+            self._owner.start(
+                conn.run(options.keepalive), name=f"alphapoint connection {self._url}"
+            )
+            try:
+                if self._login.automatic:
+                    self._fire(Trigger.OPENED)
+                self._conn = conn
+                await self._login.log_in_connection(
+                    conn.caller(timeout=self._timeout), url=self._url
+                )
+                if self._hub.attached:  # (none, usually: no coroutine)
+                    await self._resubscribe(conn, same_connection=False)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await conn.abort(ConnectionClosed("the connection was abandoned"))
+                raise
+            return conn
         finally:
-            limiter.release_on_behalf_of(self)
-
-    async def _set_up_connection(self) -> Connection:
-        options = self._options
-        websocket = await open_websocket(
-            self._connect_url,
-            ssl=options.ssl,
-            open_timeout=options.open_timeout,
-            close_timeout=options.close_timeout,
-            max_message_size=options.max_message_size,
-            allow_insecure=options.allow_insecure,
-            proxy=options.proxy,
-            driver=options.driver,
-            loop=self._loop,
-        )
-        self._connections += 1
-        self._clock = self._login.clock = websocket.clock
-        conn = Connection(
-            websocket,
-            url=self._url,
-            on_events=self._on_events,
-            on_closed=self._connection_closed,
-            close_timeout=options.close_timeout,
-            number=self._connections,
-            secrets=self._login.secrets,
-        )
-        # conn.run() catches its own failures: its task needs no _guarded().
-        assert self._owner is not None
-        self._owner.start(conn.run(options.keepalive), name=f"alphapoint connection {self._url}")
-        try:
-            if self._login.automatic:
-                self._fire(Trigger.OPENED)
-            self._conn = conn
-            await self._login.log_in_connection(conn.caller(timeout=self._timeout), url=self._url)
-            if self._hub.attached:  # (none, usually: no coroutine)
-                await self._resubscribe(conn, same_connection=False)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await conn.abort(ConnectionClosed("the connection was abandoned"))
-            raise
-        return conn
+            if limiter is not None:
+                limiter.release_on_behalf_of(self)
 
     def _connection_closed(self, conn: Connection) -> None:
         """Called the moment a connection ends: stop letting calls through it.

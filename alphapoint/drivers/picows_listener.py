@@ -399,12 +399,9 @@ async def open_picows_websocket(
     )
     loop = asyncio.get_running_loop()
     sockets: list[socket.socket] = []
-
-    async def connect_socket(_: object) -> socket.socket:
-        sock = await _connected_socket(loop, uri.host, uri.port)
-        sockets.append(sock)
-        return sock
-
+    # (A partial, not a coroutine of its own around it: the connect's await
+    # resumes through one frame fewer.)
+    connect_socket = functools.partial(_connected_socket, loop, uri.host, uri.port, sockets)
     host = f"[{uri.host}]" if ":" in uri.host else uri.host
     url = f"{'wss' if uri.secure else 'ws'}://{host}:{uri.port}{uri.resource_name}"
     where = f"{uri.host}:{uri.port}"
@@ -451,8 +448,15 @@ async def open_picows_websocket(
     return websocket
 
 
-async def _connected_socket(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
-    """A TCP socket connected to ``host``, trying each of its addresses in turn.
+async def _connected_socket(
+    loop: asyncio.AbstractEventLoop,
+    host: str,
+    port: int,
+    connected: list[socket.socket],
+    _url: object = None,
+) -> socket.socket:
+    """A TCP socket connected to ``host``, trying each of its addresses in turn,
+    and added to ``connected`` (picows's ``socket_factory``, given its URL).
 
     Made here, not by picows, so that the opener holds it: picows does not
     close a connection whose handshake it was abandoned in.
@@ -470,6 +474,7 @@ async def _connected_socket(loop: asyncio.AbstractEventLoop, host: str, port: in
         except BaseException:
             sock.close()
             raise
+        connected.append(sock)
         return sock
     raise error or OSError(f"no address for {host}")
 
