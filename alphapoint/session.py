@@ -217,8 +217,8 @@ class Session:
             assert self._installed is not None
             assert self._installed.is_open  # a drop moves the state at once
             self._gate.open(self._installed)
-        elif state is not _CLOSED:
-            self._gate.shut()
+        elif state is not _CLOSED and self._gate.connection is not None:
+            self._gate.shut()  # (shut already, usually: no call)
         if logger.isEnabledFor(logging.INFO):  # (state.value: two calls of Python)
             logger.info("session %s is %s", self._url, state.value)
         if self._hub.watched:  # nobody watches, usually: no call
@@ -695,7 +695,8 @@ class Session:
         The drop of an installed connection starts the reconnect task (a
         connection that fails while it is set up is the opener's to handle).
         """
-        if conn is not self._conn or not self._machine.open:
+        machine = self._machine  # (machine.open, without its call: at every close)
+        if conn is not self._conn or machine.closing or machine.state is _CLOSED:
             return
         error = conn.error or ConnectionClosed("the connection closed")
         if self._options.reconnect is None:
@@ -707,7 +708,8 @@ class Session:
 
     def _install(self, conn: Connection) -> bool:
         """``conn`` is logged in and resubscribed: let calls through. False if leaving."""
-        if not self._machine.open:
+        machine = self._machine  # (machine.open, without its call: at every login)
+        if machine.closing or machine.state is _CLOSED:
             return False
         self._conn = self._installed = conn
         if not conn.is_open:
