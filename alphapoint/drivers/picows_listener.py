@@ -353,7 +353,22 @@ class _SeeLoss(asyncio.BufferedProtocol):
     reset by peer"), which the other drivers say in :class:`ConnectionClosed`.
     Every other callback is picows's own bound method, called with no frame
     of Python in between.
+
+    Slots, not a dictionary: made at every connection, and the transport
+    looks up ``get_buffer`` and ``buffer_updated`` at every read (a slot is
+    found in this class's own namespace, before the protocol base's methods).
     """
+
+    __slots__ = (
+        "_protocol",
+        "_websocket",
+        "buffer_updated",
+        "eof_received",
+        "get_buffer",
+        "is_buffered_protocol",
+        "pause_writing",
+        "resume_writing",
+    )
 
     def __init__(self, protocol: Any, websocket: PicowsWebSocket) -> None:
         self._protocol = protocol
@@ -462,7 +477,12 @@ async def _connected_socket(
     close a connection whose handshake it was abandoned in.
     """
     error: OSError | None = None
-    for family, kind, proto, _, address in await _addresses(loop, host, port):
+    # An IP address (the usual gateway's, or loopback) is its own answer; a
+    # name is asked of getaddrinfo, in a thread of the loop's executor.
+    addresses = _ip_address(host, port) or await loop.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    )
+    for family, kind, proto, _, address in addresses:
         sock = socket.socket(family, kind, proto)
         try:
             sock.setblocking(False)
@@ -479,21 +499,17 @@ async def _connected_socket(
     raise error or OSError(f"no address for {host}")
 
 
-async def _addresses(
-    loop: asyncio.AbstractEventLoop, host: str, port: int
-) -> list[tuple[Any, Any, int, str, Any]]:
-    """``getaddrinfo``'s answer, without asking it for an IP address.
-
-    ``loop.getaddrinfo`` runs in a thread of the loop's executor: for an IP
-    address, as asyncio's own ``create_connection`` does, the answer is known.
-    """
+def _ip_address(host: str, port: int) -> list[tuple[Any, Any, int, str, Any]]:
+    """``getaddrinfo``'s answer for an IP address, known without asking it (as
+    asyncio's own ``create_connection`` knows it); empty for a name. (Not a
+    coroutine: no await for the usual answer.)"""
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, host)
         except OSError:
             continue
         return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
-    return await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return []
 
 
 def _shut_down(sock: socket.socket) -> None:
