@@ -25,23 +25,6 @@ __all__ = ["connect"]
 #: The reconnect policy of ``reconnect=True``: frozen, so every session shares one.
 _DEFAULT_BACKOFF = Backoff()
 
-#: The defaults of :class:`connect`'s settings, by name: a call that gives
-#: each of them as it is (by identity) gets the shared options below.
-_RELOGIN = Relogin()
-_KEEPALIVE = Keepalive()
-_OPEN_TIMEOUT = 10.0
-_CLOSE_TIMEOUT = 5.0
-_EVENT_BUFFER = 1024
-_AUTO: Driver = "auto"
-_SHARED_LIMITER: OpenLimiter = "shared"
-
-#: The options of a ``connect()`` that changes no setting but ``logout_on_close``
-#: (the usual call: a URL and credentials), one frozen :class:`SessionOptions`
-#: for each case, shared by every session made so: building one sets sixteen
-#: frozen fields, some 20 k instructions (2% of a login, docs/performance.md,
-#: "The login, eighth session"). By (managed, logout_on_close).
-_DEFAULT_OPTIONS: dict[tuple[bool, bool], SessionOptions] = {}
-
 
 class connect:
     """Open a :class:`Session` to ``url``; close it when the block ends.
@@ -98,71 +81,47 @@ class connect:
         two_factor: TwoFactor | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         reconnect: Backoff | bool | None = None,
-        relogin: Relogin = _RELOGIN,
-        keepalive: Keepalive | None = _KEEPALIVE,
+        relogin: Relogin = Relogin(),  # noqa: B008 - frozen, shared safely
+        keepalive: Keepalive | None = Keepalive(),  # noqa: B008 - frozen, shared safely
         resume: bool = True,
         logout_on_close: bool = True,
         retryable: Callable[[BaseException], bool] | None = None,
-        open_timeout: float = _OPEN_TIMEOUT,
-        close_timeout: float = _CLOSE_TIMEOUT,
+        open_timeout: float = 10.0,
+        close_timeout: float = 5.0,
         ssl: ssl_module.SSLContext | None = None,
         proxy: str | bool | None = True,
         allow_insecure: bool = False,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-        event_buffer: int = _EVENT_BUFFER,
+        event_buffer: int = 1024,
         on_state_change: Callable[[SessionState], None] | None = None,
-        driver: Driver = _AUTO,
+        driver: Driver = "auto",
         wait_for_gateway: bool = False,
-        open_limiter: OpenLimiter = _SHARED_LIMITER,
+        open_limiter: OpenLimiter = "shared",
     ) -> None:
         """Check the arguments and make the session; nothing connects until ``async with``."""
-        options = key = None
-        if (
-            reconnect is None  # every setting as its default is: the shared options
-            and timeout is DEFAULT_TIMEOUT
-            and keepalive is _KEEPALIVE
-            and (logout_on_close is True or logout_on_close is False)
-            and retryable is None
-            and open_timeout is _OPEN_TIMEOUT
-            and close_timeout is _CLOSE_TIMEOUT
-            and ssl is None
-            and proxy is True
-            and allow_insecure is False
-            and max_message_size is DEFAULT_MAX_MESSAGE_SIZE
-            and event_buffer is _EVENT_BUFFER
-            and on_state_change is None
-            and driver is _AUTO
-            and wait_for_gateway is False
-            and open_limiter is _SHARED_LIMITER
-        ):
-            key = (credentials is not None, logout_on_close)
-            options = _DEFAULT_OPTIONS.get(key)
-        if options is None:
-            if reconnect is None:
-                reconnect = credentials is not None
-            policy = _DEFAULT_BACKOFF if reconnect is True else reconnect or None
-            if wait_for_gateway and policy is None:
-                raise UsageError("wait_for_gateway retries with the reconnect policy: give one")
-            options = SessionOptions(
-                timeout=timeout,
-                reconnect=policy,
-                keepalive=keepalive,
-                logout_on_close=logout_on_close,
-                retryable=retryable or is_retryable,
-                event_buffer=event_buffer,
-                on_state_change=on_state_change,
-                open_timeout=open_timeout,
-                close_timeout=close_timeout,
-                ssl=ssl,
-                proxy=proxy,
-                allow_insecure=allow_insecure,
-                max_message_size=max_message_size,
-                driver=driver,
-                wait_for_gateway=wait_for_gateway,
-                open_limiter=open_limiter,
-            )
-            if key is not None:
-                _DEFAULT_OPTIONS[key] = options
+        if reconnect is None:
+            reconnect = credentials is not None
+        policy = _DEFAULT_BACKOFF if reconnect is True else reconnect or None
+        if wait_for_gateway and policy is None:
+            raise UsageError("wait_for_gateway retries with the reconnect policy: give one")
+        options = SessionOptions(
+            timeout=timeout,
+            reconnect=policy,
+            keepalive=keepalive,
+            logout_on_close=logout_on_close,
+            retryable=retryable or is_retryable,
+            event_buffer=event_buffer,
+            on_state_change=on_state_change,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            ssl=ssl,
+            proxy=proxy,
+            allow_insecure=allow_insecure,
+            max_message_size=max_message_size,
+            driver=driver,
+            wait_for_gateway=wait_for_gateway,
+            open_limiter=open_limiter,
+        )
         self._session = Session(
             url,
             options,

@@ -781,37 +781,7 @@ class Connection:
                 except ConnectionClosed:
                     pass
                 if not self._reader_finished:
-                    # Wait until run() has ended, by the deadline, on a future of
-                    # the loop's; cancelled meanwhile, go on waiting (shielded),
-                    # then re-raise. (Here, not in a coroutine of its own: its
-                    # await resumes through one frame fewer.)
-                    done = self._reader_done = self._ws.new_event()
-                    # (_native_close: it is one; no isinstance of an ABC, two calls of Python.)
-                    websocket: CallbackWebSocket = self._ws  # type: ignore[assignment]
-                    # The connection's alarm ends the wait at the deadline: no timer of
-                    # the loop's own, unless no alarm clock rings the connection now.
-                    timer = None
-                    if not websocket.close_by(deadline, done.set):
-                        # The connection's clock is the loop's.
-                        timer = asyncio.get_running_loop().call_at(deadline, done.set)
-                    try:
-                        # (The event is a future of the loop's: awaited itself,
-                        # without a call of its wait().)
-                        await done  # type: ignore[misc]
-                    except asyncio.CancelledError:
-                        if not self._reader_finished:
-                            # Shielded from here on: a cancel scope's cancellation
-                            # is not delivered again and again while it waits.
-                            with (
-                                anyio.CancelScope(shield=True),
-                                anyio.CancelScope(deadline=deadline),
-                            ):
-                                done = self._reader_done = self._ws.new_event()
-                                await done.wait()
-                        raise
-                    finally:
-                        if timer is not None:
-                            timer.cancel()
+                    await self._reader_ended(deadline)
             finally:
                 await self._ws.abort()
             return
@@ -830,6 +800,36 @@ class Connection:
                         self._reader_done = anyio.Event()
                     await self._reader_done.wait()
             await self._ws.abort()
+
+    async def _reader_ended(self, deadline: float) -> None:
+        """Wait until :meth:`run` has ended, by ``deadline``, on a future of the
+        loop's; cancelled meanwhile, go on waiting (shielded), then re-raise."""
+        done = self._reader_done = self._ws.new_event()
+        # (_native_close: it is one; no isinstance of an ABC, two calls of Python.)
+        websocket: CallbackWebSocket = self._ws  # type: ignore[assignment]
+        # The connection's alarm ends the wait at the deadline: no timer of
+        # the loop's own, unless no alarm clock rings the connection now.
+        timer = None
+        if not websocket.close_by(deadline, done.set):
+            # The connection's clock is the loop's.
+            timer = asyncio.get_running_loop().call_at(deadline, done.set)
+        try:
+            # (_native_close: the event is a future of the loop's; awaited
+            # itself, without a call of its wait().)
+            await done  # type: ignore[misc]
+            return
+        except asyncio.CancelledError:
+            if self._reader_finished:
+                raise
+            # Shielded from here on: a cancel scope's cancellation is not
+            # delivered again and again while it waits.
+            with anyio.CancelScope(shield=True), anyio.CancelScope(deadline=deadline):
+                done = self._reader_done = self._ws.new_event()
+                await done.wait()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
 #: What a connection hands its events to: every event of the deque, taken

@@ -241,10 +241,4 @@ class Login:
             self.session_token = None
         self.result = None
         if self.credentials is not None:
-            times = self._sent_at
-            if len(times) != times.maxlen:
-                # pace()'s case without a wait, without its coroutine: noted now.
-                times.append(self.clock())
-                await self.log_in(call, self.credentials, self.two_factor)
-            else:
-                await self.log_in(call, self.credentials, self.two_factor, pace=self.pace)
+            await self.log_in(call, self.credentials, self.two_factor, pace=self.pace)

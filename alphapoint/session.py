@@ -695,8 +695,7 @@ class Session:
         The drop of an installed connection starts the reconnect task (a
         connection that fails while it is set up is the opener's to handle).
         """
-        machine = self._machine  # (machine.open, without its call: at every close)
-        if conn is not self._conn or machine.closing or machine.state is _CLOSED:
+        if conn is not self._conn or not self._machine.open:
             return
         error = conn.error or ConnectionClosed("the connection closed")
         if self._options.reconnect is None:
@@ -708,8 +707,7 @@ class Session:
 
     def _install(self, conn: Connection) -> bool:
         """``conn`` is logged in and resubscribed: let calls through. False if leaving."""
-        machine = self._machine  # (machine.open, without its call: at every login)
-        if machine.closing or machine.state is _CLOSED:
+        if not self._machine.open:
             return False
         self._conn = self._installed = conn
         if not conn.is_open:

@@ -1089,30 +1089,3 @@ async def test_custom_gateway_configuration() -> None:
         info = await session.call("GetUserInfo")
         assert info["UserId"] == 42
         assert info["OMSId"] == 3
-
-
-def test_connects_that_change_no_setting_share_one_frozen_options() -> None:
-    """A ``connect()`` given only a URL, a login and ``logout_on_close`` (the usual
-    call) gets the options every such call gets, built once: the same values
-    as options built for it alone. One that changes a setting gets its own."""
-    creds = alphapoint.ApiKeyCredentials(api_key="key", api_secret="s" * 32, user_id=7)
-
-    def options(**settings: Any) -> alphapoint.SessionOptions:
-        return alphapoint.connect("ws://127.0.0.1:1/", **settings)._session._options
-
-    managed = options(credentials=creds, logout_on_close=False)
-    assert options(credentials=creds, logout_on_close=False) is managed
-    assert managed == alphapoint.SessionOptions(
-        reconnect=alphapoint.Backoff(), keepalive=alphapoint.Keepalive(), logout_on_close=False
-    )
-    one_connection = options()
-    assert one_connection is options()
-    assert one_connection is not managed
-    assert one_connection == alphapoint.SessionOptions(reconnect=None)
-    assert options(credentials=creds) == alphapoint.SessionOptions(reconnect=alphapoint.Backoff())
-    changed = options(credentials=creds, logout_on_close=False, timeout=3.0)
-    assert changed.timeout == 3.0
-    assert changed is not managed
-    assert options(credentials=creds, reconnect=False, logout_on_close=False).reconnect is None
-    assert options(credentials=creds, logout_on_close=False, keepalive=None).keepalive is None
-    assert options(credentials=creds, logout_on_close=False) is managed  # still shared

@@ -86,12 +86,6 @@ auto_on_asyncio: Driver = "picows" if picows_installed() else "asyncio"
 
 
 def _resolve(driver: Driver, *, proxied: bool, loop: Loop | None = None) -> Driver:
-    if driver == "auto" and not proxied:
-        if loop is None:
-            loop = current_loop()
-        # The usual case, at every connection: what the checks below would answer.
-        if loop == "asyncio" and (auto_on_asyncio != "picows" or _picows_importable()):
-            return auto_on_asyncio
     if driver not in DRIVERS:
         raise UsageError(f"driver must be one of {', '.join(DRIVERS)}, not {driver!r}")
     if loop is None:
