@@ -486,8 +486,7 @@ class Connection:
         pinger = self._pinger
         if pinger is not None and self._error is None and not await pinger.check(now):
             return math.inf  # the gateway did not answer: the connection is dropped
-        self._expire(now)
-        return self._next_alarm()
+        return self._next_alarm(now)
 
     def _on_alarm_now(self, now: float) -> float | None:
         """:meth:`_on_alarm` where the alarm rang, without waiting; ``None`` if it must wait."""
@@ -496,15 +495,31 @@ class Connection:
         pinger = self._pinger
         if pinger is not None and self._error is None and not pinger.check_now(now):
             return None
-        self._expire(now)
-        return self._next_alarm()
+        return self._next_alarm(now)
 
-    def _next_alarm(self) -> float:
-        wake = min((p.deadline for p in self._pending.values()), default=math.inf)
-        if self._pinger is not None:
-            wake = min(wake, self._pinger.wake_at())
-        if self._unlogged:
-            wake = min(wake, self._log_unreadable_at)
+    def _next_alarm(self, now: float = -math.inf) -> float:
+        """When the alarm must ring next: the earliest deadline of the calls
+        waiting, the keepalive's next look, the next log of unreadable messages.
+        With ``now`` (a ring), the calls out of time by then fail first.
+
+        A loop and comparisons, not ``min`` over a generator: most of the time
+        one call waits or none (an idle connection's keepalive Ping), and this
+        runs at every ring and every Ping's reply.
+        """
+        wake = math.inf
+        for pending in self._pending.values():
+            if pending.deadline < wake:
+                wake = pending.deadline
+        if wake <= now:
+            self._expire(now)
+            return self._next_alarm()
+        pinger = self._pinger
+        if pinger is not None:
+            look = pinger.wake_at()
+            if look < wake:
+                wake = look
+        if self._unlogged and self._log_unreadable_at < wake:
+            wake = self._log_unreadable_at
         return wake
 
     async def _keepalive_failed(self, ping: _Pinger) -> None:

@@ -211,11 +211,15 @@ class CallbackWebSocket(BaseWebSocket):
         return True
 
     def _ring(self, now: float) -> None:
-        if now >= self._close_by:
+        close_by = self._close_by
+        if close_by == math.inf:  # no close waits (an idle connection's every ring)
+            BaseWebSocket._ring(self, now)
+            return
+        if now >= close_by:
             expired, self._close_by, self._close_expired = self._close_expired, math.inf, None
             if expired is not None:
                 expired()
-        super()._ring(now)
+        BaseWebSocket._ring(self, now)
         if self._close_by != math.inf and not self._ended:
             self.set_alarm(self._close_by)  # kept whatever the owner moved the alarm to
 
