@@ -210,14 +210,11 @@ class _Pinger(_Book):
         return waiting > 0
 
     def wake_at(self) -> float:
-        """When :meth:`check` has something to do: the connection falls idle, or
-        the Ping in flight is out of time."""
+        """When :meth:`check` has something to do: the Ping in flight is out of
+        time, or (none in flight) a Ping is due, ``interval`` after the last bytes
+        came, rounded down to the grid."""
         if self.waiting:
             return self.deadline
-        return self._idle_at()
-
-    def _idle_at(self) -> float:
-        """When a Ping is due: ``interval`` after the last bytes came, rounded down to the grid."""
         grid = self._grid
         # (The driver's attribute, without the connection's property.)
         return math.floor((self._ws.last_received + self._policy.interval) / grid) * grid
@@ -229,7 +226,7 @@ class _Pinger(_Book):
                 await self._conn._keepalive_failed(self)
                 return False
             return True
-        if now >= self._idle_at():
+        if now >= self.wake_at():
             text = _PING % self._start(now)
             # Not written by the deadline, or the connection ended: both are
             # found by the alarm (at the deadline, or by the reader).
@@ -243,7 +240,7 @@ class _Pinger(_Book):
         (a Ping went unanswered, or the driver cannot write one without waiting)."""
         if self.waiting:
             return now < self.deadline
-        if now >= self._idle_at():
+        if now >= self.wake_at():
             if not self._ws.send_text_now(_PING % self._conn._next_seq):
                 return False
             self._start(now)
