@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
@@ -27,6 +28,7 @@ from alphapoint.frame import decode_frame
 from alphapoint.testing.scripted import serve_tcp
 
 from .helpers import LIMIT, no_task_left, wait_until
+from .test_parked_reader import accepted
 from .test_transport import RawPeer
 
 pytestmark = pytest.mark.anyio
@@ -35,19 +37,24 @@ pytestmark = pytest.mark.anyio
 PINGING = Keepalive(interval=0.05, timeout=LIMIT)
 
 
-async def accepted(stream: anyio.abc.ByteStream) -> RawPeer:
-    peer = RawPeer(stream)
-    peer.accept(await peer.receive_handshake())
-    await peer.flush()
-    return peer
+#: Answers one request: (the server's peer, the request, its text as it came).
+Respond = Callable[[RawPeer, ApexFrame, str], Awaitable[None]]
 
 
-async def next_text(peer: RawPeer) -> str:
-    """The client's next text message, as it came (pings and pongs are handled)."""
-    while True:
-        frame = await peer.next_frame()
-        if frame.opcode is Opcode.TEXT:
-            return bytes(frame.data).decode()
+def serving(respond: Respond) -> Callable[[anyio.abc.ByteStream], Awaitable[None]]:
+    """A server's handler: the handshake, then ``respond`` to each request until
+    the client goes away."""
+
+    async def handler(stream: anyio.abc.ByteStream) -> None:
+        peer = await accepted(stream)
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            while True:
+                frame = await peer.next_frame()
+                if frame.opcode is Opcode.TEXT:
+                    text = bytes(frame.data).decode()
+                    await respond(peer, decode_frame(text), text)
+
+    return handler
 
 
 def reply_text(seq: int, function: str, o: str, m: int = 1) -> str:
@@ -66,23 +73,18 @@ async def test_each_ping_is_the_apex_request_with_an_i_of_its_own() -> None:
     texts: list[str] = []
     seqs: list[int] = []
 
-    async def handler(stream: anyio.abc.ByteStream) -> None:
-        peer = await accepted(stream)
-        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-            while True:
-                text = await next_text(peer)
-                request = decode_frame(text)
-                seqs.append(request.seq)
-                if request.function == "Ping":
-                    texts.append(text)
-                    await send_text(peer, reply_text(request.seq, "Ping", '{"msg":"PONG"}'))
-                else:
-                    o = json.dumps(request.payload)
-                    await send_text(peer, reply_text(request.seq, request.function, o))
+    async def respond(peer: RawPeer, request: ApexFrame, text: str) -> None:
+        seqs.append(request.seq)
+        if request.function == "Ping":
+            texts.append(text)
+            await send_text(peer, reply_text(request.seq, "Ping", '{"msg":"PONG"}'))
+        else:
+            o = json.dumps(request.payload)
+            await send_text(peer, reply_text(request.seq, request.function, o))
 
     async with (
         no_task_left(),
-        serve_tcp(handler) as server,
+        serve_tcp(serving(respond)) as server,
         alphapoint.connect(server.url, keepalive=PINGING) as session,
     ):
         for n in range(3):
@@ -103,25 +105,20 @@ async def test_a_call_and_a_ping_in_flight_together_each_get_their_reply() -> No
     held: list[ApexFrame] = []
     pings_after = 0
 
-    async def handler(stream: anyio.abc.ByteStream) -> None:
+    async def respond(peer: RawPeer, request: ApexFrame, text: str) -> None:
         nonlocal pings_after
-        peer = await accepted(stream)
-        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-            while True:
-                request = decode_frame(await next_text(peer))
-                if request.function == "Ping" and not held:
-                    held.append(request)  # not answered until a call comes
-                elif request.function == "Ping":
-                    pings_after += 1
-                    await send_text(peer, reply_text(request.seq, "Ping", '{"msg":"PONG"}'))
-                else:
-                    await send_text(peer, reply_text(request.seq, request.function, '{"x":1}'))
-                    ping = held[0]
-                    await send_text(peer, reply_text(ping.seq, "Ping", '{"msg":"PONG"}'))
+        if request.function == "Ping" and not held:
+            held.append(request)  # not answered until a call comes
+        elif request.function == "Ping":
+            pings_after += 1
+            await send_text(peer, reply_text(request.seq, "Ping", '{"msg":"PONG"}'))
+        else:
+            await send_text(peer, reply_text(request.seq, request.function, '{"x":1}'))
+            await send_text(peer, reply_text(held[0].seq, "Ping", '{"msg":"PONG"}'))
 
     async with (
         no_task_left(),
-        serve_tcp(handler) as server,
+        serve_tcp(serving(respond)) as server,
         alphapoint.connect(server.url, keepalive=PINGING) as session,
     ):
         await wait_until(lambda: bool(held))
@@ -143,15 +140,11 @@ async def test_a_ping_reply_that_cannot_be_read_is_no_answer(o: str) -> None:
     the Ping stays unanswered, and the keepalive drops the connection."""
     keepalive = Keepalive(interval=0.05, timeout=0.5)
 
-    async def handler(stream: anyio.abc.ByteStream) -> None:
-        peer = await accepted(stream)
-        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-            while True:
-                request = decode_frame(await next_text(peer))
-                await send_text(peer, reply_text(request.seq, request.function, o))
+    async def respond(peer: RawPeer, request: ApexFrame, text: str) -> None:
+        await send_text(peer, reply_text(request.seq, request.function, o))
 
     async with (
-        serve_tcp(handler) as server,
+        serve_tcp(serving(respond)) as server,
         alphapoint.connect(server.url, keepalive=keepalive) as session,
         session.state_changes() as changes,
     ):
@@ -168,18 +161,14 @@ async def test_an_error_reply_to_a_ping_is_an_answer() -> None:
     error = '{"result":false,"errormsg":"Operation Failed","errorcode":101}'
     pings = 0
 
-    async def handler(stream: anyio.abc.ByteStream) -> None:
+    async def respond(peer: RawPeer, request: ApexFrame, text: str) -> None:
         nonlocal pings
-        peer = await accepted(stream)
-        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-            while True:
-                request = decode_frame(await next_text(peer))
-                pings += request.function == "Ping"
-                await send_text(peer, reply_text(request.seq, request.function, error, m=5))
+        pings += request.function == "Ping"
+        await send_text(peer, reply_text(request.seq, request.function, error, m=5))
 
     async with (
         no_task_left(),
-        serve_tcp(handler) as server,
+        serve_tcp(serving(respond)) as server,
         alphapoint.connect(server.url, keepalive=PINGING) as session,
     ):
         await wait_until(lambda: pings >= 4)
