@@ -211,15 +211,11 @@ class CallbackWebSocket(BaseWebSocket):
         return True
 
     def _ring(self, now: float) -> None:
-        close_by = self._close_by
-        if close_by == math.inf:  # no close waits (an idle connection's every ring)
-            BaseWebSocket._ring(self, now)
-            return
-        if now >= close_by:
+        if now >= self._close_by:
             expired, self._close_by, self._close_expired = self._close_expired, math.inf, None
             if expired is not None:
                 expired()
-        BaseWebSocket._ring(self, now)
+        super()._ring(now)
         if self._close_by != math.inf and not self._ended:
             self.set_alarm(self._close_by)  # kept whatever the owner moved the alarm to
 
