@@ -65,9 +65,10 @@ UNREADABLE_LOG_INTERVAL = 1.0
 class _Book:
     """What a call waiting for its reply keeps, and until when (anyio's clock).
 
-    Set by :meth:`Connection.exchange` (inline) or :func:`_begin`, not by an
-    ``__init__``: on the future a call waits on under asyncio, one of Python
-    would cost as much as the second object it saves.
+    Set by :meth:`Connection.exchange` (inline), not by an ``__init__``: on
+    the future a call waits on under asyncio, one of Python would cost as much
+    as the second object it saves. A keepalive Ping's book is its
+    :class:`_Pinger`.
     """
 
     __slots__ = ()
@@ -143,121 +144,134 @@ class _FuturePending(_Book, asyncio.Future[None]):
 _Call = _Pending | _FuturePending
 
 
-class _Unwaited:
-    """The event of a call no task waits on (a keepalive Ping under trio): setting
-    it does nothing, and no event is made per Ping."""
-
-    __slots__ = ()
-
-    def set(self) -> None:
-        pass
-
-    def is_set(self) -> bool:
-        return False
-
-    def wait(self) -> Awaitable[object]:
-        raise RuntimeError("nobody waits for a keepalive Ping's reply")
+def _ping_format() -> str:
+    """A keepalive Ping's text with ``%d`` for its ``i``: :func:`encode`'s own
+    text (one writer of the envelope), made once, so that a Ping costs the
+    format of one number, not an envelope's encoding (docs/performance.md,
+    "Idle and the keepalive Ping, eighth session")."""
+    mark = str(2**62 + 12345)  # no other part of the text can hold it
+    text = encode(MessageType.REQUEST, int(mark), "Ping", {})
+    if text.count(mark) != 1 or "%" in text:
+        raise RuntimeError("a Ping's text cannot be formatted")  # pragma: no cover
+    return text.replace(mark, "%d")
 
 
-_UNWAITED = _Unwaited()
+_PING = _ping_format()
 
 
-def _begin(
-    pending: _Call,
-    function: str,
-    timeout: float | None,
-    deadline: float,
-    on_reply: Callable[[Frame], None] | None,
-) -> None:
-    """Set a new call's bookkeeping (as :meth:`Connection.exchange` does inline)."""
-    pending.function = function
-    pending.timeout = timeout
-    pending.deadline = deadline
-    pending.on_reply = on_reply
-    pending.sent = False
-    pending.logged = False
-    pending.reply = None
-    pending.error = None
+class _Pinger(_Book):
+    """The keepalive in :meth:`Connection.run`, and the book of its Ping in flight.
 
+    A Ping is sent only when none waits (its reply came, or it went
+    unanswered and the connection is dropped), so the pinger itself stands in
+    the connection's pending calls for its Ping, and the reply is matched,
+    checked and logged as any call's: a Ping makes no object of its own (no
+    future or event, no frame for its reply) and keeps nothing of the reply.
+    """
 
-class _Pinger:
-    """The keepalive in :meth:`Connection.run`: the Ping in flight, and when to look at it."""
+    __slots__ = (
+        "_conn",
+        "_grid",
+        "_policy",
+        "_ws",
+        "deadline",
+        "error",
+        "logged",
+        "reply",
+        "sent",
+        "timeout",
+        "waiting",
+    )
 
-    __slots__ = ("_conn", "_grid", "_look_at", "_ping", "_policy")
+    #: The book's fields that are the same for every Ping (see _Book).
+    function = "Ping"
+    on_reply = None
 
     def __init__(self, conn: Connection, policy: Keepalive) -> None:
         self._conn = conn
+        self._ws = conn._ws
         self._policy = policy
         self._grid = min(KEEPALIVE_GRID, policy.interval / 10)
-        self._ping: _Call | None = None
-        self._look_at = math.inf
+        self.timeout = policy.timeout
+        #: Whether a Ping is in flight and not answered (by ``deadline``).
+        self.waiting = False
+        self.deadline = math.inf
+        self.sent = self.logged = False
+        self.reply: Fields | None = None
+        self.error: AlphaPointError | None = None
         conn._ws.calls_in_flight = self.calls_in_flight
 
     def calls_in_flight(self) -> bool:
         """Whether the connection waits for a reply other than the keepalive Ping's
         (the driver's reader then reads itself: see StreamWebSocket._park)."""
         waiting = len(self._conn._pending)
-        ping = self._ping
-        if ping is not None and ping.reply is None and ping.error is None:
+        if self.waiting and self.error is None:
             waiting -= 1  # the Ping in flight
         return waiting > 0
 
     def wake_at(self) -> float:
-        """When :meth:`check` has something to do: the connection falls idle, or a
-        look at the Ping in flight (its deadline is the connection's own)."""
-        if self._ping is None:
-            return self._idle_at()
-        return self._look_at
-
-    def _idle_at(self) -> float:
-        """When a Ping is due: ``interval`` after the last bytes came, rounded down to the grid."""
+        """When :meth:`check` has something to do: the Ping in flight is out of
+        time, or (none in flight) a Ping is due, ``interval`` after the last bytes
+        came, rounded down to the grid."""
+        if self.waiting:
+            return self.deadline
         grid = self._grid
         # (The driver's attribute, without the connection's property.)
-        return math.floor((self._conn._ws.last_received + self._policy.interval) / grid) * grid
+        return math.floor((self._ws.last_received + self._policy.interval) / grid) * grid
 
     async def check(self, now: float) -> bool:
         """Ping if idle; false (and the connection dropped) if a Ping went unanswered."""
-        policy, ping = self._policy, self._ping
-        if ping is not None:
-            if ping.reply is not None:
-                self._ping = None  # answered: the gateway is there
-            elif now >= ping.deadline:
-                await self._conn._keepalive_failed(ping)
+        if self.waiting:
+            if now >= self.deadline:
+                await self._conn._keepalive_failed(self)
                 return False
-            else:
-                if now >= self._look_at:
-                    self._look_at = now + policy.interval  # not answered yet: look again
-                return True
-        if now >= self._idle_at():
-            self._ping = await self._conn._send_ping(now + policy.timeout, policy.timeout)
-            self._look_at = now + policy.interval
+            return True
+        if now >= self.wake_at():
+            text = _PING % self._start(now)
+            # Not written by the deadline, or the connection ended: both are
+            # found by the alarm (at the deadline, or by the reader).
+            with contextlib.suppress(TimeoutError, ConnectionClosed):
+                await self._ws.send_text(text, deadline=self.deadline)
+                self.sent = True
         return True
 
     def check_now(self, now: float) -> bool:
         """:meth:`check` where the alarm rang, if it needs no wait: false if it does
         (a Ping went unanswered, or the driver cannot write one without waiting)."""
-        policy, ping = self._policy, self._ping
-        if ping is not None:
-            if ping.reply is not None:
-                self._ping = None
-            elif now >= ping.deadline:
+        if self.waiting:
+            return now < self.deadline
+        if now >= self.wake_at():
+            if not self._ws.send_text_now(_PING % self._conn._next_seq):
                 return False
-            else:
-                if now >= self._look_at:
-                    self._look_at = now + policy.interval
-                return True
-        if now >= self._idle_at():
-            ping = self._conn._send_ping_now(now + policy.timeout, policy.timeout)
-            if ping is None:
-                return False
-            self._ping = ping
-            self._look_at = now + policy.interval
+            self._start(now)
+            self.sent = True
         return True
 
-    def answered(self, frame: Frame) -> None:
-        """The Ping's reply came: the next look is an interval after it (not at its deadline)."""
-        self._ping = None
-        self._conn._ws.reset_alarm(self._conn._next_alarm())
+    def _start(self, now: float) -> int:
+        """A new Ping: its sequence number, and its entry among the pending calls."""
+        conn = self._conn
+        seq = conn._next_seq
+        conn._next_seq = seq + 2
+        self.waiting = True
+        self.deadline = deadline = now + self._policy.timeout
+        self.sent = False
+        self.logged = logger.isEnabledFor(logging.DEBUG)  # its reply is logged then
+        self.reply = self.error = None
+        conn._pending[seq] = self
+        self._ws.set_alarm(deadline)
+        return seq
+
+    def wake(self) -> None:
+        """The reader matched the Ping's reply (``reply``), or refused it (``error``:
+        the alarm drops the connection at the deadline). Answered, the next look
+        is an interval after the reply, not at the Ping's deadline."""
+        if self.reply is not None:
+            self.reply = None  # nothing of it is kept until the next Ping
+            self.waiting = False
+            self._ws.reset_alarm(self._conn._next_alarm())
+
+    def wait(self) -> Awaitable[object]:
+        raise RuntimeError("nobody waits for a keepalive Ping's reply")
 
 
 class Connection:
@@ -298,7 +312,7 @@ class Connection:
         self._close_timeout = close_timeout
         #: Which connection of its session this is (1, 2, ... after reconnects).
         self.number = number
-        self._pending: dict[int, _Call] = {}
+        self._pending: dict[int, _Call | _Pinger] = {}
         #: Whether a call waits on a future of its own (asyncio's, or uvloop's
         #: loop): see _FuturePending.
         factory: object = websocket.new_event
@@ -391,7 +405,7 @@ class Connection:
         seq = self._next_seq
         self._next_seq = seq + 2
         pending: _Call = _FuturePending() if self._futures else _Pending(ws.new_event())
-        # _begin(), inline: this is every call's path.
+        # The book's fields, set here: this is every call's path.
         pending.function = function
         pending.timeout = timeout
         pending.deadline = deadline
@@ -457,18 +471,6 @@ class Connection:
 
         return call
 
-    def _register(self, function: str, timeout: float | None, deadline: float) -> tuple[int, _Call]:
-        """A sequence number and a pending entry for a new keepalive Ping (no task
-        waits for its reply: under trio it has no event of its own)."""
-        seq = self._next_seq
-        self._next_seq += 2
-        pending: _Call = _FuturePending() if self._futures else _Pending(_UNWAITED)
-        _begin(pending, function, timeout, deadline, None)
-        pending.logged = logger.isEnabledFor(logging.DEBUG)  # a keepalive Ping's reply, as before
-        self._pending[seq] = pending
-        self._ws.set_alarm(deadline)
-        return seq, pending
-
     # -- time -----------------------------------------------------------------
 
     async def _on_alarm(self, now: float) -> float:
@@ -481,8 +483,7 @@ class Connection:
         pinger = self._pinger
         if pinger is not None and self._error is None and not await pinger.check(now):
             return math.inf  # the gateway did not answer: the connection is dropped
-        self._expire(now)
-        return self._next_alarm()
+        return self._next_alarm(now)
 
     def _on_alarm_now(self, now: float) -> float | None:
         """:meth:`_on_alarm` where the alarm rang, without waiting; ``None`` if it must wait."""
@@ -491,41 +492,34 @@ class Connection:
         pinger = self._pinger
         if pinger is not None and self._error is None and not pinger.check_now(now):
             return None
-        self._expire(now)
-        return self._next_alarm()
+        return self._next_alarm(now)
 
-    def _next_alarm(self) -> float:
-        wake = min((p.deadline for p in self._pending.values()), default=math.inf)
-        if self._pinger is not None:
-            wake = min(wake, self._pinger.wake_at())
-        if self._unlogged:
-            wake = min(wake, self._log_unreadable_at)
+    def _next_alarm(self, now: float = -math.inf) -> float:
+        """When the alarm must ring next: the earliest deadline of the calls
+        waiting, the keepalive's next look, the next log of unreadable messages.
+        With ``now`` (a ring), the calls out of time by then fail first.
+
+        A loop and comparisons, not ``min`` over a generator: most of the time
+        one call waits or none (an idle connection's keepalive Ping), and this
+        runs at every ring and every Ping's reply.
+        """
+        wake = math.inf
+        for pending in self._pending.values():
+            if pending.deadline < wake:
+                wake = pending.deadline
+        if wake <= now:
+            self._expire(now)
+            return self._next_alarm()
+        pinger = self._pinger
+        if pinger is not None:
+            look = pinger.wake_at()
+            if look < wake:
+                wake = look
+        if self._unlogged and self._log_unreadable_at < wake:
+            wake = self._log_unreadable_at
         return wake
 
-    async def _send_ping(self, deadline: float, timeout: float) -> _Call:
-        """Send a keepalive Ping without waiting for its reply: the alarm checks it."""
-        seq, pending = self._register("Ping", timeout, deadline)
-        if self._pinger is not None:
-            pending.on_reply = self._pinger.answered
-        text = encode(MessageType.REQUEST, seq, "Ping", {})
-        with contextlib.suppress(TimeoutError, ConnectionClosed):  # both end at the alarm
-            await self._ws.send_text(text, deadline=deadline)
-            pending.sent = True
-        return pending
-
-    def _send_ping_now(self, deadline: float, timeout: float) -> _Call | None:
-        """Write a keepalive Ping now, if the driver can without waiting (else ``None``)."""
-        seq = self._next_seq
-        if not self._ws.send_text_now(encode(MessageType.REQUEST, seq, "Ping", {})):
-            return None
-        registered, pending = self._register("Ping", timeout, deadline)
-        assert registered == seq
-        pending.sent = True
-        if self._pinger is not None:
-            pending.on_reply = self._pinger.answered
-        return pending
-
-    async def _keepalive_failed(self, ping: _Call) -> None:
+    async def _keepalive_failed(self, ping: _Pinger) -> None:
         logger.warning("no reply to a keepalive Ping from %s within %s s", self._url, ping.timeout)
         await self.abort(
             ConnectionClosed(f"the gateway did not answer a keepalive Ping within {ping.timeout} s")
@@ -538,7 +532,7 @@ class Connection:
             pending.error = self.timeout_error(pending)
             pending.wake()
 
-    def timeout_error(self, pending: _Call) -> RequestTimeout:
+    def timeout_error(self, pending: _Book) -> RequestTimeout:
         """The error for a call out of time, saying what the gateway sent instead."""
         function, timeout = pending.function, pending.timeout
         if pending.sent:

@@ -1,6 +1,6 @@
 """Instructions per keepalive Ping of idle sessions, counted by valgrind.
 
-    python benchmarks/keepalive_instructions.py [--backend trio] [-n 50]
+    python benchmarks/keepalive_instructions.py [--backend trio|asyncio|uvloop] [-n 50]
                                                 [--interval 1] [--windows 4,12]
                                                 [--driver auto]
 
@@ -71,12 +71,15 @@ def child(url: str, backend: str, n: int, interval: float, window: float, driver
             print("PINGS", (sum(c._next_seq for c in conns) - sent) // 2, flush=True)
             holder.release.set()
 
-    anyio.run(main, backend=backend)
+    if backend == "uvloop":
+        anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
+    else:
+        anyio.run(main, backend=backend)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backend", default="trio", choices=["asyncio", "trio"])
+    parser.add_argument("--backend", default="trio", choices=["asyncio", "uvloop", "trio"])
     parser.add_argument("-n", type=int, default=50)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--windows", default="4,12", help="the two idle windows, in seconds")

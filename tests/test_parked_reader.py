@@ -121,7 +121,7 @@ async def test_keepalive_replies_are_read_while_the_reader_stays_parked() -> Non
         await wait_until(lambda: len(answered) >= before + 3)
         conn = session._conn
         assert conn is not None
-        await wait_until(lambda: conn._pinger is not None and conn._pinger._ping is None)
+        await wait_until(lambda: conn._pinger is not None and not conn._pinger.waiting)
         assert websocket._parked
         assert session.is_open
 

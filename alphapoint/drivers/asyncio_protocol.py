@@ -392,12 +392,15 @@ class AsyncioWebSocket(CallbackWebSocket, asyncio.Protocol):
                 self._handshake.set_result(None)  # not HTTP: the opener reports it
         self._process(events)
         self._write_queued(answers=True)  # pongs, a close echo, EOF
-        self._check_parser()
-        if self._failure is not None or self._protocol.state is CLOSED:
+        protocol = self._protocol
+        if protocol.parser_exc is not None:
+            self._check_parser()
+        state = protocol.state
+        if self._failure is not None or state is CLOSED:
             # Closed, or we failed it (bad frame, oversize, bad UTF-8): the
             # close frame is written; do not wait for the peer.
             self._close_transport()
-        elif self._protocol.close_expected() and self._close_timer is None:
+        elif state is not OPEN and protocol.close_expected() and self._close_timer is None:
             # Closing: the peer has a bounded time to finish its half.
             self._close_timer = self._loop.call_later(self._close_timeout, self._abort_transport)
         self._deliver_messages()

@@ -218,7 +218,9 @@ class BaseWebSocket(ABC):
         """
         if when < self._alarm_at:
             self._alarm_at = when
-            self._alarm_moved(when)
+            clock = self._alarm_clock
+            if clock is not None:  # run() keeps the alarm: file it with the loop's timer
+                clock.file(self, when)
 
     def reset_alarm(self, when: float) -> None:
         """Ring the alarm at ``when``, even if that is later than set (``inf``: not at all).
@@ -229,14 +231,9 @@ class BaseWebSocket(ABC):
         """
         if self._alarm_at != -math.inf and when != self._alarm_at:
             self._alarm_at = when
-            if when != math.inf:
-                self._alarm_moved(when)
-
-    def _alarm_moved(self, when: float) -> None:
-        """The alarm now rings at ``when``: file it with the loop's timer, if ``run()`` keeps it."""
-        clock = self._alarm_clock
-        if clock is not None:
-            clock.file(self, when)
+            clock = self._alarm_clock
+            if clock is not None and when != math.inf:
+                clock.file(self, when)
 
     def _ring(self, now: float) -> None:
         """The loop's timer rang this connection's alarm (:mod:`.alarms`).
