@@ -23,33 +23,24 @@ import subprocess
 import sys
 from collections import Counter
 from types import FrameType
-from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fan_out import merged_run
+from opcodes import count_opcodes
+
+
+def _function(frame: FrameType) -> tuple[str, str]:
+    """A frame's module file and function name."""
+    code = frame.f_code
+    return os.path.basename(code.co_filename), code.co_name
 
 
 def count(url: str, subscriptions: int, events: int, driver: str) -> Counter[tuple[str, str]]:
     """Bytecodes executed per function during one run of ``events`` events."""
-    counts: Counter[tuple[str, str]] = Counter()
-
-    def local(frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "opcode":
-            code = frame.f_code
-            counts[(os.path.basename(code.co_filename), code.co_name)] += 1
-        return local
-
-    def enter(frame: FrameType, event: str, arg: Any) -> Any:
-        frame.f_trace_opcodes = True
-        return local
-
-    sys.settrace(enter)
-    try:
-        asyncio.run(merged_run(url, subscriptions, events, driver))
-    finally:
-        sys.settrace(None)
-    return counts
+    return count_opcodes(
+        lambda: asyncio.run(merged_run(url, subscriptions, events, driver)), _function
+    )
 
 
 def main() -> None:

@@ -19,11 +19,11 @@ import secrets
 import sys
 from collections import Counter
 from types import FrameType
-from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import clients
+from opcodes import count_opcodes
 from servers import ServerProcess, available_impls
 
 
@@ -36,23 +36,10 @@ def where(frame: FrameType) -> str:
 
 def count(url: str, client: str, n: int, creds: clients.Credentials) -> Counter[str]:
     """Bytecodes executed per function during ``n`` logins (and the warm-up's)."""
-    counts: Counter[str] = Counter()
-
-    def opcode(frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "opcode":
-            counts[where(frame)] += 1
-        return opcode
-
-    def call(frame: FrameType, event: str, arg: Any) -> Any:
-        frame.f_trace_opcodes = True
-        return opcode
-
-    sys.settrace(call)
-    try:
-        clients.run_on("asyncio", clients.LOGINS[client, "asyncio"], url, n, 5, creds)
-    finally:
-        sys.settrace(None)
-    return counts
+    return count_opcodes(
+        lambda: clients.run_on("asyncio", clients.LOGINS[client, "asyncio"], url, n, 5, creds),
+        where,
+    )
 
 
 def main() -> None:
