@@ -10,6 +10,12 @@
   with a dict of its own when pipelining. No timeouts, no checks beyond ``i``:
   what the work costs with nothing around it.
 * ``picows``: the same hand-written loop over ``picows`` (asyncio and uvloop only).
+* ``picows-strict``: that picows loop with alphapoint's rules and nothing else
+  of it: requests written by its frame codec (``frame.encode``) and signed by
+  ``signing.sign``, replies read by ``frame.decode_fields`` (the typed
+  envelope, the duplicate-key count) and the login's reply decoded to an
+  ``AuthenticateResult``; no session, connection, task, timeout or state.
+  Between it and ``alphapoint-fast`` is what the library's session costs.
 * ``ccxt``: ccxt's ``ndax`` websocket client (``ccxt.pro.ndax``), for the Ping
   round trip only; see ``docs/performance.md`` for why nothing more.
 
@@ -86,9 +92,13 @@ class Credentials:
             api_key=self.api_key, api_secret=self.api_secret, user_id=self.user_id
         )
 
+    def nonce(self, prefix: str) -> str:
+        """A nonce never used before in this run."""
+        return f"{prefix}{next(self._nonces)}"
+
     def auth_frame(self, prefix: str) -> str:
         """An AuthenticateUser request frame, signed with a fresh nonce."""
-        nonce = f"{prefix}{next(self._nonces)}"
+        nonce = self.nonce(prefix)
         signature = hmac.new(
             self.api_secret.encode(),
             f"{nonce}{self.user_id}{self.api_key}".encode(),
@@ -327,11 +337,15 @@ async def floor_pipelined_trio(url: str, n: int, concurrency: int, warmup: int) 
 # -- picows ---------------------------------------------------------------------
 
 
-def _picows_listener() -> Any:
-    """A picows listener that resolves futures by ``i``, as the floor's reader does."""
+def _picows_listener(strict: bool = False) -> Any:
+    """A picows listener that resolves futures by ``i``, as the floor's reader does
+    (``strict``: reading each reply with alphapoint's frame codec instead of json)."""
     from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
+    from alphapoint.frame import MessageType, decode_fields
+
     text = WSMsgType.TEXT
+    replies = (MessageType.REPLY, MessageType.ERROR)
 
     class Listener(WSListener):
         def __init__(self) -> None:
@@ -366,7 +380,16 @@ def _picows_listener() -> Any:
             self.transport.send_close()
             await self.transport.wait_disconnected()
 
-    return Listener
+    class StrictListener(Listener):
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type is not text:
+                return
+            kind, i, _, payload = decode_fields(frame.get_payload_as_utf8_text())
+            future = self.pending.pop(i, None)
+            if future is not None and kind in replies:
+                future.set_result(payload)
+
+    return StrictListener if strict else Listener
 
 
 async def picows_calls(url: str, n: int, warmup: int) -> Measured:
@@ -412,6 +435,50 @@ async def picows_logins(url: str, n: int, warmup: int, creds: Credentials) -> Me
     async def login() -> None:
         _, client = await ws_connect(listener, url)
         check_authenticated(await client.call(2, creds.auth_frame("p")))
+        await client.close()
+
+    return await timed(login, n, warmup)
+
+
+async def picows_strict_calls(url: str, n: int, warmup: int) -> Measured:
+    from picows import ws_connect
+
+    from alphapoint.frame import MessageType, encode
+
+    _, client = await ws_connect(_picows_listener(strict=True), url)
+    seq = 2
+
+    async def call() -> Any:
+        nonlocal seq
+        i, seq = seq, seq + 2
+        return await client.call(i, encode(MessageType.REQUEST, i, "Ping", {}))
+
+    result = await timed(call, n, warmup)
+    await client.close()
+    return result
+
+
+async def picows_strict_logins(url: str, n: int, warmup: int, creds: Credentials) -> Measured:
+    from picows import ws_connect
+
+    from alphapoint.decoding import decode_authenticate_result
+    from alphapoint.frame import MessageType, encode
+    from alphapoint.signing import sign
+
+    listener = _picows_listener(strict=True)
+
+    async def login() -> None:
+        _, client = await ws_connect(listener, url)
+        nonce = creds.nonce("s")
+        payload = {
+            "APIKey": creds.api_key,
+            "Signature": sign(creds.api_secret, nonce, creds.user_id, creds.api_key),
+            "UserId": creds.user_id,
+            "Nonce": nonce,
+        }
+        reply = await client.call(2, encode(MessageType.REQUEST, 2, "AuthenticateUser", payload))
+        if not decode_authenticate_result(reply).authenticated:
+            raise RuntimeError("login refused")
         await client.close()
 
     return await timed(login, n, warmup)
@@ -468,6 +535,7 @@ CALLS: dict[tuple[str, str], CallsFn] = {
     ("alphapoint", "trio"): as_installed(False, alphapoint_calls),
     ("alphapoint-fast", "asyncio"): as_installed(True, alphapoint_calls),
     ("picows", "asyncio"): picows_calls,
+    ("picows-strict", "asyncio"): picows_strict_calls,
     ("ccxt", "asyncio"): ccxt_calls,
 }
 PIPELINED: dict[tuple[str, str], PipelinedFn] = {
@@ -485,6 +553,7 @@ LOGINS: dict[tuple[str, str], LoginsFn] = {
     ("alphapoint", "trio"): as_installed(False, alphapoint_logins),
     ("alphapoint-fast", "asyncio"): as_installed(True, alphapoint_logins),
     ("picows", "asyncio"): picows_logins,
+    ("picows-strict", "asyncio"): picows_strict_logins,
 }
 
 

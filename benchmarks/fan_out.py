@@ -18,7 +18,11 @@ subscription. The clients (``--clients``), side by side:
   reads the same frames, decodes them twice and counts them per instrument in
   a dict (no subscriptions, no tasks);
 * ``picows``: the same over picows's callbacks with orjson (the fast extra's
-  parts with nothing around them: a floor; asyncio and uvloop only).
+  parts with nothing around them: a floor; asyncio and uvloop only);
+* ``strict``: that picows loop reading each frame with alphapoint's frame
+  codec (``frame.decode_fields``) instead of orjson twice: the cost of the
+  library's strict reading alone, with none of its hand-over (asyncio and
+  uvloop only).
 
 ``--instructions`` counts instructions instead of timing: each client runs
 in a child process under valgrind's callgrind twice, with floods of
@@ -278,12 +282,17 @@ async def floor_run(url: str, subscriptions: int, events: int, driver: str) -> f
         return await flood(events)
 
 
-async def picows_run(url: str, subscriptions: int, events: int, driver: str) -> float:
-    """The floor with the fast extra's parts: picows's callbacks, orjson twice, a dict."""
+async def picows_run(
+    url: str, subscriptions: int, events: int, driver: str, *, strict: bool = False
+) -> float:
+    """The floor with the fast extra's parts: picows's callbacks, orjson twice, a dict
+    (``strict``: alphapoint's frame codec in place of orjson, as :func:`strict_run`)."""
     import orjson
     from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-    loads = orjson.loads
+    from alphapoint.frame import MessageType, decode_fields
+
+    loads, event = orjson.loads, MessageType.EVENT
     loop = asyncio.get_running_loop()
     counts: dict[Any, int] = {}
     state = {"left": 0, "replies": 0}
@@ -291,9 +300,13 @@ async def picows_run(url: str, subscriptions: int, events: int, driver: str) -> 
 
     class Listener(WSListener):  # type: ignore[misc]
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-            message = loads(frame.get_payload_as_bytes())
-            if message["m"] == 3:
-                key = loads(message["o"])["InstrumentId"]
+            if strict:
+                kind, _, _, payload = decode_fields(frame.get_payload_as_utf8_text())
+                key = payload["InstrumentId"] if kind is event else None
+            else:
+                message = loads(frame.get_payload_as_bytes())
+                key = loads(message["o"])["InstrumentId"] if message["m"] == 3 else None
+            if key is not None:
                 counts[key] = counts.get(key, 0) + 1
                 state["left"] -= 1
             else:
@@ -327,6 +340,14 @@ async def picows_run(url: str, subscriptions: int, events: int, driver: str) -> 
     return cpu
 
 
+async def strict_run(url: str, subscriptions: int, events: int, driver: str) -> float:
+    """The picows floor reading each frame with alphapoint's frame codec
+    (``frame.decode_fields``: the typed envelope, ``o``, the duplicate-key
+    count) in place of orjson twice: what alphapoint's rules cost with none
+    of its hand-over, the most any design of it could reach."""
+    return await picows_run(url, subscriptions, events, driver, strict=True)
+
+
 def floor_runs_on(backend: str) -> bool:
     """Whether the raw loop runs on ``backend``: under trio it needs ``websockets.trio``,
     which the websockets releases for Python 3.10 do not have (its column shows -)."""
@@ -357,6 +378,7 @@ CLIENTS: dict[str, tuple[str, Callable[..., Any], Callable[[str], bool]]] = {
     "merged": ("alphapoint, merge().batches()", merged_run, lambda _: True),
     "websockets": ("raw websockets loop", floor_run, floor_runs_on),
     "picows": ("raw picows loop (orjson)", picows_run, picows_runs_on),
+    "strict": ("raw picows loop, alphapoint's frame codec", strict_run, picows_runs_on),
 }
 
 

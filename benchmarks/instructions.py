@@ -3,6 +3,7 @@
     python benchmarks/instructions.py [--only calls,pipelined,logins]
                                       [--backends asyncio,uvloop,trio]
                                       [--clients floor,alphapoint,picows,alphapoint-fast]
+                                      (also: picows-strict)
                                       [--valgrind PATH]
 
 The times in ``run.py`` move by a third between runs on a shared machine; the
@@ -44,6 +45,8 @@ from servers import ServerProcess, available_impls  # noqa: E402
 BENCHES = ["calls", "pipelined", "logins"]
 #: alphapoint as the default install, and with the fast extra (picows, orjson).
 CLIENTS = ["floor", "alphapoint", "picows", "alphapoint-fast"]
+#: Clients run only when named with ``--clients`` (clients.py says what each is).
+EXTRA_CLIENTS = ["picows-strict"]
 CONCURRENCY = 100  # pipelined calls in flight, as run.py
 USER_ID = "7"
 TIMEOUT = 600.0  # seconds for one child under valgrind
@@ -184,11 +187,13 @@ def plan(
     availability: Callable[[str, str], str],
 ) -> list[Row]:
     """The rows to measure, in table order; ``availability`` is ``run.availability``."""
+    tables = {"calls": clients.CALLS, "pipelined": clients.PIPELINED, "logins": clients.LOGINS}
     rows = [
         Row(bench, backend, client, availability(client, backend))
         for bench in benches
         for backend in backends
         for client in names
+        if (client, clients.loop_family(backend)) in tables[bench]
     ]
     return [row for row in rows if row.status != "n/a"]  # picows under trio
 
@@ -246,7 +251,7 @@ def main() -> int:
     unknown = (
         sorted(set(benches) - set(BENCHES))
         + sorted(set(backends) - set(run.BACKENDS))
-        + sorted(set(names) - set(CLIENTS))
+        + sorted(set(names) - set(CLIENTS) - set(EXTRA_CLIENTS))
     )
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")

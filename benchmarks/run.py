@@ -55,15 +55,16 @@ TABLES = {
 DEFAULT_TABLES = ["fanout"]
 #: The clients in each benchmark, in table order; "floor" is the baseline.
 CLIENTS = {
-    "calls": ["floor", "alphapoint", "picows", "alphapoint-fast", "ccxt"],
+    "calls": ["floor", "alphapoint", "picows", "picows-strict", "alphapoint-fast", "ccxt"],
     "pipelined": ["floor", "alphapoint", "picows", "alphapoint-fast"],
-    "logins": ["floor", "alphapoint", "picows", "alphapoint-fast"],
+    "logins": ["floor", "alphapoint", "picows", "picows-strict", "alphapoint-fast"],
     "sessions": ["floor", "alphapoint", "picows"],
     "decode": ["json.loads", "alphapoint", "alphapoint-fast", "msgspec", "orjson.loads"],
 }
 #: The package each client or backend needs beyond the dev extra.
 NEEDS = {
     "picows": "picows",
+    "picows-strict": "picows",
     "alphapoint-fast": "picows",
     "ccxt": "ccxt",
     "uvloop": "uvloop",
@@ -72,6 +73,7 @@ NEEDS = {
 #: Which backends each client runs under, where not all of them.
 BACKENDS_OF = {
     "picows": {"asyncio", "uvloop"},
+    "picows-strict": {"asyncio", "uvloop"},
     "alphapoint-fast": {"asyncio", "uvloop"},
     "ccxt": {"asyncio"},
 }

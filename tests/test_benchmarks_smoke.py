@@ -88,6 +88,28 @@ def test_human_counts() -> None:
     assert instructions.human(950.0) == "950"
 
 
+def test_instructions_plan_has_a_row_only_where_the_client_runs() -> None:
+    instructions = _load(INSTRUCTIONS)
+    rows = instructions.plan(
+        ["calls", "pipelined", "logins"],
+        ["asyncio", "trio"],
+        ["floor", "picows-strict"],
+        lambda client, backend: "ok",
+    )
+    # picows-strict has no pipelined run and, like picows, none under trio.
+    assert [(r.bench, r.backend, r.client) for r in rows] == [
+        ("calls", "asyncio", "floor"),
+        ("calls", "asyncio", "picows-strict"),
+        ("calls", "trio", "floor"),
+        ("pipelined", "asyncio", "floor"),
+        ("pipelined", "trio", "floor"),
+        ("logins", "asyncio", "floor"),
+        ("logins", "asyncio", "picows-strict"),
+        ("logins", "trio", "floor"),
+    ]
+    assert "picows-strict" not in instructions.CLIENTS  # the default run stays as it was
+
+
 @pytest.mark.parametrize(
     ("args", "path"),
     [(["--valgrind", "/nonexistent/valgrind"], None), ([], "empty")],
