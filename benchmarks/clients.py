@@ -14,8 +14,10 @@
   of it: requests written by its frame codec (``frame.encode``) and signed by
   ``signing.sign``, replies read by ``frame.decode_fields`` (the typed
   envelope, the duplicate-key count) and the login's reply decoded to an
-  ``AuthenticateResult``; no session, connection, task, timeout or state.
-  Between it and ``alphapoint-fast`` is what the library's session costs.
+  ``AuthenticateResult``, with the ``fast`` extra's JSON library as
+  ``alphapoint-fast`` has it; no session, connection, task, timeout or
+  state. Between it and ``alphapoint-fast`` is what the library's session
+  costs.
 * ``ccxt``: ccxt's ``ndax`` websocket client (``ccxt.pro.ndax``), for the Ping
   round trip only; see ``docs/performance.md`` for why nothing more.
 
@@ -535,7 +537,7 @@ CALLS: dict[tuple[str, str], CallsFn] = {
     ("alphapoint", "trio"): as_installed(False, alphapoint_calls),
     ("alphapoint-fast", "asyncio"): as_installed(True, alphapoint_calls),
     ("picows", "asyncio"): picows_calls,
-    ("picows-strict", "asyncio"): picows_strict_calls,
+    ("picows-strict", "asyncio"): as_installed(True, picows_strict_calls),
     ("ccxt", "asyncio"): ccxt_calls,
 }
 PIPELINED: dict[tuple[str, str], PipelinedFn] = {
@@ -553,7 +555,7 @@ LOGINS: dict[tuple[str, str], LoginsFn] = {
     ("alphapoint", "trio"): as_installed(False, alphapoint_logins),
     ("alphapoint-fast", "asyncio"): as_installed(True, alphapoint_logins),
     ("picows", "asyncio"): picows_logins,
-    ("picows-strict", "asyncio"): picows_strict_logins,
+    ("picows-strict", "asyncio"): as_installed(True, picows_strict_logins),
 }
 
 
