@@ -519,7 +519,9 @@ def plot(rows: list[Row], path: str, title: str) -> bool:
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.0 * len(panels)))
     colors = {
         "alphapoint": "tab:blue",
+        "alphapoint-fast": "tab:cyan",
         "picows": "tab:orange",
+        "picows-strict": "tab:brown",
         "ccxt": "tab:green",
         "msgspec": "tab:orange",
         "floor": "tab:gray",
