@@ -102,7 +102,7 @@ def _in_no_key(name: str, payload: Mapping[Any, Any]) -> bool:
         keys = "".join(payload)
     except TypeError:
         return False
-    return name not in keys.replace("_", "").lower()
+    return name not in fold_key(keys)
 
 
 def error_code(payload: Mapping[Any, Any]) -> int | None:
