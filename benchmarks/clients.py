@@ -11,13 +11,13 @@
   what the work costs with nothing around it.
 * ``picows``: the same hand-written loop over ``picows`` (asyncio and uvloop only).
 * ``picows-strict``: that picows loop with alphapoint's rules and nothing else
-  of it: requests written by its frame codec (``frame.encode``) and signed by
-  ``signing.sign``, replies read by ``frame.decode_fields`` (the typed
-  envelope, the duplicate-key count) and the login's reply decoded to an
-  ``AuthenticateResult``, with the ``fast`` extra's JSON library as
-  ``alphapoint-fast`` has it; no session, connection, task, timeout or
-  state. Between it and ``alphapoint-fast`` is what the library's session
-  costs.
+  of it: requests written by its frame codec (``frame.encode``), the login's
+  payload by ``ApiKeyCredentials.authenticate_payload`` (signed), replies read
+  by ``frame.decode_fields`` (the typed envelope, the duplicate-key count) and
+  the login's reply decoded to an ``AuthenticateResult``, with the ``fast``
+  extra's JSON library as ``alphapoint-fast`` has it; no session, connection,
+  task, timeout or state. Between it and ``alphapoint-fast`` is what the
+  library's session costs.
 * ``ccxt``: ccxt's ``ndax`` websocket client (``ccxt.pro.ndax``), for the Ping
   round trip only; see ``docs/performance.md`` for why nothing more.
 
@@ -465,19 +465,19 @@ async def picows_strict_logins(url: str, n: int, warmup: int, creds: Credentials
 
     from alphapoint.decoding import decode_authenticate_result
     from alphapoint.frame import MessageType, encode
-    from alphapoint.signing import sign
 
     listener = _picows_listener(strict=True)
+    # The library's own payload, signed; the nonces this run's (as auth_frame's).
+    signer = alphapoint.ApiKeyCredentials(
+        api_key=creds.api_key,
+        api_secret=creds.api_secret,
+        user_id=creds.user_id,
+        nonces=functools.partial(creds.nonce, "s"),
+    )
 
     async def login() -> None:
         _, client = await ws_connect(listener, url)
-        nonce = creds.nonce("s")
-        payload = {
-            "APIKey": creds.api_key,
-            "Signature": sign(creds.api_secret, nonce, creds.user_id, creds.api_key),
-            "UserId": creds.user_id,
-            "Nonce": nonce,
-        }
+        payload = signer.authenticate_payload()
         reply = await client.call(2, encode(MessageType.REQUEST, 2, "AuthenticateUser", payload))
         if not decode_authenticate_result(reply).authenticated:
             raise RuntimeError("login refused")
@@ -556,6 +556,12 @@ LOGINS: dict[tuple[str, str], LoginsFn] = {
     ("alphapoint-fast", "asyncio"): as_installed(True, alphapoint_logins),
     ("picows", "asyncio"): picows_logins,
     ("picows-strict", "asyncio"): as_installed(True, picows_strict_logins),
+}
+#: Each network benchmark's table (``pipelined``'s functions take a concurrency too).
+BY_BENCH: dict[str, dict[tuple[str, str], Any]] = {
+    "calls": CALLS,
+    "pipelined": PIPELINED,
+    "logins": LOGINS,
 }
 
 

@@ -187,13 +187,12 @@ def plan(
     availability: Callable[[str, str], str],
 ) -> list[Row]:
     """The rows to measure, in table order; ``availability`` is ``run.availability``."""
-    tables = {"calls": clients.CALLS, "pipelined": clients.PIPELINED, "logins": clients.LOGINS}
     rows = [
         Row(bench, backend, client, availability(client, backend))
         for bench in benches
         for backend in backends
         for client in names
-        if (client, clients.loop_family(backend)) in tables[bench]
+        if (client, clients.loop_family(backend)) in clients.BY_BENCH[bench]
     ]
     return [row for row in rows if row.status != "n/a"]  # picows under trio
 

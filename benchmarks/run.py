@@ -262,7 +262,7 @@ class Runner:
     def run_network(self, bench: str) -> None:
         assert self.server is not None
         url, config = self.server.url, self.config
-        table = {"calls": clients.CALLS, "pipelined": clients.PIPELINED, "logins": clients.LOGINS}
+        table = clients.BY_BENCH
         for backend in self.backends:
             names = CLIENTS[bench]
             for client in names:
