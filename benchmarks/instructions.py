@@ -192,9 +192,11 @@ def plan(
         for bench in benches
         for backend in backends
         for client in names
-        if (client, clients.loop_family(backend)) in clients.BY_BENCH[bench]
+        if (client, clients.loop_family(backend)) in clients.BY_BENCH[bench]  # has a run
     ]
-    return [row for row in rows if row.status != "n/a"]  # picows under trio
+    # And runs on this backend, not only on its loop family (uvloop is asyncio's
+    # family: a client of asyncio alone, as ccxt, is n/a there).
+    return [row for row in rows if row.status != "n/a"]
 
 
 def measure(counter: Counter, rows: list[Row], log: Callable[[str], None]) -> None:
